@@ -1,0 +1,90 @@
+namespace TauCluster.Engine;
+
+/// <summary>
+/// One conversation on one model: its tokens, its attention cache and its working buffers.
+/// Prefill runs in blocks (chunked prefill); a decode step is a block of one token and allocates nothing
+/// once <see cref="Reserve"/> has made room. Not thread-safe: one caller at a time, as a grain gives.
+/// </summary>
+public sealed class InferenceSession
+{
+    /// <summary>Longest block of prompt tokens run through the model at once; bounds the buffers.</summary>
+    public const int PrefillBlock = 256;
+
+    private readonly ForwardBuffers buffers;
+    private readonly List<int> tokens = [];
+
+    public InferenceSession(TauModel model, TaumodeSpec? domain = null, KernelPool? pool = null)
+    {
+        Model = model;
+        if (domain is not null && model.Config.Attention != AttentionKind.Tau)
+            throw new InvalidOptionsException("a domain only applies to tau attention; this model uses causal dot-product attention");
+        if (domain is not null) domain.Laplacian.RequireDimension(model.Config.HeadDim, "this model");
+        Domain = domain ?? model.DefaultDomain;
+        Cache = AttentionCache.Create(model.Config, Domain);
+        buffers = new ForwardBuffers(model.Config, pool ?? KernelPool.Shared);
+    }
+
+    public TauModel Model { get; }
+    public TaumodeSpec? Domain { get; }
+    public AttentionCache Cache { get; }
+    public IReadOnlyList<int> Tokens => tokens;
+    public int Length => tokens.Count;
+
+    /// <summary>Makes room for a session of <paramref name="totalTokens"/> tokens so later steps allocate nothing.</summary>
+    public void Reserve(int totalTokens)
+    {
+        totalTokens = Math.Min(totalTokens, Model.Config.SequenceLen);
+        Cache.Reserve(totalTokens);
+        if (tokens.Capacity < totalTokens) tokens.Capacity = totalTokens;
+        buffers.EnsureCapacity(1);
+    }
+
+    /// <summary>Runs new tokens through the model and returns the logits after the last one.</summary>
+    public ReadOnlySpan<float> Append(scoped ReadOnlySpan<int> newTokens)
+    {
+        Validate(newTokens);
+        for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
+        {
+            var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
+            Model.Forward(block, Cache, buffers, everyRow: false);
+            foreach (int t in block) tokens.Add(t);
+        }
+        return buffers.Logits.AsSpan(0, Model.Config.VocabSize);
+    }
+
+    /// <summary>One decode step.</summary>
+    public ReadOnlySpan<float> Append(int token) => Append([token]);
+
+    /// <summary>Runs new tokens and returns the logits of every one of them, [T, vocab] (for checks and scoring).</summary>
+    public float[] AppendAllLogits(ReadOnlySpan<int> newTokens)
+    {
+        Validate(newTokens);
+        int vocab = Model.Config.VocabSize;
+        var all = new float[(long)newTokens.Length * vocab];
+        for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
+        {
+            var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
+            Model.Forward(block, Cache, buffers, everyRow: true);
+            buffers.Logits.AsSpan(0, block.Length * vocab).CopyTo(all.AsSpan(offset * vocab));
+            foreach (int t in block) tokens.Add(t);
+        }
+        return all;
+    }
+
+    /// <summary>Forgets everything after the first <paramref name="length"/> tokens.</summary>
+    public void Truncate(int length)
+    {
+        if (length < tokens.Count) tokens.RemoveRange(length, tokens.Count - length);
+        Cache.Truncate(length);
+    }
+
+    private void Validate(ReadOnlySpan<int> newTokens)
+    {
+        var c = Model.Config;
+        if (newTokens.IsEmpty) throw new InvalidOptionsException("no tokens to append");
+        foreach (int t in newTokens)
+            if ((uint)t >= (uint)c.VocabSize) throw new TokenOutOfRangeException(t, c.VocabSize);
+        if (tokens.Count + newTokens.Length > c.SequenceLen)
+            throw new ContextLengthExceededException(tokens.Count + newTokens.Length, c.SequenceLen);
+    }
+}

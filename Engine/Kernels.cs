@@ -1,0 +1,115 @@
+using System.Numerics.Tensors;
+
+namespace TauCluster.Engine;
+
+/// <summary>The small numeric kernels of the forward pass, each named after its formula in DESIGN.md §1.</summary>
+public static class Kernels
+{
+    public const float RmsEps = 1e-6f;
+
+    /// <summary>y = x / sqrt(mean(x²) + 1e-6); x and y may be the same span.</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, Span<float> y)
+    {
+        float meanSquare = TensorPrimitives.SumOfSquares(x) / x.Length;
+        TensorPrimitives.Multiply(x, 1f / MathF.Sqrt(meanSquare + RmsEps), y);
+    }
+
+    public static void Clamp(Span<float> x, float min, float max)
+    {
+        TensorPrimitives.Min(x, max, x);
+        TensorPrimitives.Max(x, min, x);
+    }
+
+    /// <summary>
+    /// Half-split RoPE: θᵢ = pos / base^(2i/D); y[i] = x[i]cosθ + x[i+D/2]sinθ, y[i+D/2] = x[i+D/2]cosθ − x[i]sinθ.
+    /// <paramref name="frequencyDivisors"/>[i] = base^(2i/D), precomputed per model.
+    /// </summary>
+    public static void Rope(Span<float> head, int position, ReadOnlySpan<double> frequencyDivisors)
+    {
+        int half = head.Length / 2;
+        for (int i = 0; i < half; i++)
+        {
+            double theta = position / frequencyDivisors[i];
+            float cos = (float)Math.Cos(theta), sin = (float)Math.Sin(theta);
+            float a = head[i], b = head[i + half];
+            head[i] = a * cos + b * sin;
+            head[i + half] = b * cos - a * sin;
+        }
+    }
+
+    public static double[] RopeDivisors(int headDim, double ropeBase)
+    {
+        var divisors = new double[headDim / 2];
+        for (int i = 0; i < divisors.Length; i++) divisors[i] = Math.Pow(ropeBase, 2.0 * i / headDim);
+        return divisors;
+    }
+
+    /// <summary>x = relu(x)².</summary>
+    public static void ReluSquared(Span<float> x)
+    {
+        TensorPrimitives.Max(x, 0f, x);
+        TensorPrimitives.Multiply(x, x, x);
+    }
+
+    /// <summary>In-place softmax that subtracts the row maximum first (TensorPrimitives.SoftMax does not).</summary>
+    public static void Softmax(Span<float> scores)
+    {
+        float max = TensorPrimitives.Max(scores);
+        TensorPrimitives.Subtract(scores, max, scores);
+        TensorPrimitives.Exp(scores, scores);
+        TensorPrimitives.Divide(scores, TensorPrimitives.Sum(scores), scores);
+    }
+
+    /// <summary>logits = clamp(s·tanh(logits/s), −50, 50), applied after the first clamp when softcap s > 0.</summary>
+    public static void Softcap(Span<float> logits, float cap)
+    {
+        TensorPrimitives.Divide(logits, cap, logits);
+        TensorPrimitives.Tanh(logits, logits);
+        TensorPrimitives.Multiply(logits, cap, logits);
+    }
+
+    /// <summary>scores[j] = −|λq − λk[j]| / temperature.</summary>
+    public static void TauScores(float lambdaQuery, ReadOnlySpan<float> lambdaKeys, float temperature, Span<float> scores)
+    {
+        TensorPrimitives.Subtract(lambdaKeys, lambdaQuery, scores);
+        TensorPrimitives.Abs(scores, scores);
+        TensorPrimitives.Divide(scores, -temperature, scores);
+    }
+}
+
+/// <summary>
+/// Y[t, o] = W[o, :] · X[t, :] for a row-major weight W [out, in] and a block of T input rows.
+/// Output rows are split in fixed chunks of 64, each weight row is read once per block, and every
+/// element is one whole dot product, so results are the same whatever the block size or thread count.
+/// </summary>
+internal sealed class MatMulWork(KernelPool pool) : IChunkedWork
+{
+    private const int RowsPerChunk = 64;
+    private const long ParallelThreshold = 1 << 20;   // below ~1M multiply-adds a fork-join costs more than it saves
+
+    private float[] weights = [];
+    private float[] input = [];
+    private float[] output = [];
+    private int outDim, inDim, rows;
+
+    public void Run(float[] weights, int outDim, int inDim, float[] input, float[] output, int rows)
+    {
+        (this.weights, this.outDim, this.inDim, this.input, this.output, this.rows) = (weights, outDim, inDim, input, output, rows);
+        int chunks = (outDim + RowsPerChunk - 1) / RowsPerChunk;
+        if ((long)outDim * inDim * rows < ParallelThreshold)
+            for (int c = 0; c < chunks; c++) RunChunk(c);
+        else
+            pool.For(chunks, this);
+    }
+
+    public void RunChunk(int chunk)
+    {
+        int end = Math.Min(outDim, (chunk + 1) * RowsPerChunk);
+        for (int o = chunk * RowsPerChunk; o < end; o++)
+        {
+            var row = new ReadOnlySpan<float>(weights, o * inDim, inDim);
+            for (int t = 0; t < rows; t++)
+                output[t * outDim + o] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(input, t * inDim, inDim));
+        }
+    }
+}

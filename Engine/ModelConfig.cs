@@ -1,0 +1,187 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace TauCluster.Engine;
+
+public enum AttentionKind { Tau, Causal }
+
+public enum TauModeKind { Fixed, Median, Mean, Percentile }
+
+/// <summary>The <c>taumode</c> block of config.json. <see cref="Mode"/> null means: the manifold's own mode, else fixed.</summary>
+public sealed record TaumodeConfig(
+    TauModeKind? Mode = null,
+    double Tau = 1.0,
+    double Eps = 1e-6,
+    double Temperature = 1.0,
+    double Percentile = 0.5)
+{
+    public TaumodeSettings Resolve(TauModeKind? manifoldMode) =>
+        new(Mode ?? manifoldMode ?? TauModeKind.Fixed, Tau, Eps, Temperature, Percentile);
+}
+
+/// <summary>config.json of a model directory (DESIGN.md §2).</summary>
+public sealed record ModelConfig(
+    int VocabSize,
+    int NLayer,
+    int NHead,
+    int NKvHead,
+    int NEmbd,
+    int SequenceLen = 2048,
+    double RopeBase = 10000.0,
+    double Softcap = 0.0,
+    AttentionKind Attention = AttentionKind.Tau,
+    string? ManifoldDirectory = null,
+    TaumodeConfig? Taumode = null,
+    string? Tokenizer = null)
+{
+    public int HeadDim => NEmbd / NHead;
+    public int KvDim => NKvHead * HeadDim;
+    public int MlpDim => 4 * NEmbd;
+    public TaumodeConfig TaumodeOrDefault => Taumode ?? new TaumodeConfig();
+
+    /// <summary>Throws <see cref="ModelFormatException"/> naming the first field that makes no model.</summary>
+    public ModelConfig Validate()
+    {
+        Require(VocabSize > 0, "vocab_size", VocabSize, "must be positive");
+        Require(NLayer > 0, "n_layer", NLayer, "must be positive");
+        Require(NHead > 0, "n_head", NHead, "must be positive");
+        Require(NKvHead > 0, "n_kv_head", NKvHead, "must be positive");
+        Require(NEmbd > 0, "n_embd", NEmbd, "must be positive");
+        Require(NEmbd % NHead == 0, "n_embd", NEmbd, $"must be a multiple of n_head ({NHead})");
+        Require(NHead % NKvHead == 0, "n_kv_head", NKvHead, $"must divide n_head ({NHead})");
+        Require(HeadDim % 2 == 0, "n_embd", NEmbd, $"must give an even head dimension for RoPE (n_embd / n_head = {HeadDim})");
+        Require(SequenceLen > 0, "sequence_len", SequenceLen, "must be positive");
+        Require(double.IsFinite(RopeBase) && RopeBase > 0, "rope_base", RopeBase, "must be a positive number");
+        Require(double.IsFinite(Softcap) && Softcap >= 0, "softcap", Softcap, "must be 0 (off) or positive");
+        var t = TaumodeOrDefault;
+        Require(double.IsFinite(t.Eps) && t.Eps > 0, "taumode.eps", t.Eps, "must be positive");
+        Require(double.IsFinite(t.Tau) && t.Tau > 0, "taumode.tau", t.Tau, "must be positive");
+        Require(double.IsFinite(t.Temperature) && t.Temperature >= 0, "taumode.temperature", t.Temperature, "must be non-negative");
+        Require(t.Percentile is >= 0 and <= 1, "taumode.percentile", t.Percentile, "must lie in [0, 1]");
+        Require(Tokenizer is null or "gpt2" or "bytes", "tokenizer", Tokenizer, "must be \"gpt2\", \"bytes\" or absent");
+        return this;
+    }
+
+    private static void Require(bool ok, string field, object? value, string why)
+    {
+        if (!ok) throw new ModelFormatException($"config.json: {field} = {value ?? "null"} {why}");
+    }
+
+    public static ModelConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new ModelFormatException($"config.json not found: {path}");
+        return Parse(File.ReadAllText(path));
+    }
+
+    public static ModelConfig Parse(string json)
+    {
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(json) as JsonObject ?? throw new ModelFormatException("config.json: the root must be a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException($"config.json: invalid JSON ({e.Message})", e);
+        }
+
+        int nHead = GetInt(root, "n_head", required: true)!.Value;
+        var taumode = root["taumode"] is JsonObject tm ? ParseTaumode(tm) : null;
+        var (attention, manifold) = (ParseAttention(root), ParseLaplacian(root));
+        return new ModelConfig(
+            VocabSize: GetInt(root, "vocab_size", true)!.Value,
+            NLayer: GetInt(root, "n_layer", true)!.Value,
+            NHead: nHead,
+            NKvHead: GetInt(root, "n_kv_head", false) ?? nHead,
+            NEmbd: GetInt(root, "n_embd", true)!.Value,
+            SequenceLen: GetInt(root, "sequence_len", false) ?? 2048,
+            RopeBase: GetDouble(root, "rope_base") ?? 10000.0,
+            Softcap: GetDouble(root, "softcap") ?? 0.0,
+            Attention: attention,
+            ManifoldDirectory: manifold,
+            Taumode: taumode,
+            Tokenizer: GetString(root, "tokenizer")).Validate();
+    }
+
+    private static AttentionKind ParseAttention(JsonObject root) => GetString(root, "attention") switch
+    {
+        null or "tau" => AttentionKind.Tau,
+        "causal" => AttentionKind.Causal,
+        var other => throw new ModelFormatException($"config.json: attention = \"{other}\" must be \"tau\" or \"causal\""),
+    };
+
+    /// <summary>Returns the manifold directory, or null for the chain Laplacian.</summary>
+    private static string? ParseLaplacian(JsonObject root) => root["laplacian"] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<string>(out var s) && s == "chain" => null,
+        JsonObject o when o["manifold"] is JsonValue m && m.TryGetValue<string>(out var dir) && dir.Length > 0 => dir,
+        var other => throw new ModelFormatException($"config.json: laplacian = {other.ToJsonString()} must be \"chain\" or {{\"manifold\": \"DIR\"}}"),
+    };
+
+    private static TaumodeConfig ParseTaumode(JsonObject o)
+    {
+        var defaults = new TaumodeConfig();
+        return new TaumodeConfig(
+            Mode: GetString(o, "mode", "taumode.") is { } m ? ParseTauMode(m, "config.json: taumode.mode") : null,
+            Tau: GetDouble(o, "tau", "taumode.") ?? defaults.Tau,
+            Eps: GetDouble(o, "eps", "taumode.") ?? defaults.Eps,
+            Temperature: GetDouble(o, "temperature", "taumode.") ?? defaults.Temperature,
+            Percentile: GetDouble(o, "percentile", "taumode.") ?? defaults.Percentile);
+    }
+
+    public static TauModeKind ParseTauMode(string text, string where) => text.ToLowerInvariant() switch
+    {
+        "fixed" => TauModeKind.Fixed,
+        "median" => TauModeKind.Median,
+        "mean" => TauModeKind.Mean,
+        "percentile" => TauModeKind.Percentile,
+        _ => throw new ModelFormatException($"{where} = \"{text}\" must be fixed, median, mean or percentile"),
+    };
+
+    private static int? GetInt(JsonObject o, string name, bool required)
+    {
+        var node = o[name];
+        if (node is null)
+            return required ? throw new ModelFormatException($"config.json: required field {name} is missing") : null;
+        if (node is JsonValue v && v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue)
+            return (int)d;
+        throw new ModelFormatException($"config.json: {name} = {node.ToJsonString()} must be an integer");
+    }
+
+    private static double? GetDouble(JsonObject o, string name, string prefix = "")
+    {
+        var node = o[name];
+        if (node is null) return null;
+        if (node is JsonValue v && v.TryGetValue<double>(out var d)) return d;
+        throw new ModelFormatException($"config.json: {prefix}{name} = {node.ToJsonString()} must be a number");
+    }
+
+    private static string? GetString(JsonObject o, string name, string prefix = "")
+    {
+        var node = o[name];
+        if (node is null) return null;
+        if (node is JsonValue v && v.TryGetValue<string>(out var s)) return s;
+        throw new ModelFormatException($"config.json: {prefix}{name} = {node.ToJsonString()} must be a string");
+    }
+
+    public string ToJson()
+    {
+        var t = TaumodeOrDefault;
+        var taumode = new JsonObject
+        {
+            ["tau"] = t.Tau, ["eps"] = t.Eps, ["temperature"] = t.Temperature, ["percentile"] = t.Percentile,
+        };
+        if (t.Mode is { } mode) taumode["mode"] = mode.ToString().ToLowerInvariant();
+        var root = new JsonObject
+        {
+            ["vocab_size"] = VocabSize, ["n_layer"] = NLayer, ["n_head"] = NHead, ["n_kv_head"] = NKvHead,
+            ["n_embd"] = NEmbd, ["sequence_len"] = SequenceLen, ["rope_base"] = RopeBase, ["softcap"] = Softcap,
+            ["attention"] = Attention == AttentionKind.Tau ? "tau" : "causal",
+            ["laplacian"] = ManifoldDirectory is null ? JsonValue.Create("chain") : new JsonObject { ["manifold"] = ManifoldDirectory },
+            ["taumode"] = taumode,
+        };
+        if (Tokenizer is not null) root["tokenizer"] = Tokenizer;
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+}

@@ -1,0 +1,107 @@
+namespace TauCluster.Engine;
+
+/// <summary>The weights of one transformer block, each [out, in] row-major as PyTorch stores them.</summary>
+public sealed record LayerWeights(float[] Query, float[] Key, float[] Value, float[] AttentionProjection, float[] MlpUp, float[] MlpDown);
+
+/// <summary>
+/// All weights of a model, loaded once and shared read-only by every session that runs it.
+/// </summary>
+public sealed class ModelWeights
+{
+    public required float[] TokenEmbedding { get; init; }
+    public required LayerWeights[] Layers { get; init; }
+    public required float[] LmHead { get; init; }
+
+    /// <summary>The tensor names and [out, in] shapes that DESIGN.md §2 requires for a config.</summary>
+    public static IEnumerable<(string Name, int[] Shape)> Layout(ModelConfig c)
+    {
+        yield return ("transformer.wte.weight", [c.VocabSize, c.NEmbd]);
+        for (int i = 0; i < c.NLayer; i++)
+        {
+            yield return ($"transformer.h.{i}.attn.c_q.weight", [c.NHead * c.HeadDim, c.NEmbd]);
+            yield return ($"transformer.h.{i}.attn.c_k.weight", [c.KvDim, c.NEmbd]);
+            yield return ($"transformer.h.{i}.attn.c_v.weight", [c.KvDim, c.NEmbd]);
+            yield return ($"transformer.h.{i}.attn.c_proj.weight", [c.NEmbd, c.NEmbd]);
+            yield return ($"transformer.h.{i}.mlp.c_fc.weight", [c.MlpDim, c.NEmbd]);
+            yield return ($"transformer.h.{i}.mlp.c_proj.weight", [c.NEmbd, c.MlpDim]);
+        }
+        yield return ("lm_head.weight", [c.VocabSize, c.NEmbd]);
+    }
+
+    /// <summary>Checks names and shapes against the config; a missing or mis-shaped tensor is an error naming it.</summary>
+    public static ModelWeights FromTensors(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        float[] Take(string name, int[] shape)
+        {
+            if (!tensors.TryGetValue(name, out var t))
+                throw new ModelFormatException($"{source}: missing tensor {name} (expected shape [{string.Join(", ", shape)}])");
+            if (!t.Shape.SequenceEqual(shape))
+                throw new ModelFormatException($"{source}: tensor {name} has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", shape)}]");
+            return t.Data;
+        }
+
+        var layout = Layout(config).ToDictionary(e => e.Name, e => e.Shape);
+        string L(int i, string part) => $"transformer.h.{i}.{part}.weight";
+        return new ModelWeights
+        {
+            TokenEmbedding = Take("transformer.wte.weight", layout["transformer.wte.weight"]),
+            Layers = Enumerable.Range(0, config.NLayer).Select(i => new LayerWeights(
+                Take(L(i, "attn.c_q"), layout[L(i, "attn.c_q")]),
+                Take(L(i, "attn.c_k"), layout[L(i, "attn.c_k")]),
+                Take(L(i, "attn.c_v"), layout[L(i, "attn.c_v")]),
+                Take(L(i, "attn.c_proj"), layout[L(i, "attn.c_proj")]),
+                Take(L(i, "mlp.c_fc"), layout[L(i, "mlp.c_fc")]),
+                Take(L(i, "mlp.c_proj"), layout[L(i, "mlp.c_proj")]))).ToArray(),
+            LmHead = Take("lm_head.weight", layout["lm_head.weight"]),
+        };
+    }
+
+    public IEnumerable<Tensor> ToTensors(ModelConfig config)
+    {
+        var byName = new Dictionary<string, float[]>
+        {
+            ["transformer.wte.weight"] = TokenEmbedding,
+            ["lm_head.weight"] = LmHead,
+        };
+        for (int i = 0; i < Layers.Length; i++)
+        {
+            var l = Layers[i];
+            byName[$"transformer.h.{i}.attn.c_q.weight"] = l.Query;
+            byName[$"transformer.h.{i}.attn.c_k.weight"] = l.Key;
+            byName[$"transformer.h.{i}.attn.c_v.weight"] = l.Value;
+            byName[$"transformer.h.{i}.attn.c_proj.weight"] = l.AttentionProjection;
+            byName[$"transformer.h.{i}.mlp.c_fc.weight"] = l.MlpUp;
+            byName[$"transformer.h.{i}.mlp.c_proj.weight"] = l.MlpDown;
+        }
+        return Layout(config).Select(e => new Tensor(e.Name, e.Shape, byName[e.Name]));
+    }
+
+    /// <summary>
+    /// Seeded Gaussian weights for any config: N(0, 1) embeddings, N(0, 1/in) linear layers, so that
+    /// benchmarks and tests can make models of any shape, and the same seed always gives the same model.
+    /// </summary>
+    public static ModelWeights CreateRandom(ModelConfig config, ulong seed)
+    {
+        var rng = new Xoshiro256(seed);
+        float[] Gaussian(int outDim, int inDim, double std)
+        {
+            var w = new float[(long)outDim * inDim];
+            for (int i = 0; i < w.Length; i++) w[i] = (float)(rng.NextGaussian() * std);
+            return w;
+        }
+        int c = config.NEmbd;
+        double linear = 1.0 / Math.Sqrt(c);
+        return new ModelWeights
+        {
+            TokenEmbedding = Gaussian(config.VocabSize, c, 1.0),
+            Layers = Enumerable.Range(0, config.NLayer).Select(_ => new LayerWeights(
+                Gaussian(config.NHead * config.HeadDim, c, linear),
+                Gaussian(config.KvDim, c, linear),
+                Gaussian(config.KvDim, c, linear),
+                Gaussian(c, c, linear),
+                Gaussian(config.MlpDim, c, linear),
+                Gaussian(c, config.MlpDim, 1.0 / Math.Sqrt(config.MlpDim)))).ToArray(),
+            LmHead = Gaussian(config.VocabSize, c, linear),
+        };
+    }
+}

@@ -1,0 +1,82 @@
+namespace TauCluster.Engine;
+
+/// <summary>
+/// A loaded model: config, weights (one shared read-only copy), its own Laplacian and tokenizer.
+/// Immutable, so every session on a silo runs the same instance.
+/// </summary>
+public sealed partial class TauModel
+{
+    public const string ConfigFile = "config.json";
+    public const string WeightsFile = "model.safetensors";
+
+    private TauModel(ModelConfig config, ModelWeights weights, Laplacian? laplacian, string? directory)
+    {
+        Config = config.Validate();
+        Weights = weights;
+        Directory = directory;
+        Tokenizer = TextTokenizer.For(config.Tokenizer);
+        RopeDivisors = Kernels.RopeDivisors(config.HeadDim, config.RopeBase);
+        if (config.Attention == AttentionKind.Tau)
+        {
+            laplacian ??= Laplacian.Chain(config.HeadDim);
+            DefaultDomain = DomainFor(laplacian);
+        }
+    }
+
+    public ModelConfig Config { get; }
+    public ModelWeights Weights { get; }
+    public string? Directory { get; }
+    public ITextTokenizer? Tokenizer { get; }
+
+    /// <summary>The model's own Laplacian and taumode settings; null for dot-product models.</summary>
+    public TaumodeSpec? DefaultDomain { get; }
+
+    internal double[] RopeDivisors { get; }
+
+    public static TauModel Create(ModelConfig config, ModelWeights weights, Laplacian? laplacian = null) =>
+        new(config, weights, laplacian, null);
+
+    /// <summary>Scores this model's attention against another domain's Laplacian (same dimension D).</summary>
+    public TaumodeSpec DomainFor(Laplacian laplacian)
+    {
+        laplacian.RequireDimension(Config.HeadDim, $"a model with n_embd {Config.NEmbd} and n_head {Config.NHead}");
+        return new TaumodeSpec(laplacian, Config.TaumodeOrDefault.Resolve(laplacian.DefaultTauMode));
+    }
+
+    /// <summary>Loads config.json, model.safetensors and, when the config names one, the manifold directory.</summary>
+    public static TauModel Load(string directory)
+    {
+        if (!System.IO.Directory.Exists(directory)) throw new ModelFormatException($"model directory not found: {directory}");
+        var config = ModelConfig.Load(Path.Combine(directory, ConfigFile));
+        var weightsPath = Path.Combine(directory, WeightsFile);
+        var weights = ModelWeights.FromTensors(config, SafeTensors.Read(weightsPath), weightsPath);
+        Laplacian? laplacian = null;
+        if (config.ManifoldDirectory is { } manifold)
+        {
+            var root = Path.GetFullPath(directory);
+            var full = Path.GetFullPath(Path.Combine(root, manifold));
+            if (!full.StartsWith(root.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new ModelFormatException($"config.json: laplacian.manifold = \"{manifold}\" must stay inside the model directory");
+            laplacian = Manifold.Load(full);
+        }
+        return new TauModel(config, weights, laplacian, directory);
+    }
+
+    /// <summary>Writes config.json, model.safetensors and the manifold (when the model has one).</summary>
+    public void Save(string directory, Func<string, TensorDType>? dtypeOf = null)
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        var config = Config;
+        if (DefaultDomain?.Laplacian is { Name: not "chain" } laplacian)
+        {
+            config = config with { ManifoldDirectory = config.ManifoldDirectory ?? "manifold" };
+            Manifold.WriteAsync(Path.Combine(directory, config.ManifoldDirectory!), laplacian, DefaultDomain.Settings.Mode).GetAwaiter().GetResult();
+        }
+        File.WriteAllText(Path.Combine(directory, ConfigFile), config.ToJson());
+        SafeTensors.Write(Path.Combine(directory, WeightsFile), Weights.ToTensors(Config), dtypeOf);
+    }
+
+    /// <summary>Writes a model of seeded random weights for any config (what <c>tau model init</c> does).</summary>
+    public static TauModel CreateRandom(ModelConfig config, ulong seed, Laplacian? laplacian = null) =>
+        Create(config.Validate(), ModelWeights.CreateRandom(config, seed), laplacian);
+}

@@ -1,0 +1,140 @@
+using Xunit.Abstractions;
+
+namespace TauCluster.Engine.Tests;
+
+public sealed class ForwardPassTests(ITestOutputHelper output)
+{
+    public static TheoryData<AttentionKind, int, int, ulong> Shapes() => new()
+    {
+        { AttentionKind.Tau, 2, 2, 1 }, { AttentionKind.Tau, 4, 2, 2 }, { AttentionKind.Tau, 4, 1, 3 },
+        { AttentionKind.Causal, 2, 2, 4 }, { AttentionKind.Causal, 4, 2, 5 }, { AttentionKind.Causal, 4, 1, 6 },
+    };
+
+    private static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        Assert.Equal(a.Length, b.Length);
+        float max = 0;
+        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
+        return max;
+    }
+
+    /// <summary>Decoding token t after a prefill of 0…t−1 gives row t of a full prefill.</summary>
+    private void AssertDecodeMatchesPrefill(TauModel model, int length, ulong seed)
+    {
+        int vocab = model.Config.VocabSize;
+        var tokens = TestSupport.RandomTokens(length, vocab, seed);
+        var full = new InferenceSession(model).AppendAllLogits(tokens);
+
+        foreach (int t in new[] { 1, length / 3, length / 2 + 1, length - 1 })
+        {
+            var session = new InferenceSession(model);
+            session.Append(tokens.AsSpan(0, t));
+            var decoded = session.Append(tokens[t]);
+            float diff = MaxAbsDiff(decoded, full.AsSpan(t * vocab, vocab));
+            Assert.True(diff <= 1e-4f, $"decode of token {t} differs from prefill row {t} by {diff}");
+        }
+
+        // One token at a time all the way equals the full prefill too.
+        var stepwise = new InferenceSession(model);
+        for (int t = 0; t < length; t++)
+        {
+            var logits = stepwise.Append(tokens[t]);
+            Assert.True(MaxAbsDiff(logits, full.AsSpan(t * vocab, vocab)) <= 1e-4f, $"step {t}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Decode_after_prefill_equals_full_prefill_row_with_chain_laplacian(AttentionKind attention, int heads, int kvHeads, ulong seed)
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(attention, heads, kvHeads), seed);
+        AssertDecodeMatchesPrefill(model, 40, seed * 7);
+    }
+
+    [Theory]
+    [InlineData(2, 2, 11UL)]
+    [InlineData(2, 1, 12UL)]
+    [InlineData(1, 1, 13UL)]
+    public void Decode_after_prefill_equals_full_prefill_row_on_real_manifold(int heads, int kvHeads, ulong seed)
+    {
+        if (TestSupport.RealManifold(output) is not { } manifold) return;
+        var config = TestSupport.SmallConfig(AttentionKind.Tau, heads, kvHeads, embd: 384 * heads, layers: 2, mode: null);
+        var model = TauModel.CreateRandom(config, seed, manifold);
+        Assert.Equal(TauModeKind.Median, model.DefaultDomain!.Settings.Mode);   // taumode.mode absent: the manifold's own mode
+        AssertDecodeMatchesPrefill(model, 24, seed);
+    }
+
+    [Fact]
+    public void Prefill_longer_than_one_block_equals_token_by_token_decode()
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(AttentionKind.Tau, 2, 1, layers: 1, sequenceLen: 1024), 21);
+        var tokens = TestSupport.RandomTokens(InferenceSession.PrefillBlock + 37, model.Config.VocabSize, 5);
+        var prefilled = new InferenceSession(model);
+        var last = prefilled.Append(tokens).ToArray();
+        var stepwise = new InferenceSession(model);
+        float[] lastStep = [];
+        foreach (int t in tokens) lastStep = stepwise.Append(t).ToArray();
+        Assert.True(MaxAbsDiff(last, lastStep) <= 1e-4f);
+        Assert.Equal(tokens.Length, prefilled.Cache.Length);
+    }
+
+    public static TheoryData<AttentionKind, int, int, TauModeKind, double> ReferenceCases() => new()
+    {
+        { AttentionKind.Tau, 2, 2, TauModeKind.Fixed, 1.0 },
+        { AttentionKind.Tau, 4, 2, TauModeKind.Median, 0.05 },
+        { AttentionKind.Tau, 4, 1, TauModeKind.Mean, 0.01 },
+        { AttentionKind.Tau, 2, 1, TauModeKind.Percentile, 0.1 },
+        { AttentionKind.Causal, 4, 2, TauModeKind.Fixed, 1.0 },
+    };
+
+    /// <summary>The engine agrees with an independent double-precision implementation of DESIGN.md §1.</summary>
+    [Theory]
+    [MemberData(nameof(ReferenceCases))]
+    public void Logits_match_independent_double_precision_reference(AttentionKind attention, int heads, int kvHeads, TauModeKind mode, double temperature)
+    {
+        var config = TestSupport.SmallConfig(attention, heads, kvHeads, embd: 32, layers: 2, vocab: 61, mode: mode, temperature: temperature) with
+        {
+            Taumode = new TaumodeConfig(Mode: mode, Tau: 0.7, Temperature: temperature, Percentile: 0.8),
+        };
+        var model = TauModel.CreateRandom(config, 99);
+        var tokens = TestSupport.RandomTokens(12, config.VocabSize, 3);
+        var engine = new InferenceSession(model).AppendAllLogits(tokens);
+        var settings = model.DefaultDomain?.Settings ?? config.TaumodeOrDefault.Resolve(null);
+        var laplacian = model.DefaultDomain is { } d ? ReferenceModel.Dense(d.Laplacian) : null;
+        var reference = new ReferenceModel(config, model.Weights, laplacian, settings).Forward(tokens);
+
+        double worst = 0;
+        for (int t = 0; t < tokens.Length; t++)
+            for (int v = 0; v < config.VocabSize; v++)
+                worst = Math.Max(worst, Math.Abs(engine[t * config.VocabSize + v] - reference[t][v]));
+        output.WriteLine($"max |engine − reference| = {worst:E3}");
+        Assert.True(worst <= 2e-3, $"engine differs from the double-precision reference by {worst}");
+    }
+
+    [Fact]
+    public void Logits_match_reference_on_real_manifold()
+    {
+        if (TestSupport.RealManifold(output) is not { } manifold) return;
+        var config = TestSupport.SmallConfig(AttentionKind.Tau, 1, 1, embd: 384, layers: 1, vocab: 40, mode: null, temperature: 1e-3);
+        var model = TauModel.CreateRandom(config, 5, manifold);
+        var tokens = TestSupport.RandomTokens(6, config.VocabSize, 8);
+        var engine = new InferenceSession(model).AppendAllLogits(tokens);
+        var reference = new ReferenceModel(config, model.Weights, ReferenceModel.Dense(manifold), model.DefaultDomain!.Settings).Forward(tokens);
+        double worst = 0;
+        for (int t = 0; t < tokens.Length; t++)
+            for (int v = 0; v < config.VocabSize; v++)
+                worst = Math.Max(worst, Math.Abs(engine[t * config.VocabSize + v] - reference[t][v]));
+        output.WriteLine($"max |engine − reference| = {worst:E3}");
+        Assert.True(worst <= 2e-3, $"engine differs from the double-precision reference by {worst}");
+    }
+
+    [Fact]
+    public void Same_tokens_give_bitwise_identical_logits_with_and_without_the_kernel_pool()
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(AttentionKind.Tau, 4, 2, embd: 128, vocab: 5000), 8);
+        var tokens = TestSupport.RandomTokens(64, model.Config.VocabSize, 9);
+        var pooled = new InferenceSession(model, pool: new KernelPool(3)).AppendAllLogits(tokens);
+        var inline = new InferenceSession(model, pool: new KernelPool(0)).AppendAllLogits(tokens);
+        Assert.Equal(inline, pooled);
+    }
+}

@@ -1,0 +1,68 @@
+using Xunit.Abstractions;
+
+namespace TauCluster.Engine.Tests;
+
+/// <summary>Shared fixtures: the real manifold from ../shared, small model shapes, temporary folders.</summary>
+public static class TestSupport
+{
+    public const string ManifoldName = "cve-minilm-384";
+
+    private static readonly Lazy<string?> ManifoldPath = new(() =>
+    {
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "shared", "manifolds", ManifoldName);
+                if (File.Exists(Path.Combine(candidate, "manifold.parquet"))) return candidate;
+            }
+        }
+        return null;
+    });
+
+    private static readonly Lazy<Laplacian?> RealLaplacian = new(() => ManifoldPath.Value is { } p ? Manifold.Load(p) : null);
+
+    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// The real cve-minilm-384 manifold, or null (the caller returns early, and says so) when ../shared is absent.
+    /// In CI its absence is a failure: CI always has ../shared beside the clone.
+    /// </summary>
+    public static Laplacian? RealManifold(ITestOutputHelper? output = null)
+    {
+        if (RealLaplacian.Value is { } l) return l;
+        if (InCi) Assert.Fail($"../shared/manifolds/{ManifoldName} is missing, and CI=true requires it");
+        output?.WriteLine($"SKIPPED: ../shared/manifolds/{ManifoldName} not found beside the repository");
+        return null;
+    }
+
+    public static string? RealManifoldDirectory => RealLaplacian.Value is null ? null : ManifoldPath.Value;
+
+    public static ModelConfig SmallConfig(AttentionKind attention, int heads = 2, int kvHeads = 2, int embd = 32, int layers = 2,
+        int vocab = 97, TauModeKind? mode = TauModeKind.Median, double temperature = 1.0, double softcap = 15.0, int sequenceLen = 512) =>
+        new ModelConfig(VocabSize: vocab, NLayer: layers, NHead: heads, NKvHead: kvHeads, NEmbd: embd, SequenceLen: sequenceLen,
+            RopeBase: 10000, Softcap: softcap, Attention: attention,
+            Taumode: new TaumodeConfig(Mode: mode, Temperature: temperature)).Validate();
+
+    public static int[] RandomTokens(int count, int vocab, ulong seed)
+    {
+        var rng = new Xoshiro256(seed);
+        return Enumerable.Range(0, count).Select(_ => (int)(rng.NextUInt64() % (ulong)vocab)).ToArray();
+    }
+
+    public static float[] RandomVector(int length, ulong seed, bool rmsNormalise = true)
+    {
+        var rng = new Xoshiro256(seed);
+        var x = Enumerable.Range(0, length).Select(_ => (float)rng.NextGaussian()).ToArray();
+        if (rmsNormalise) Kernels.RmsNorm(x, x);
+        return x;
+    }
+
+    public static string TempDirectory()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "tau-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+}
+
