@@ -60,6 +60,20 @@ public static class Kernels
         TensorPrimitives.Divide(scores, TensorPrimitives.Sum(scores), scores);
     }
 
+    /// <summary>
+    /// Causal softmax of an n×n score matrix, row by row over the keys j ≤ i; masked entries (j &gt; i) become exactly 0.
+    /// The decode path never materialises this matrix; it is here for analysis and checks.
+    /// </summary>
+    public static void CausalSoftmax(Span<float> scores, int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            var row = scores.Slice(i * n, n);
+            Softmax(row[..(i + 1)]);
+            row[(i + 1)..].Clear();
+        }
+    }
+
     /// <summary>logits = clamp(s·tanh(logits/s), −50, 50), applied after the first clamp when softcap s > 0.</summary>
     public static void Softcap(Span<float> logits, float cap)
     {
