@@ -17,17 +17,7 @@ catch (UsageException e)
     Console.Error.WriteLine($"tau: {e.Message}");
     return 2;
 }
-catch (TauException e)
-{
-    Console.Error.WriteLine($"tau: {e.Message}");
-    return 1;
-}
-catch (IOException e)
-{
-    Console.Error.WriteLine($"tau: {e.Message}");
-    return 1;
-}
-catch (UnauthorizedAccessException e)
+catch (Exception e) when (e is TauException or IOException or UnauthorizedAccessException)
 {
     Console.Error.WriteLine($"tau: {e.Message}");
     return 1;

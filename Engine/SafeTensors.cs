@@ -8,11 +8,8 @@ namespace TauCluster.Engine;
 
 public enum TensorDType { F32, F16, BF16 }
 
-/// <summary>One tensor as stored: name, shape, dtype, and its data widened to F32.</summary>
-public sealed record Tensor(string Name, int[] Shape, float[] Data)
-{
-    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
-}
+/// <summary>One tensor: its name, shape and data, widened to F32 whatever its stored dtype.</summary>
+public sealed record Tensor(string Name, int[] Shape, float[] Data);
 
 /// <summary>
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header
@@ -53,32 +50,44 @@ public static class SafeTensors
         {
             if (name == "__metadata__") continue;
             if (node is not JsonObject entry) throw new ModelFormatException($"{path}: tensor {name} has no header object");
-            var dtypeText = entry["dtype"]?.GetValue<string>() ?? throw new ModelFormatException($"{path}: tensor {name} has no dtype");
-            var dtype = dtypeText switch
+            try
             {
-                "F32" => TensorDType.F32,
-                "F16" => TensorDType.F16,
-                "BF16" => TensorDType.BF16,
-                _ => throw new ModelFormatException($"{path}: tensor {name} has unsupported dtype {dtypeText} (F32, F16 and BF16 are accepted)"),
-            };
-            int[] shape = ReadShape(path, name, entry);
-            if (entry["data_offsets"] is not JsonArray { Count: 2 } offsets)
-                throw new ModelFormatException($"{path}: tensor {name} has no data_offsets [begin, end]");
-            long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
-            long elements = shape.Aggregate(1L, (a, b) => a * b);
-            long expectedBytes = elements * ElementSize(dtype);
-            if (begin < 0 || end < begin || end - begin != expectedBytes)
-                throw new ModelFormatException($"{path}: tensor {name} data_offsets [{begin}, {end}] do not hold {elements} {dtypeText} values");
-            if (end > dataLength)
-                throw new ModelFormatException($"{path}: truncated file: tensor {name} ends at byte {end} of data but the file holds {dataLength}");
-            if (elements > Array.MaxLength) throw new ModelFormatException($"{path}: tensor {name} is too large ({elements} elements)");
-
-            var raw = new byte[expectedBytes];
-            file.Position = dataStart + begin;
-            file.ReadExactly(raw);
-            tensors.Add(name, new Tensor(name, shape, Widen(raw, dtype, (int)elements)));
+                tensors.Add(name, ReadTensor(file, path, name, entry, dataStart, dataLength));
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
+            {
+                throw new ModelFormatException($"{path}: tensor {name} has a malformed header entry ({e.Message})", e);
+            }
         }
         return tensors;
+    }
+
+    private static Tensor ReadTensor(FileStream file, string path, string name, JsonObject entry, long dataStart, long dataLength)
+    {
+        var dtypeText = entry["dtype"]?.GetValue<string>() ?? throw new ModelFormatException($"{path}: tensor {name} has no dtype");
+        var dtype = dtypeText switch
+        {
+            "F32" => TensorDType.F32,
+            "F16" => TensorDType.F16,
+            "BF16" => TensorDType.BF16,
+            _ => throw new ModelFormatException($"{path}: tensor {name} has unsupported dtype {dtypeText} (F32, F16 and BF16 are accepted)"),
+        };
+        int[] shape = ReadShape(path, name, entry);
+        if (entry["data_offsets"] is not JsonArray { Count: 2 } offsets)
+            throw new ModelFormatException($"{path}: tensor {name} has no data_offsets [begin, end]");
+        long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
+        long elements = shape.Aggregate(1L, (a, b) => a * b);
+        long expectedBytes = elements * ElementSize(dtype);
+        if (begin < 0 || end < begin || end - begin != expectedBytes)
+            throw new ModelFormatException($"{path}: tensor {name} data_offsets [{begin}, {end}] do not hold {elements} {dtypeText} values");
+        if (end > dataLength)
+            throw new ModelFormatException($"{path}: truncated file: tensor {name} ends at byte {end} of data but the file holds {dataLength}");
+        if (elements > Array.MaxLength) throw new ModelFormatException($"{path}: tensor {name} is too large ({elements} elements)");
+
+        var raw = new byte[expectedBytes];
+        file.Position = dataStart + begin;
+        file.ReadExactly(raw);
+        return new Tensor(name, shape, Widen(raw, dtype, (int)elements));
     }
 
     private static int[] ReadShape(string path, string name, JsonObject entry)

@@ -113,6 +113,18 @@ public sealed class ModelFileTests
     }
 
     [Fact]
+    public void Header_entry_of_the_wrong_json_type_is_an_error_naming_the_tensor()
+    {
+        var path = Path.Combine(TestSupport.TempDirectory(), "weights.safetensors");
+        var header = Encoding.UTF8.GetBytes("""{"w":{"dtype":32,"shape":[1],"data_offsets":[0,4]}}""");
+        var file = new byte[8 + header.Length + 4];
+        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)header.Length);
+        header.CopyTo(file, 8);
+        File.WriteAllBytes(path, file);
+        Assert.Contains("tensor w has a malformed header entry", Assert.Throws<ModelFormatException>(() => SafeTensors.Read(path)).Message);
+    }
+
+    [Fact]
     public void Corrupt_header_json_is_an_error()
     {
         var path = Path.Combine(TestSupport.TempDirectory(), "weights.safetensors");
