@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Text.Json;
+using TauCluster.Engine;
+
+namespace TauCluster.Client.Tests;
+
+/// <summary>The real <c>tau</c> executable, run as a separate process, as a user would.</summary>
+public sealed class TauCommandTests : IDisposable
+{
+    private readonly string home = Path.Combine(Path.GetTempPath(), "tau-cli-tests", Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        try { Directory.Delete(home, true); } catch (IOException) { }
+    }
+
+    private sealed record Result(int ExitCode, string Stdout, string Stderr);
+
+    private Result Tau(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tau.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        start.Environment["TAU_HOME"] = home;
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), "tau did not finish");
+        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>A small byte-tokenizer model made through <c>tau model init</c>.</summary>
+    private string SmallModel(string attention = "tau")
+    {
+        var dir = Path.Combine(home, "work", attention);
+        Directory.CreateDirectory(Path.Combine(home, "work"));
+        var config = Path.Combine(home, "work", $"{attention}.json");
+        File.WriteAllText(config, $$"""
+            {"vocab_size": 256, "n_layer": 2, "n_head": 2, "n_kv_head": 1, "n_embd": 64, "sequence_len": 128,
+             "attention": "{{attention}}", "laplacian": "chain", "taumode": {"mode": "median"}, "tokenizer": "bytes"}
+            """);
+        var init = Tau("model", "init", "--config", config, "--out", dir, "--seed", "3");
+        Assert.True(init.ExitCode == 0, init.Stderr);
+        return dir;
+    }
+
+    private static JsonElement Json(Result r)
+    {
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return JsonDocument.Parse(r.Stdout).RootElement;
+    }
+
+    [Fact]
+    public void Generate_json_is_deterministic_for_a_seed_and_reports_the_cache_saving()
+    {
+        var model = SmallModel();
+        string[] request = ["generate", "--model", model, "--prompt", "hello tau", "--max-tokens", "12", "--temperature", "0.9", "--top-k", "50", "--seed", "7", "--json"];
+        var first = Json(Tau(request));
+        var second = Json(Tau(request));
+        var ids = first.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.Equal(12, ids.Length);
+        Assert.Equal(ids, second.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(ByteTokenizer.Instance.Decode(ids), first.GetProperty("text").GetString());
+
+        var stats = first.GetProperty("stats");
+        Assert.Equal(9, stats.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(12, stats.GetProperty("generated_tokens").GetInt32());
+        long cache = stats.GetProperty("cache_bytes").GetInt64(), baseline = stats.GetProperty("baseline_cache_bytes").GetInt64();
+        Assert.Equal(33 * baseline, 64 * cache);   // (D + 1) / 2D with D = 32
+        Assert.True(stats.GetProperty("ttft_ms").GetDouble() > 0);
+
+        var other = Json(Tau([.. request[..^2], "8", "--json"]));
+        Assert.NotEqual(ids, other.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+    }
+
+    [Fact]
+    public void Generate_with_prompt_ids_on_a_causal_model_reports_equal_cache_and_baseline()
+    {
+        var model = SmallModel("causal");
+        var result = Json(Tau("generate", "--model", model, "--prompt-ids", "1,2,3", "--max-tokens", "4", "--temperature", "0", "--json"));
+        var stats = result.GetProperty("stats");
+        Assert.Equal(stats.GetProperty("baseline_cache_bytes").GetInt64(), stats.GetProperty("cache_bytes").GetInt64());
+        Assert.Equal(4, result.GetProperty("ids").GetArrayLength());
+    }
+
+    [Theory]
+    [InlineData(2, "unknown option '--bogus'", "generate", "--prompt", "x", "--bogus", "1")]
+    [InlineData(2, "--max-tokens' has an invalid value", "generate", "--prompt", "x", "--max-tokens", "many")]
+    [InlineData(2, "exactly one of --prompt and --prompt-ids", "generate")]
+    [InlineData(2, "unknown command", "frobnicate")]
+    [InlineData(1, "unknown model 'no-such-model'", "generate", "--model", "no-such-model", "--prompt", "x")]
+    [InlineData(1, "manifold directory not found", "manifold", "inspect", "/no/such/dir")]
+    public void Bad_input_is_one_line_on_stderr_and_a_nonzero_exit(int exitCode, string message, params string[] args)
+    {
+        var r = Tau(args);
+        Assert.Equal(exitCode, r.ExitCode);
+        Assert.Contains(message, r.Stderr);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.DoesNotContain("   at ", r.Stderr);
+    }
+
+    [Fact]
+    public void Invalid_sampling_and_out_of_vocabulary_ids_are_refused_by_the_engine()
+    {
+        var model = SmallModel();
+        var temperature = Tau("generate", "--model", model, "--prompt", "x", "--temperature", "-1");
+        Assert.Equal(1, temperature.ExitCode);
+        Assert.Contains("temperature = -1", temperature.Stderr);
+        var topP = Tau("generate", "--model", model, "--prompt", "x", "--top-p", "1.5");
+        Assert.Contains("top_p = 1.5", topP.Stderr);
+        var id = Tau("generate", "--model", model, "--prompt-ids", "1,256");
+        Assert.Contains("token id 256 is outside the vocabulary", id.Stderr);
+        var longPrompt = Tau("generate", "--model", model, "--prompt", new string('a', 200));
+        Assert.Contains("exceed the model's context of 128", longPrompt.Stderr);
+    }
+
+    [Fact]
+    public void Manifold_inspect_describes_the_real_manifold()
+    {
+        string? dir = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && dir is null; d = d.Parent)
+            if (Directory.Exists(Path.Combine(d.FullName, "shared", "manifolds", "cve-minilm-384"))) dir = Path.Combine(d.FullName, "shared", "manifolds", "cve-minilm-384");
+        if (dir is null)
+        {
+            Assert.False(string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase), "CI needs ../shared");
+            return;
+        }
+        var info = Json(Tau("manifold", "inspect", dir));
+        Assert.Equal(384, info.GetProperty("dimension").GetInt32());
+        Assert.Equal(6408, info.GetProperty("non_zeros").GetInt32());
+        Assert.Equal("median", info.GetProperty("tau_mode").GetString());
+    }
+}
