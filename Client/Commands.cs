@@ -55,7 +55,7 @@ public static class Commands
         var sampler = new Sampler(model.Config.VocabSize, sampling);
         var generated = new List<int>(maxTokens);
         var clock = Stopwatch.StartNew();
-        var streamer = json || tokenizer is null ? null : new TextStreamer(tokenizer);
+        var streamer = json || tokenizer is null ? null : new IncrementalDecoder(tokenizer);
 
         var logits = session.Append(prompt);
         double ttftMs = 0;
@@ -64,7 +64,7 @@ public static class Commands
             int next = sampler.Sample(logits);
             generated.Add(next);
             if (i == 0) ttftMs = clock.Elapsed.TotalMilliseconds;
-            streamer?.Write(generated);
+            if (streamer is not null) { Console.Write(streamer.Add(next)); Console.Out.Flush(); }
             if (tokenizer is null && !json) Console.Write(i == 0 ? $"{next}" : $",{next}");
             if (i + 1 < maxTokens && session.Length < model.Config.SequenceLen) logits = session.Append(next);
             else if (session.Length >= model.Config.SequenceLen) break;
@@ -154,20 +154,5 @@ public static class Commands
             energy_of_random_unit_vectors = new[] { energies.Min(), energies.Max() },
         }));
         return 0;
-    }
-}
-
-/// <summary>Prints generated text as it grows, holding back an incomplete UTF-8 sequence until it completes.</summary>
-internal sealed class TextStreamer(ITextTokenizer tokenizer)
-{
-    private int printed;
-
-    public void Write(IReadOnlyList<int> ids)
-    {
-        string text = tokenizer.Decode(ids);
-        if (text.EndsWith('\uFFFD') || text.Length <= printed) return;
-        Console.Write(text[printed..]);
-        Console.Out.Flush();
-        printed = text.Length;
     }
 }

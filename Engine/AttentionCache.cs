@@ -17,6 +17,17 @@ public abstract class AttentionCache
         Values = NewStreams(config, config.HeadDim);
     }
 
+    /// <summary>A copy of the first <paramref name="length"/> tokens' entries (values copied by chunk, no recompute).</summary>
+    protected AttentionCache(AttentionCache source, int length)
+    {
+        Config = source.Config;
+        Values = source.Values.Select(v => v.CopyPrefix(length)).ToArray();
+        Length = Math.Min(length, source.Length);
+    }
+
+    /// <summary>An independent cache holding the first <paramref name="length"/> tokens of this one (for forks).</summary>
+    public abstract AttentionCache CopyPrefix(int length);
+
     protected ModelConfig Config { get; }
     protected ChunkedRows[] Values { get; }
     public int Length { get; private set; }
@@ -88,7 +99,16 @@ public sealed class TauCache : AttentionCache
         lambdas = NewStreams(config, 1);
     }
 
+    private TauCache(TauCache source, int length) : base(source, length)
+    {
+        Domain = source.Domain;
+        temperature = source.temperature;
+        lambdas = source.lambdas.Select(l => l.CopyPrefix(length)).ToArray();
+    }
+
     public TaumodeSpec Domain { get; }
+
+    public override AttentionCache CopyPrefix(int length) => new TauCache(this, length);
 
     public override long Bytes => lambdas.Sum(l => l.Bytes) + Values.Sum(v => v.Bytes);
 
@@ -136,10 +156,24 @@ public sealed class TauCache : AttentionCache
 }
 
 /// <summary>The dot-product baseline's cache: (K, V) per token, layer and kv head.</summary>
-public sealed class DotProductCache(ModelConfig config) : AttentionCache(config)
+public sealed class DotProductCache : AttentionCache
 {
-    private readonly ChunkedRows[] keys = NewStreams(config, config.HeadDim);
-    private readonly float sqrtHeadDim = MathF.Sqrt(config.HeadDim);
+    private readonly ChunkedRows[] keys;
+    private readonly float sqrtHeadDim;
+
+    public DotProductCache(ModelConfig config) : base(config)
+    {
+        keys = NewStreams(config, config.HeadDim);
+        sqrtHeadDim = MathF.Sqrt(config.HeadDim);
+    }
+
+    private DotProductCache(DotProductCache source, int length) : base(source, length)
+    {
+        keys = source.keys.Select(k => k.CopyPrefix(length)).ToArray();
+        sqrtHeadDim = source.sqrtHeadDim;
+    }
+
+    public override AttentionCache CopyPrefix(int length) => new DotProductCache(this, length);
 
     public override long Bytes => keys.Sum(k => k.Bytes) + Values.Sum(v => v.Bytes);
 

@@ -24,6 +24,21 @@ public sealed class InferenceSession
         buffers = new ForwardBuffers(model.Config, pool ?? KernelPool.Shared);
     }
 
+    private InferenceSession(InferenceSession source, int length)
+    {
+        Model = source.Model;
+        Domain = source.Domain;
+        Cache = source.Cache.CopyPrefix(length);
+        tokens.AddRange(source.tokens.Take(Cache.Length));
+        buffers = new ForwardBuffers(Model.Config, source.buffers.Pool);
+    }
+
+    /// <summary>
+    /// An independent session holding this one's first <paramref name="length"/> tokens, their cache copied rather
+    /// than recomputed (prefix sharing for forks). Feed it the remaining tokens to get logits again.
+    /// </summary>
+    public InferenceSession CopyPrefix(int length) => new(this, Math.Clamp(length, 0, Length));
+
     public TauModel Model { get; }
     public TaumodeSpec? Domain { get; }
     public AttentionCache Cache { get; }

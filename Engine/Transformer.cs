@@ -94,10 +94,12 @@ internal sealed class ForwardBuffers
     public ForwardBuffers(ModelConfig config, KernelPool pool)
     {
         this.config = config;
+        Pool = pool;
         MatMul = new MatMulWork(pool);
         Attention = new AttentionWork(config, pool);
     }
 
+    public KernelPool Pool { get; }
     public int Capacity { get; private set; }
     public float[] X { get; private set; } = [];
     public float[] H { get; private set; } = [];

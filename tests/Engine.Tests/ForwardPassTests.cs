@@ -137,4 +137,27 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         var inline = new InferenceSession(model, pool: new KernelPool(0)).AppendAllLogits(tokens);
         Assert.Equal(inline, pooled);
     }
+
+    [Theory]
+    [InlineData(AttentionKind.Tau)]
+    [InlineData(AttentionKind.Causal)]
+    public void Copied_prefix_continues_exactly_and_independently(AttentionKind attention)
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(attention, 2, 1), 17);
+        var prompt = TestSupport.RandomTokens(300, model.Config.VocabSize, 1);
+        var parent = new InferenceSession(model);
+        var parentLogits = parent.Append(prompt).ToArray();
+
+        var child = parent.CopyPrefix(parent.Length - 1);
+        Assert.Equal(299, child.Cache.Length);
+        Assert.Equal(parentLogits, child.Append(prompt[^1]).ToArray());   // bitwise: the copy is the same cache
+
+        var childNext = child.Append(5).ToArray();
+        var parentNext = parent.Append(6).ToArray();
+        var fresh = new InferenceSession(model);
+        fresh.Append(prompt);
+        Assert.Equal(fresh.Append(6).ToArray(), parentNext);              // the child's growth did not touch the parent
+        Assert.NotEqual(parentNext, childNext);
+        Assert.Equal(301, child.Length);
+    }
 }

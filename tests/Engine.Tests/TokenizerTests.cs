@@ -25,4 +25,22 @@ public sealed class TokenizerTests
         Assert.Null(TextTokenizer.For(null));
         Assert.Null(TauModel.CreateRandom(TestSupport.SmallConfig(AttentionKind.Causal), 1).Tokenizer);
     }
+
+    [Theory]
+    [InlineData("gpt2", "Emoji 🙂 and λ-attention: τ = 1e-6 ✓")]
+    [InlineData("bytes", "naïve λ 🙂")]
+    public void Incremental_decoder_streams_whole_characters_only(string tokenizerName, string text)
+    {
+        var tokenizer = TextTokenizer.For(tokenizerName)!;
+        var ids = tokenizer.Encode(text);
+        var decoder = new IncrementalDecoder(tokenizer);
+        var deltas = ids.Select(decoder.Add).ToList();
+        Assert.Equal(text, string.Concat(deltas));
+        Assert.DoesNotContain(deltas, d => d.Contains('\uFFFD'));
+        Assert.Contains(deltas, d => d.Length == 0);   // some token ended mid-character and was held back
+
+        var resumed = new IncrementalDecoder(tokenizer);
+        resumed.Prime(ids.Take(3));
+        Assert.Equal(tokenizer.Decode(ids).Substring(tokenizer.Decode(ids.Take(3)).TrimEnd('\uFFFD').Length), string.Concat(ids.Skip(3).Select(resumed.Add)));
+    }
 }

@@ -1,0 +1,30 @@
+namespace TauCluster.Engine;
+
+/// <summary>
+/// Turns a growing list of generated ids into text deltas, holding back an incomplete UTF-8 sequence
+/// (which decodes to U+FFFD) until the token that completes it arrives.
+/// </summary>
+public sealed class IncrementalDecoder(ITextTokenizer tokenizer)
+{
+    private readonly List<int> ids = [];
+    private int emitted;
+
+    /// <summary>Starts after text that was already emitted (a resumed stream).</summary>
+    public void Prime(IEnumerable<int> alreadyEmitted)
+    {
+        ids.AddRange(alreadyEmitted);
+        string text = tokenizer.Decode(ids);
+        emitted = text.EndsWith('\uFFFD') ? text.TrimEnd('\uFFFD').Length : text.Length;
+    }
+
+    /// <summary>Adds one id and returns the text it completes (often empty mid-character).</summary>
+    public string Add(int id)
+    {
+        ids.Add(id);
+        string text = tokenizer.Decode(ids);
+        if (text.EndsWith('\uFFFD') || text.Length <= emitted) return "";
+        string delta = text[emitted..];
+        emitted = text.Length;
+        return delta;
+    }
+}

@@ -1,0 +1,101 @@
+namespace TauCluster.Grains;
+
+/// <summary>
+/// One conversation (the grain key is its id): its model, domain, tokens, sampling options and generator
+/// state are persisted; its λ/V cache lives in memory and is rebuilt by replaying the tokens when the
+/// session activates elsewhere. Calls on one session are served one at a time, in order.
+/// </summary>
+public interface ISessionGrain : IGrainWithStringKey
+{
+    /// <summary>Creates the session, or checks that an existing one has the same model and domain.</summary>
+    Task<SessionInfo> Open(SessionSpec spec);
+
+    /// <summary>Appends a prompt (text or ids) and prefills it.</summary>
+    Task<SessionInfo> Append(PromptInput prompt);
+
+    /// <summary>
+    /// Generates until the session holds <see cref="GenerateRequest.TargetLength"/> tokens (or a stop), yielding
+    /// each token with its absolute position. Re-sending the same request after a failure resumes it: the
+    /// positions already generated come again, identical, so a caller skips what it has.
+    /// </summary>
+    IAsyncEnumerable<GeneratedToken> Generate(GenerateRequest request, CancellationToken cancellation = default);
+
+    /// <summary>Copies this session into a new one that continues from the same cache without recomputing it.</summary>
+    Task<SessionInfo> Fork(string childSessionId);
+
+    /// <summary>Forgets the tokens, keeps model, domain and options; the generator restarts from the seed.</summary>
+    Task<SessionInfo> Reset();
+
+    /// <summary>Removes the session and its persisted state.</summary>
+    Task Delete();
+
+    [Orleans.Concurrency.AlwaysInterleave]
+    Task<SessionInfo> GetInfo();
+
+    /// <summary>Used by <see cref="Fork"/>: takes over a parent's state (and its cache, when on the same silo).</summary>
+    Task<SessionInfo> AdoptFrom(ForkSource source);
+}
+
+/// <summary>What a session runs: a model name, an optional domain name, and sampling options.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SessionSpec(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string? Domain,
+    [property: Id(2)] SamplingSettings Sampling);
+
+/// <summary>temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SamplingSettings(
+    [property: Id(0)] double Temperature = 1.0,
+    [property: Id(1)] int TopK = 0,
+    [property: Id(2)] double TopP = 1.0,
+    [property: Id(3)] ulong Seed = 0);
+
+/// <summary>A prompt as text (tokenized by the model's tokenizer) or as token ids.</summary>
+[GenerateSerializer, Immutable]
+public sealed record PromptInput(
+    [property: Id(0)] string? Text,
+    [property: Id(1)] int[]? Ids)
+{
+    public static PromptInput FromText(string text) => new(text, null);
+    public static PromptInput FromIds(int[] ids) => new(null, ids);
+}
+
+/// <summary>
+/// Generate until the session holds <paramref name="TargetLength"/> tokens. <paramref name="OutputStart"/> is the
+/// position where the caller's output began, so that resumed text deltas line up with what it already printed.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record GenerateRequest(
+    [property: Id(0)] int TargetLength,
+    [property: Id(1)] int OutputStart,
+    [property: Id(2)] string[]? Stop = null);
+
+[GenerateSerializer, Immutable]
+public sealed record GeneratedToken(
+    [property: Id(0)] int Position,
+    [property: Id(1)] int Id,
+    [property: Id(2)] string? Text);
+
+[GenerateSerializer, Immutable]
+public sealed record SessionInfo(
+    [property: Id(0)] string Session,
+    [property: Id(1)] bool Exists,
+    [property: Id(2)] string? Model,
+    [property: Id(3)] string? Domain,
+    [property: Id(4)] int Length,
+    [property: Id(5)] long CacheBytes,
+    [property: Id(6)] long BaselineCacheBytes,
+    [property: Id(7)] string Silo,
+    [property: Id(8)] SamplingSettings? Sampling,
+    [property: Id(9)] int PrefilledTokens = 0);
+
+/// <summary>A parent's persisted state, handed to a fork; <paramref name="CacheHandle"/> is a silo-local cache to copy.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ForkSource(
+    [property: Id(0)] SessionSpec Spec,
+    [property: Id(1)] int DomainVersion,
+    [property: Id(2)] byte[] Tokens,
+    [property: Id(3)] ulong[] GeneratorState,
+    [property: Id(4)] string ParentSilo,
+    [property: Id(5)] Guid CacheHandle);
