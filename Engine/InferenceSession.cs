@@ -12,6 +12,7 @@ public sealed class InferenceSession
 
     private readonly ForwardBuffers buffers;
     private readonly List<int> tokens = [];
+    private bool hasLogits;
 
     public InferenceSession(TauModel model, TaumodeSpec? domain = null, KernelPool? pool = null)
     {
@@ -45,6 +46,11 @@ public sealed class InferenceSession
     public IReadOnlyList<int> Tokens => tokens;
     public int Length => tokens.Count;
 
+    /// <summary>The logits after the last token appended; none after a truncation or a prefix copy.</summary>
+    public ReadOnlySpan<float> Logits => hasLogits
+        ? buffers.Logits.AsSpan(0, Model.Config.VocabSize)
+        : throw new InvalidOptionsException("no logits: append a token first");
+
     /// <summary>Makes room for a session of <paramref name="totalTokens"/> tokens so later steps allocate nothing.</summary>
     public void Reserve(int totalTokens)
     {
@@ -64,7 +70,8 @@ public sealed class InferenceSession
             Model.Forward(block, Cache, buffers, everyRow: false);
             foreach (int t in block) tokens.Add(t);
         }
-        return buffers.Logits.AsSpan(0, Model.Config.VocabSize);
+        hasLogits = true;
+        return Logits;
     }
 
     /// <summary>One decode step.</summary>
@@ -83,6 +90,7 @@ public sealed class InferenceSession
             buffers.Logits.AsSpan(0, block.Length * vocab).CopyTo(all.AsSpan(offset * vocab));
             foreach (int t in block) tokens.Add(t);
         }
+        hasLogits = false;   // the buffer holds a block's rows, not one row of the last token
         return all;
     }
 
@@ -91,6 +99,7 @@ public sealed class InferenceSession
     {
         if (length < tokens.Count) tokens.RemoveRange(length, tokens.Count - length);
         Cache.Truncate(length);
+        hasLogits = false;
     }
 
     private void Validate(ReadOnlySpan<int> newTokens)

@@ -108,6 +108,14 @@ public sealed class Laplacian
         return total;
     }
 
+    /// <summary>The stored entries in row-major order.</summary>
+    public IEnumerable<(int Row, int Column, double Value)> Entries()
+    {
+        for (int i = 0; i < Dimension; i++)
+            for (int k = rowStart[i]; k < rowStart[i + 1]; k++)
+                yield return (i, columns[k], values[k]);
+    }
+
     /// <summary>The entry L[i][j] (0 where not stored).</summary>
     public double this[int i, int j]
     {

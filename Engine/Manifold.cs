@@ -150,12 +150,9 @@ public static class Manifold
     public static async Task WriteAsync(string directory, Laplacian laplacian, TauModeKind tauMode, CancellationToken cancellation = default)
     {
         Directory.CreateDirectory(directory);
-        var (row, col, val) = (new List<ulong>(), new List<ulong>(), new List<double>());
-        for (int i = 0; i < laplacian.Dimension; i++)
-            for (int j = 0; j < laplacian.Dimension; j++)
-                if (laplacian[i, j] is var v && v != 0) { row.Add((ulong)i); col.Add((ulong)j); val.Add(v); }
+        var entries = laplacian.Entries().ToArray();
         await WriteTripletsAsync(Path.Combine(directory, ParquetFile), laplacian.Name, (ulong)laplacian.Dimension, (ulong)laplacian.Dimension,
-            row.ToArray(), col.ToArray(), val.ToArray(), cancellation);
+            entries.Select(e => (ulong)e.Row).ToArray(), entries.Select(e => (ulong)e.Column).ToArray(), entries.Select(e => e.Value).ToArray(), cancellation);
         var metadata = new JsonObject
         {
             ["name_id"] = laplacian.Name,

@@ -1,0 +1,32 @@
+using System.Collections.Concurrent;
+using TauCluster.Engine;
+
+namespace TauCluster.Grains;
+
+/// <summary>A session's in-memory half: its λ/V (or K/V) cache and its sampler. Derived from the persisted state.</summary>
+public sealed class SessionCompute(InferenceSession inference, Sampler sampler)
+{
+    public Guid Handle { get; } = Guid.NewGuid();
+    public InferenceSession Inference { get; } = inference;
+    public Sampler Sampler { get; set; } = sampler;
+}
+
+/// <summary>
+/// The silo's live session caches by handle. Session grains pass handles to the layer workers, which run on
+/// the same silo, so caches are never serialized or copied by Orleans.
+/// </summary>
+public sealed class LocalSessions
+{
+    private readonly ConcurrentDictionary<Guid, SessionCompute> sessions = new();
+
+    public int Count => sessions.Count;
+    public long CacheBytes => sessions.Values.Sum(s => s.Inference.Cache.Bytes);
+
+    public void Add(SessionCompute compute) => sessions[compute.Handle] = compute;
+    public void Remove(SessionCompute compute) => sessions.TryRemove(compute.Handle, out _);
+    public bool TryGet(Guid handle, out SessionCompute compute) => sessions.TryGetValue(handle, out compute!);
+
+    public SessionCompute Get(Guid handle) => TryGet(handle, out var compute)
+        ? compute
+        : throw new InvalidOperationException($"session cache {handle} is not on this silo");
+}

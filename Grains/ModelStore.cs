@@ -1,0 +1,96 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TauCluster.Engine;
+
+namespace TauCluster.Grains;
+
+/// <summary>
+/// The silo's models, each loaded once on first use and shared read-only by every session on the silo.
+/// </summary>
+public sealed class ModelStore(IOptions<TauClusterOptions> options, ILogger<ModelStore> logger)
+{
+    public const string DefaultName = "default";
+    private readonly ConcurrentDictionary<string, Lazy<TauModel>> loaded = new(StringComparer.Ordinal);
+    private TauClusterOptions Options => options.Value;
+
+    /// <summary>Every model a request may name: the default, the configured ones and the models root's folders.</summary>
+    public IReadOnlyList<string> Names()
+    {
+        var names = new SortedSet<string>(StringComparer.Ordinal) { DefaultName };
+        names.UnionWith(Options.Models.Keys);
+        if (Options.ModelsRoot is { } root && Directory.Exists(root))
+            foreach (var dir in Directory.EnumerateDirectories(root))
+                if (File.Exists(Path.Combine(dir, TauModel.ConfigFile)) && Grains.Names.IsValid(Path.GetFileName(dir)))
+                    names.Add(Path.GetFileName(dir));
+        return names.ToList();
+    }
+
+    public TauModel Get(string name)
+    {
+        Grains.Names.Require("model", name);
+        var lazy = loaded.GetOrAdd(name, n => new Lazy<TauModel>(() => Load(n), LazyThreadSafetyMode.ExecutionAndPublication));
+        try
+        {
+            return lazy.Value;
+        }
+        catch
+        {
+            loaded.TryRemove(new KeyValuePair<string, Lazy<TauModel>>(name, lazy));   // a failed load is retried next time
+            throw;
+        }
+    }
+
+    private TauModel Load(string name)
+    {
+        if (Options.Models.TryGetValue(name, out var configured))
+        {
+            logger.LogInformation("Loading model {Model} from {Directory}", name, configured);
+            return TauModel.Load(configured);
+        }
+        if (Grains.Names.InsideRoot(Options.ModelsRoot, name) is { } dir)
+        {
+            logger.LogInformation("Loading model {Model} from {Directory}", name, dir);
+            return TauModel.Load(dir);
+        }
+        if (name == DefaultName) return DefaultModel.LoadOrCreate(Options.DataDirectory, message => logger.LogInformation("{Message}", message));
+        throw new UnknownNameException("model", name, $"known models: {string.Join(", ", Names())}");
+    }
+}
+
+/// <summary>
+/// The model served when none is named: the paper's bench shape (6 layers, n_embd 384, one head) with seeded random
+/// weights, the GPT-2 tokenizer and the chain Laplacian, written on first use. Its text is noise: there is no
+/// trained Tauformer yet.
+/// </summary>
+public static class DefaultModel
+{
+    public const ulong Seed = 20260101;
+
+    public static ModelConfig Config { get; } = new(
+        VocabSize: 50257, NLayer: 6, NHead: 1, NKvHead: 1, NEmbd: 384, SequenceLen: 4096, RopeBase: 10000, Softcap: 15,
+        Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median), Tokenizer: "gpt2");
+
+    public static string DirectoryIn(string dataDirectory) => Path.Combine(dataDirectory, "models", ModelStore.DefaultName);
+
+    public static TauModel LoadOrCreate(string dataDirectory, Action<string>? progress = null)
+    {
+        var dir = DirectoryIn(dataDirectory);
+        if (!File.Exists(Path.Combine(dir, TauModel.WeightsFile)))
+        {
+            progress?.Invoke($"creating the default model in {dir} (seeded random weights, once)");
+            var staging = $"{dir}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+            TauModel.CreateRandom(Config, Seed).Save(staging);
+            Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+            try
+            {
+                Directory.Move(staging, dir);
+            }
+            catch (IOException) when (File.Exists(Path.Combine(dir, TauModel.WeightsFile)))
+            {
+                Directory.Delete(staging, recursive: true);   // another process made it first
+            }
+        }
+        return TauModel.Load(dir);
+    }
+}

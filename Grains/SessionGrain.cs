@@ -1,0 +1,343 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
+using TauCluster.Engine;
+
+namespace TauCluster.Grains;
+
+/// <summary>A session's durable state: small, compact, and enough to rebuild everything else.</summary>
+[GenerateSerializer]
+public sealed class SessionState
+{
+    [Id(0)] public SessionSpec? Spec { get; set; }
+    [Id(1)] public int DomainVersion { get; set; }
+
+    /// <summary>Token ids as little-endian int32: one buffer, not one stored number per id.</summary>
+    [Id(2)] public byte[] Tokens { get; set; } = [];
+
+    /// <summary>The sampler's generator state, saved with the tokens it produced.</summary>
+    [Id(3)] public ulong[] Generator { get; set; } = [];
+}
+
+/// <summary>
+/// One conversation. Reentrant so that an ongoing generation stream and other calls can be accepted, with a
+/// FIFO turnstile so that they are still served one at a time, in order.
+/// </summary>
+[Reentrant]
+public sealed class SessionGrain(
+    [PersistentState("session", TauStorage.Name)] IPersistentState<SessionState> state,
+    ModelStore models,
+    DomainStore domains,
+    LocalSessions local,
+    ILocalSiloDetails silo,
+    IOptions<TauClusterOptions> options) : Grain, ISessionGrain
+{
+    private readonly SemaphoreSlim turn = new(1, 1);
+    private List<int>? tokens;
+    private SessionCompute? compute;
+    private int lastPrefill;
+
+    private string Id => this.GetPrimaryKeyString();
+    private List<int> Tokens => tokens ??= UnpackTokens(state.State.Tokens);
+    private SessionSpec Spec => state.State.Spec ?? throw new UnknownNameException("session", Id, "open it first");
+    private ILayerWorkerGrain Worker => GrainFactory.GetGrain<ILayerWorkerGrain>(0);
+
+    public async Task<SessionInfo> Open(SessionSpec spec)
+    {
+        await turn.WaitAsync();
+        try
+        {
+            Names.Require("session", Id);
+            var model = models.Get(spec.Model);
+            var sampling = ToOptions(spec.Sampling);
+            if (state.State.Spec is { } existing)
+            {
+                if (existing.Model != spec.Model || existing.Domain != spec.Domain)
+                    throw new InvalidOptionsException($"session '{Id}' already runs model '{existing.Model}'" +
+                        (existing.Domain is null ? "" : $" with domain '{existing.Domain}'") + "; open it with the same, or use another session id");
+                if (existing.Sampling != spec.Sampling)
+                {
+                    // New options apply from the next token; a new seed restarts the generator, the same seed continues it.
+                    var generator = existing.Sampling.Seed == spec.Sampling.Seed ? CurrentGenerator() : new Xoshiro256(spec.Sampling.Seed).State;
+                    state.State.Spec = spec;
+                    state.State.Generator = PackGenerator(generator);
+                    if (compute is not null) compute.Sampler = new Sampler(model.Config.VocabSize, sampling, generator);
+                    await Save();
+                }
+                return Info();
+            }
+
+            int domainVersion = 0;
+            if (spec.Domain is not null)
+            {
+                if (model.Config.Attention != AttentionKind.Tau)
+                    throw new InvalidOptionsException($"model '{spec.Model}' uses causal attention; a domain applies only to tau attention");
+                var info = await domains.Current(spec.Domain);
+                model.DomainFor(await domains.Get(spec.Domain, info.Version));   // the domain must have the model's head dimension
+                domainVersion = info.Version;
+            }
+            state.State = new SessionState { Spec = spec, DomainVersion = domainVersion, Generator = PackGenerator(new Xoshiro256(sampling.Seed).State) };
+            tokens = [];
+            await state.WriteStateAsync();
+            return Info();
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    public async Task<SessionInfo> Append(PromptInput prompt)
+    {
+        await turn.WaitAsync();
+        try
+        {
+            var model = models.Get(Spec.Model);
+            int[] ids = prompt.Ids ?? (model.Tokenizer ?? throw new InvalidOptionsException($"model '{Spec.Model}' has no tokenizer: send token ids"))
+                .Encode(prompt.Text ?? "").ToArray();
+            if (ids.Length == 0) throw new InvalidOptionsException("the prompt is empty");
+            foreach (int id in ids)
+                if ((uint)id >= (uint)model.Config.VocabSize) throw new TokenOutOfRangeException(id, model.Config.VocabSize);
+            if (Tokens.Count + ids.Length > model.Config.SequenceLen)
+                throw new ContextLengthExceededException(Tokens.Count + ids.Length, model.Config.SequenceLen);
+
+            var c = await EnsureCompute();
+            int before = Tokens.Count;
+            Tokens.AddRange(ids);
+            try
+            {
+                var lacking = Lacking(c);
+                await Worker.Step(new ComputeStep(c.Handle, lacking, Sample: false));
+                lastPrefill = lacking.Length;
+            }
+            catch
+            {
+                Tokens.RemoveRange(before, ids.Length);
+                ReleaseCompute();   // rebuilt from the persisted tokens on next use
+                throw;
+            }
+            await Save();
+            return Info();
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    public async IAsyncEnumerable<GeneratedToken> Generate(GenerateRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        await turn.WaitAsync(cancellation);
+        int unsaved = 0;
+        try
+        {
+            var model = models.Get(Spec.Model);
+            if (request.TargetLength > model.Config.SequenceLen)
+                throw new ContextLengthExceededException(request.TargetLength, model.Config.SequenceLen);
+            if (request.OutputStart < 0 || request.OutputStart > Tokens.Count || request.TargetLength < request.OutputStart)
+                throw new InvalidOptionsException($"cannot generate positions {request.OutputStart}…{request.TargetLength} in a session of {Tokens.Count} tokens");
+            if (Tokens.Count == 0) throw new InvalidOptionsException($"session '{Id}' has no tokens: append a prompt first");
+
+            var c = await EnsureCompute();
+            var decoder = model.Tokenizer is { } tokenizer ? new IncrementalDecoder(tokenizer) : null;
+
+            // A resumed request first gets again what this session already generated for it; the caller skips what it has.
+            for (int p = request.OutputStart; p < Math.Min(Tokens.Count, request.TargetLength); p++)
+                yield return new GeneratedToken(p, Tokens[p], decoder?.Add(Tokens[p]));
+
+            var stops = new StopMatcher(request.Stop);
+            while (Tokens.Count < request.TargetLength && !cancellation.IsCancellationRequested && !stops.Stopped)
+            {
+                int next = await Worker.Step(new ComputeStep(c.Handle, Lacking(c), Sample: true));
+                Tokens.Add(next);
+                if (++unsaved >= options.Value.CheckpointEvery)
+                {
+                    await Save();
+                    unsaved = 0;
+                }
+                string? text = decoder?.Add(next);
+                stops.Add(text);
+                yield return new GeneratedToken(Tokens.Count - 1, next, text);
+            }
+        }
+        finally
+        {
+            if (unsaved > 0) await Save();
+            turn.Release();
+        }
+    }
+
+    public async Task<SessionInfo> Fork(string childSessionId)
+    {
+        await turn.WaitAsync();
+        try
+        {
+            Names.Require("session", childSessionId);
+            if (childSessionId == Id) throw new InvalidOptionsException("a session cannot fork into itself");
+            var source = new ForkSource(Spec, state.State.DomainVersion, PackTokens(Tokens), PackGenerator(CurrentGenerator()),
+                silo.SiloAddress.ToString(), compute?.Handle ?? Guid.Empty);
+            // This session holds its turn until the child has copied its cache, so the cache cannot change meanwhile.
+            return await GrainFactory.GetGrain<ISessionGrain>(childSessionId).AdoptFrom(source);
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    public async Task<SessionInfo> AdoptFrom(ForkSource source)
+    {
+        await turn.WaitAsync();
+        try
+        {
+            if (state.State.Spec is not null) throw new InvalidOptionsException($"session '{Id}' already exists");
+            state.State = new SessionState { Spec = source.Spec, DomainVersion = source.DomainVersion, Tokens = source.Tokens, Generator = source.GeneratorState };
+            tokens = UnpackTokens(source.Tokens);
+            await state.WriteStateAsync();
+
+            // Prefix sharing: on the parent's silo, copy its cache instead of recomputing it. The last token is run
+            // again so that the child has logits of its own.
+            if (source.ParentSilo == silo.SiloAddress.ToString() && local.TryGet(source.CacheHandle, out var parent) && Tokens.Count > 0)
+            {
+                var model = models.Get(source.Spec.Model);
+                var inference = parent.Inference.CopyPrefix(Math.Min(parent.Inference.Length, Tokens.Count - 1));
+                Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, ToOptions(source.Spec.Sampling), CurrentGenerator())));
+            }
+            return Info();
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    public async Task<SessionInfo> Reset()
+    {
+        await turn.WaitAsync();
+        try
+        {
+            var spec = Spec;
+            Tokens.Clear();
+            var generator = new Xoshiro256(spec.Sampling.Seed).State;
+            state.State.Generator = PackGenerator(generator);
+            if (compute is not null)
+            {
+                compute.Inference.Truncate(0);
+                compute.Sampler.State = generator;
+            }
+            lastPrefill = 0;
+            await Save();
+            return Info();
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    public async Task Delete()
+    {
+        await turn.WaitAsync();
+        try
+        {
+            await state.ClearStateAsync();
+            state.State = new SessionState();
+            tokens = null;
+            ReleaseCompute();
+            DeactivateOnIdle();
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    public Task<SessionInfo> GetInfo() => Task.FromResult(Info());
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        ReleaseCompute();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>The in-memory cache, rebuilt by replaying the persisted tokens when this activation has none.</summary>
+    private async Task<SessionCompute> EnsureCompute()
+    {
+        if (compute is not null) return compute;
+        var spec = Spec;
+        var model = models.Get(spec.Model);
+        var domain = spec.Domain is null ? null : model.DomainFor(await domains.Get(spec.Domain, state.State.DomainVersion));
+        var inference = new InferenceSession(model, domain);
+        var c = Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, ToOptions(spec.Sampling), CurrentGenerator())));
+        if (Tokens.Count > 0) await Worker.Step(new ComputeStep(c.Handle, Tokens.ToArray(), Sample: false));
+        return c;
+    }
+
+    private SessionCompute Attach(SessionCompute c)
+    {
+        ReleaseCompute();
+        local.Add(c);
+        return compute = c;
+    }
+
+    private void ReleaseCompute()
+    {
+        if (compute is not null) local.Remove(compute);
+        compute = null;
+    }
+
+    /// <summary>Tokens the cache has not seen yet: a prompt just appended, or the token sampled last.</summary>
+    private int[] Lacking(SessionCompute c) => Tokens.Skip(c.Inference.Length).ToArray();
+
+    private RngState CurrentGenerator() =>
+        compute?.Sampler.State ?? (state.State.Generator is [var a, var b, var c, var d] ? new RngState(a, b, c, d) : new Xoshiro256(Spec.Sampling.Seed).State);
+
+    private async Task Save()
+    {
+        state.State.Tokens = PackTokens(Tokens);
+        state.State.Generator = PackGenerator(CurrentGenerator());
+        await state.WriteStateAsync();
+    }
+
+    private SessionInfo Info()
+    {
+        var cache = compute?.Inference.Cache;
+        return new SessionInfo(Id, state.State.Spec is not null, state.State.Spec?.Model, state.State.Spec?.Domain, state.State.Spec is null ? 0 : Tokens.Count,
+            cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill);
+    }
+
+    public static SamplingOptions ToOptions(SamplingSettings s) => new SamplingOptions(s.Temperature, s.TopK, s.TopP, s.Seed).Validate();
+
+    private static byte[] PackTokens(List<int> ids)
+    {
+        var bytes = new byte[ids.Count * sizeof(int)];
+        for (int i = 0; i < ids.Count; i++) BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(i * sizeof(int)), ids[i]);
+        return bytes;
+    }
+
+    private static List<int> UnpackTokens(byte[] bytes)
+    {
+        var ids = new List<int>(bytes.Length / sizeof(int));
+        for (int i = 0; i + sizeof(int) <= bytes.Length; i += sizeof(int)) ids.Add(BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(i)));
+        return ids;
+    }
+
+    private static ulong[] PackGenerator(RngState s) => [s.S0, s.S1, s.S2, s.S3];
+}
+
+/// <summary>Watches generated text for any of the stop strings.</summary>
+internal sealed class StopMatcher(string[]? stops)
+{
+    private readonly System.Text.StringBuilder text = new();
+
+    public bool Stopped { get; private set; }
+
+    public void Add(string? delta)
+    {
+        if (stops is not { Length: > 0 } || string.IsNullOrEmpty(delta)) return;
+        text.Append(delta);
+        var s = text.ToString();
+        Stopped = stops.Any(stop => stop.Length > 0 && s.Contains(stop, StringComparison.Ordinal));
+    }
+}

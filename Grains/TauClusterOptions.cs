@@ -1,0 +1,51 @@
+namespace TauCluster.Grains;
+
+/// <summary>
+/// The <c>Tau</c> configuration section (appsettings.json, or environment variables such as <c>Tau__Storage=redis</c>).
+/// </summary>
+public sealed class TauClusterOptions
+{
+    public const string Section = "Tau";
+
+    /// <summary>A directory whose subdirectories are models, each named after its folder.</summary>
+    public string? ModelsRoot { get; set; }
+
+    /// <summary>More models by name → directory (the name "default" is the built-in model unless set here).</summary>
+    public Dictionary<string, string> Models { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>A directory whose subdirectories are arrowspace manifolds, each a domain named after its folder.</summary>
+    public string? ManifoldsRoot { get; set; }
+
+    /// <summary>More domains by name → manifold directory.</summary>
+    public Dictionary<string, string> Manifolds { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Where the built-in default model and file storage live; TAU_HOME, else ~/.cache/taucluster.</summary>
+    public string DataDirectory { get; set; } = DefaultDataDirectory;
+
+    /// <summary><c>localhost</c> (one silo, or a dev cluster on one machine) or <c>redis</c>.</summary>
+    public string Clustering { get; set; } = "localhost";
+
+    /// <summary>Grain storage: <c>memory</c>, <c>file</c> (under DataDirectory/state) or <c>redis</c>.</summary>
+    public string Storage { get; set; } = "memory";
+
+    /// <summary>The Redis connection (StackExchange.Redis configuration string) for redis clustering and storage.</summary>
+    public string Redis { get; set; } = "127.0.0.1:6379";
+
+    public string ClusterId { get; set; } = "taucluster";
+    public string ServiceId { get; set; } = "taucluster";
+    public int SiloPort { get; set; } = 11111;
+    public int GatewayPort { get; set; } = 30000;
+
+    /// <summary>The address other silos and clients reach this silo at (redis clustering); loopback when unset.</summary>
+    public string? AdvertisedAddress { get; set; }
+
+    /// <summary>With localhost clustering: the primary silo's port, for a second silo on the same machine.</summary>
+    public int? PrimarySiloPort { get; set; }
+
+    /// <summary>Generated tokens between writes of a session's state; a failover regenerates at most these, identically.</summary>
+    public int CheckpointEvery { get; set; } = 16;
+
+    public static string DefaultDataDirectory =>
+        Environment.GetEnvironmentVariable("TAU_HOME") is { Length: > 0 } home ? home
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "taucluster");
+}
