@@ -32,6 +32,10 @@ public interface ISessionGrain : IGrainWithStringKey
     [Orleans.Concurrency.AlwaysInterleave]
     Task<SessionInfo> GetInfo();
 
+    /// <summary>The session's token ids (the transcript), as persisted.</summary>
+    [Orleans.Concurrency.AlwaysInterleave]
+    Task<int[]> GetTokens();
+
     /// <summary>Used by <see cref="Fork"/>: takes over a parent's state (and its cache, when on the same silo).</summary>
     Task<SessionInfo> AdoptFrom(ForkSource source);
 }
@@ -51,14 +55,18 @@ public sealed record SamplingSettings(
     [property: Id(2)] double TopP = 1.0,
     [property: Id(3)] ulong Seed = 0);
 
-/// <summary>A prompt as text (tokenized by the model's tokenizer) or as token ids.</summary>
+/// <summary>
+/// A prompt as text (tokenized by the model's tokenizer) or as token ids. With <paramref name="ExpectedLength"/>
+/// (the session's length the caller saw before appending), a retried append that already took effect is not applied twice.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record PromptInput(
     [property: Id(0)] string? Text,
-    [property: Id(1)] int[]? Ids)
+    [property: Id(1)] int[]? Ids,
+    [property: Id(2)] int? ExpectedLength = null)
 {
-    public static PromptInput FromText(string text) => new(text, null);
-    public static PromptInput FromIds(int[] ids) => new(null, ids);
+    public static PromptInput FromText(string text, int? expectedLength = null) => new(text, null, expectedLength);
+    public static PromptInput FromIds(int[] ids, int? expectedLength = null) => new(null, ids, expectedLength);
 }
 
 /// <summary>
@@ -77,6 +85,11 @@ public sealed record GeneratedToken(
     [property: Id(1)] int Id,
     [property: Id(2)] string? Text);
 
+/// <summary>
+/// A session as it stands. <paramref name="PrefilledTokens"/>: tokens the last append ran through the model (a
+/// follow-up turn runs only its new tokens); <paramref name="RebuiltTokens"/>: tokens replayed to rebuild the cache
+/// in this activation (0 for a fresh session, all of them after a failover, 1 for a fork on its parent's silo).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record SessionInfo(
     [property: Id(0)] string Session,
@@ -88,7 +101,8 @@ public sealed record SessionInfo(
     [property: Id(6)] long BaselineCacheBytes,
     [property: Id(7)] string Silo,
     [property: Id(8)] SamplingSettings? Sampling,
-    [property: Id(9)] int PrefilledTokens = 0);
+    [property: Id(9)] int PrefilledTokens = 0,
+    [property: Id(10)] int RebuiltTokens = 0);
 
 /// <summary>A parent's persisted state, handed to a fork; <paramref name="CacheHandle"/> is a silo-local cache to copy.</summary>
 [GenerateSerializer, Immutable]

@@ -22,6 +22,8 @@ public sealed class LocalSessions
     public int Count => sessions.Count;
     public long CacheBytes => sessions.Values.Sum(s => s.Inference.Cache.Bytes);
 
+    public IReadOnlyCollection<SessionCompute> All => (IReadOnlyCollection<SessionCompute>)sessions.Values;
+
     public void Add(SessionCompute compute) => sessions[compute.Handle] = compute;
     public void Remove(SessionCompute compute) => sessions.TryRemove(compute.Handle, out _);
     public bool TryGet(Guid handle, out SessionCompute compute) => sessions.TryGetValue(handle, out compute!);

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
+using Orleans.Placement;
 using TauCluster.Engine;
 
 namespace TauCluster.Grains;
@@ -25,6 +26,7 @@ public sealed class SessionState
 /// FIFO turnstile so that they are still served one at a time, in order.
 /// </summary>
 [Reentrant]
+[PreferLocalPlacement]   // a client's sessions land on random silos; a fork lands beside its parent and copies its cache
 public sealed class SessionGrain(
     [PersistentState("session", TauStorage.Name)] IPersistentState<SessionState> state,
     ModelStore models,
@@ -37,6 +39,7 @@ public sealed class SessionGrain(
     private List<int>? tokens;
     private SessionCompute? compute;
     private int lastPrefill;
+    private int rebuilt;
 
     private string Id => this.GetPrimaryKeyString();
     private List<int> Tokens => tokens ??= UnpackTokens(state.State.Tokens);
@@ -97,6 +100,11 @@ public sealed class SessionGrain(
             int[] ids = prompt.Ids ?? (model.Tokenizer ?? throw new InvalidOptionsException($"model '{Spec.Model}' has no tokenizer: send token ids"))
                 .Encode(prompt.Text ?? "").ToArray();
             if (ids.Length == 0) throw new InvalidOptionsException("the prompt is empty");
+            if (prompt.ExpectedLength is { } expected && expected != Tokens.Count)
+            {
+                if (Tokens.Count == expected + ids.Length && Tokens.Skip(expected).SequenceEqual(ids)) return Info();   // a retry of an append that took effect
+                throw new InvalidOptionsException($"session '{Id}' has {Tokens.Count} tokens, not the {expected} this append expected: another append came first");
+            }
             foreach (int id in ids)
                 if ((uint)id >= (uint)model.Config.VocabSize) throw new TokenOutOfRangeException(id, model.Config.VocabSize);
             if (Tokens.Count + ids.Length > model.Config.SequenceLen)
@@ -203,6 +211,7 @@ public sealed class SessionGrain(
                 var model = models.Get(source.Spec.Model);
                 var inference = parent.Inference.CopyPrefix(Math.Min(parent.Inference.Length, Tokens.Count - 1));
                 Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, ToOptions(source.Spec.Sampling), CurrentGenerator())));
+                rebuilt = Tokens.Count - inference.Length;   // run when the child first computes
             }
             return Info();
         }
@@ -255,6 +264,8 @@ public sealed class SessionGrain(
 
     public Task<SessionInfo> GetInfo() => Task.FromResult(Info());
 
+    public Task<int[]> GetTokens() => Task.FromResult(state.State.Spec is null ? [] : Tokens.ToArray());
+
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         ReleaseCompute();
@@ -271,6 +282,7 @@ public sealed class SessionGrain(
         var inference = new InferenceSession(model, domain);
         var c = Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, ToOptions(spec.Sampling), CurrentGenerator())));
         if (Tokens.Count > 0) await Worker.Step(new ComputeStep(c.Handle, Tokens.ToArray(), Sample: false));
+        rebuilt = Tokens.Count;
         return c;
     }
 
@@ -304,7 +316,7 @@ public sealed class SessionGrain(
     {
         var cache = compute?.Inference.Cache;
         return new SessionInfo(Id, state.State.Spec is not null, state.State.Spec?.Model, state.State.Spec?.Domain, state.State.Spec is null ? 0 : Tokens.Count,
-            cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill);
+            cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill, rebuilt);
     }
 
     public static SamplingOptions ToOptions(SamplingSettings s) => new SamplingOptions(s.Temperature, s.TopK, s.TopP, s.Seed).Validate();

@@ -1,0 +1,119 @@
+using Microsoft.Extensions.DependencyInjection;
+using System.Runtime.CompilerServices;
+
+namespace TauCluster.Grains;
+
+/// <summary>
+/// The client side of a generation: opens a session, appends a prompt and streams the reply, riding out the loss
+/// of the silo that hosts the session. A lost stream is requested again with the same absolute target; the session
+/// resumes from its last checkpoint on another silo and regenerates identically, and positions already received are
+/// skipped, so the caller sees every position exactly once and the same tokens as without the failure.
+/// </summary>
+public sealed class TauSessionClient(IGrainFactory grains)
+{
+    private const int MaxAttempts = 40;
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1.5);
+
+    public ISessionGrain Session(string id) => grains.GetGrain<ISessionGrain>(id);
+
+    public Task<SessionInfo> Open(string sessionId, SessionSpec spec, CancellationToken cancellation = default) =>
+        Retry(() => Session(sessionId).Open(spec), cancellation);
+
+    /// <summary>Appends a prompt exactly once, even when a retry follows a lost reply.</summary>
+    public async Task<SessionInfo> Append(string sessionId, PromptInput prompt, CancellationToken cancellation = default)
+    {
+        var session = Session(sessionId);
+        int expected = prompt.ExpectedLength ?? (await Retry(session.GetInfo, cancellation)).Length;
+        return await Retry(() => session.Append(prompt with { ExpectedLength = expected }), cancellation);
+    }
+
+    public Task<SessionInfo> Info(string sessionId, CancellationToken cancellation = default) => Retry(Session(sessionId).GetInfo, cancellation);
+
+    /// <summary>Generates up to <paramref name="maxTokens"/> tokens after what the session holds now.</summary>
+    public async IAsyncEnumerable<GeneratedToken> Generate(string sessionId, int maxTokens, string[]? stop = null,
+        [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        var session = Session(sessionId);
+        var info = await Retry(session.GetInfo, cancellation);
+        var request = new GenerateRequest(info.Length + maxTokens, info.Length, stop);
+        int next = request.OutputStart, attempts = 0;
+        while (next < request.TargetLength)
+        {
+            var stream = session.Generate(request, cancellation).GetAsyncEnumerator(cancellation);
+            bool lost = false;
+            try
+            {
+                while (true)
+                {
+                    var (moved, failure) = await TryMoveNext(stream, cancellation);
+                    if (failure is not null)
+                    {
+                        if (++attempts > MaxAttempts) throw failure;
+                        lost = true;
+                        break;
+                    }
+                    if (!moved) break;
+                    if (stream.Current.Position < next) continue;   // regenerated after a failover: already delivered
+                    next = stream.Current.Position + 1;
+                    attempts = 0;
+                    yield return stream.Current;
+                }
+            }
+            finally
+            {
+                try { await stream.DisposeAsync(); }
+                catch (Exception e) when (IsTransient(e, cancellation)) { }   // the silo holding the stream is gone
+            }
+            if (!lost) yield break;   // the target or a stop string was reached
+            await Task.Delay(RetryDelay, cancellation);
+        }
+    }
+
+    private static async Task<(bool Moved, Exception? Failure)> TryMoveNext(IAsyncEnumerator<GeneratedToken> stream, CancellationToken cancellation)
+    {
+        try
+        {
+            return (await stream.MoveNextAsync(), null);
+        }
+        catch (Exception e) when (IsTransient(e, cancellation))
+        {
+            return (false, e);
+        }
+    }
+
+    /// <summary>Retries a call while its failure is the cluster's (a silo lost, a message rejected), not the request's.</summary>
+    public static async Task<T> Retry<T>(Func<Task<T>> call, CancellationToken cancellation)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (Exception e) when (attempt < MaxAttempts && IsTransient(e, cancellation))
+            {
+                await Task.Delay(RetryDelay, cancellation);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Failures of the cluster rather than of the request: errors a grain raises about its input (TauCluster's typed
+    /// errors, argument errors) are never retried, nor is a cancellation the caller asked for.
+    /// </summary>
+    public static bool IsTransient(Exception e, CancellationToken cancellation) =>
+        !cancellation.IsCancellationRequested && e is SiloUnavailableException or OrleansMessageRejectionException
+            or EnumerationAbortedException or TimeoutException or GatewayTooBusyException
+            or Orleans.Runtime.Messaging.ConnectionFailedException or OperationCanceledException
+            or OrleansException { InnerException: SiloUnavailableException or Orleans.Runtime.Messaging.ConnectionFailedException };
+}
+
+public static class TauClientHosting
+{
+    /// <summary>Lets TauCluster's typed errors (unknown model, invalid options, …) arrive at this client as themselves.</summary>
+    public static IClientBuilder AddTauClient(this IClientBuilder builder)
+    {
+        builder.Services.Configure<Orleans.Serialization.ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("TauCluster"));
+        return builder;
+    }
+}

@@ -1,0 +1,87 @@
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.TestingHost;
+using TauCluster.Engine;
+using TauCluster.Grains;
+
+namespace TauCluster.Cluster.Tests;
+
+/// <summary>Small models and manifolds written to a temporary folder, shared by the cluster tests.</summary>
+public sealed class TestWorld : IDisposable
+{
+    public const string Tiny = "tiny";              // tau, bytes tokenizer, GQA, head dimension 32
+    public const string TinyCausal = "tiny-causal";
+    public const string Tiny384 = "tiny-384";       // one head of 384: the real manifold's dimension
+    public const string Chain32 = "chain32";        // a manifold under the manifolds root, dimension 32
+    public const string RealDomain = "cve-minilm-384";
+
+    public TestWorld()
+    {
+        Root = Path.Combine(Path.GetTempPath(), "tau-cluster-tests", Guid.NewGuid().ToString("N"));
+        var models = Path.Combine(Root, "models");
+        var manifolds = Path.Combine(Root, "manifolds");
+        var tiny = new ModelConfig(VocabSize: 256, NLayer: 2, NHead: 2, NKvHead: 1, NEmbd: 64, SequenceLen: 4096, Softcap: 15,
+            Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
+        TauModel.CreateRandom(tiny, 1).Save(Path.Combine(models, Tiny));
+        TauModel.CreateRandom(tiny with { Attention = AttentionKind.Causal }, 2).Save(Path.Combine(models, TinyCausal));
+        TauModel.CreateRandom(tiny with { NHead = 1, NKvHead = 1, NEmbd = 384, NLayer = 1, Taumode = new TaumodeConfig() }, 3).Save(Path.Combine(models, Tiny384));
+        Manifold.WriteAsync(Path.Combine(manifolds, Chain32), Laplacian.Chain(32), TauModeKind.Mean).GetAwaiter().GetResult();
+
+        Options = new TauClusterOptions
+        {
+            ModelsRoot = models,
+            ManifoldsRoot = manifolds,
+            DataDirectory = Path.Combine(Root, "data"),
+            Storage = "file",
+            CheckpointEvery = 4,
+        };
+        if (RealManifoldDirectory() is { } real) Options.Manifolds[RealDomain] = real;
+    }
+
+    public string Root { get; }
+    public TauClusterOptions Options { get; }
+
+    public static string? RealManifoldDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", "manifolds", RealDomain);
+            if (File.Exists(Path.Combine(candidate, Manifold.ParquetFile))) return candidate;
+        }
+        return null;
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
+    }
+}
+
+/// <summary>A three-silo TestingHost cluster whose silos share file storage, so state survives a killed silo.</summary>
+public sealed class ClusterFixture : IAsyncLifetime
+{
+    public TestWorld World { get; } = new();
+    public InProcessTestCluster Cluster { get; private set; } = null!;
+    public IClusterClient Client => Cluster.Client;
+    public TauSessionClient Sessions => new(Client);
+
+    public async Task InitializeAsync()
+    {
+        var builder = new InProcessTestClusterBuilder(3);
+        builder.ConfigureSilo((_, silo) => silo.AddTauServices(World.Options));
+        builder.ConfigureClient(client => client.AddTauClient());
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Cluster.DisposeAsync();
+        World.Dispose();
+    }
+
+    public T SiloService<T>(string siloAddress) where T : notnull =>
+        Cluster.Silos.Single(s => s.SiloAddress.ToString() == siloAddress).ServiceProvider.GetRequiredService<T>();
+}
+
+[CollectionDefinition(nameof(ClusterCollection))]
+public sealed class ClusterCollection : ICollectionFixture<ClusterFixture>;

@@ -1,0 +1,53 @@
+using TauCluster.Grains;
+
+namespace TauCluster.Cluster.Tests;
+
+/// <summary>Killing the silo that hosts a session, in the middle of a generation, changes nothing in its output.</summary>
+public sealed class FailoverTests
+{
+    [Fact]
+    public async Task Session_continues_on_another_silo_with_identical_output_after_its_silo_is_killed()
+    {
+        var fixture = new ClusterFixture();
+        await fixture.InitializeAsync();
+        try
+        {
+            var spec = new SessionSpec(TestWorld.Tiny, null, new SamplingSettings(0.9, 40, 0.95, 11));
+            const string prompt = "a conversation that outlives its silo";
+            const int length = 60;
+
+            async Task<string> Start()
+            {
+                var id = $"f-{Guid.NewGuid():N}";
+                await fixture.Sessions.Open(id, spec);
+                await fixture.Sessions.Append(id, PromptInput.FromText(prompt));
+                return id;
+            }
+
+            var uninterrupted = new List<GeneratedToken>();
+            await foreach (var t in fixture.Sessions.Generate(await Start(), length)) uninterrupted.Add(t);
+
+            var id = await Start();
+            string hostSilo = (await fixture.Sessions.Info(id)).Silo;
+            var received = new List<GeneratedToken>();
+            await foreach (var t in fixture.Sessions.Generate(id, length))
+            {
+                received.Add(t);
+                if (received.Count == 13)
+                    await fixture.Cluster.KillSiloAsync(fixture.Cluster.Silos.Single(s => s.SiloAddress.ToString() == hostSilo));
+            }
+
+            Assert.Equal(uninterrupted.Select(t => t.Id), received.Select(t => t.Id));
+            Assert.Equal(uninterrupted.Select(t => t.Position), received.Select(t => t.Position));
+            Assert.Equal(string.Concat(uninterrupted.Select(t => t.Text)), string.Concat(received.Select(t => t.Text)));
+            var after = await fixture.Sessions.Info(id);
+            Assert.NotEqual(hostSilo, after.Silo);
+            Assert.True(after.RebuiltTokens > 0, "the new activation rebuilt its cache by replaying the persisted tokens");
+            Assert.Equal(after.Length, (await fixture.Sessions.Session(id).GetTokens()).Length);
+        }
+        finally
+        {
+            await fixture.DisposeAsync();
+        }
+    }
+}
