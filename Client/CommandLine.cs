@@ -11,7 +11,7 @@ public sealed class ParsedArguments
 {
     private readonly Dictionary<string, string?> options = new(StringComparer.Ordinal);
 
-    public ParsedArguments(IReadOnlyList<string> args, ISet<string> valueOptions, ISet<string> flags)
+    public ParsedArguments(IReadOnlyList<string> args, IReadOnlyCollection<string> valueOptions, IReadOnlyCollection<string> flags)
     {
         for (int i = 0; i < args.Count; i++)
         {

@@ -3,124 +3,189 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TauCluster.Engine;
+using TauCluster.Grains;
 
 namespace TauCluster.Client;
 
 public static class Commands
 {
+    private static readonly string[] ClusterOptions = ["--cluster", "--cluster-id", "--service-id"];
+    private static readonly string[] SamplingOptionNames = ["--temperature", "--top-k", "--top-p", "--seed"];
+    private static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
     public static int Help()
     {
         Console.WriteLine("""
-            tau — serve Tauformer models
+            tau — serve Tauformer models on an Orleans cluster
 
               tau generate [--model DIR|NAME] (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N]
                            [--temperature T] [--top-k K] [--top-p P] [--seed S] [--session ID]
-                           [--domain DIR|NAME] [--json]
+                           [--domain DIR|NAME] [--cluster HOST:PORT[,…]|redis://HOST:PORT] [--json]
+              tau chat [--model DIR|NAME] [--session ID] [--domain DIR|NAME] [--max-tokens N] [sampling] [--cluster …]
+              tau sessions info|delete ID [--cluster …]
+              tau sessions fork ID NEW_ID [--cluster …]
               tau model init --config FILE --out DIR [--seed S]
               tau manifold inspect DIR
 
-            Without --model, generate runs the built-in default model (random weights: its text is noise).
+            Without --cluster, tau starts an embedded one-silo cluster in this process; its sessions are kept
+            under $TAU_HOME (default ~/.cache/taucluster). Without --model it runs the built-in default model,
+            whose weights are random: its text is noise.
             """);
         return 0;
     }
 
-    public static int Generate(IReadOnlyList<string> args)
+    public static async Task<int> Generate(IReadOnlyList<string> args, CancellationToken cancellation)
     {
         var a = new ParsedArguments(args,
-            new HashSet<string> { "--model", "--prompt", "--prompt-ids", "--max-tokens", "--temperature", "--top-k", "--top-p", "--seed", "--session", "--domain", "--cluster" },
-            new HashSet<string> { "--json" });
-        if (a.Has("--cluster"))
-            throw new UsageException("--cluster needs the Orleans cluster, which this build does not include yet; run without it");
+            ["--model", "--prompt", "--prompt-ids", "--max-tokens", "--session", "--domain", .. SamplingOptionNames, .. ClusterOptions], ["--json"]);
         if (a.Has("--prompt") == a.Has("--prompt-ids")) throw new UsageException("give exactly one of --prompt and --prompt-ids");
-        int maxTokens = a.Int("--max-tokens") ?? 32;
-        if (maxTokens < 1) throw new UsageException($"--max-tokens {maxTokens} must be at least 1");
-        var sampling = new SamplingOptions(
-            Temperature: a.Double("--temperature") ?? 0.8,
-            TopK: a.Int("--top-k") ?? 0,
-            TopP: a.Double("--top-p") ?? 1.0,
-            Seed: a.ULong("--seed") ?? 0).Validate();
+        int maxTokens = MaxTokens(a, 32);
+        var sampling = Sampling(a);
+        var prompt = a.String("--prompt") is { } promptText ? PromptInput.FromText(promptText) : PromptInput.FromIds(ParseIds(a.Required("--prompt-ids")));
+        if (prompt.Text is "") throw new UsageException("the prompt is empty");
         bool json = a.Has("--json");
-        Action<string> progress = message => Console.Error.WriteLine(message);
+        string sessionId = SessionId(a);
 
-        var model = ModelResolver.Model(a.String("--model"), progress);
-        var domain = a.String("--domain") is { } d ? model.DomainFor(ModelResolver.Domain(d)) : null;
-        var tokenizer = model.Tokenizer;
-        int[] prompt = a.String("--prompt") is { } text
-            ? (tokenizer ?? throw new UsageException("this model has no tokenizer: give --prompt-ids")).Encode(text).ToArray()
-            : ParseIds(a.Required("--prompt-ids"));
-        if (prompt.Length == 0) throw new UsageException("the prompt is empty");
-
-        var session = new InferenceSession(model, domain);
-        session.Reserve(prompt.Length + maxTokens);
-        var sampler = new Sampler(model.Config.VocabSize, sampling);
-        var generated = new List<int>(maxTokens);
+        await using var cluster = await Connect(a, cancellation);
+        var spec = new SessionSpec(cluster.Model, cluster.Domain, sampling);
+        await cluster.Connection.Sessions.Open(sessionId, spec, cancellation);
         var clock = Stopwatch.StartNew();
-        var streamer = json || tokenizer is null ? null : new IncrementalDecoder(tokenizer);
+        var before = await cluster.Connection.Sessions.Info(sessionId, cancellation);
+        var appended = await cluster.Connection.Sessions.Append(sessionId, prompt, cancellation);
 
-        var logits = session.Append(prompt);
+        var ids = new List<int>(maxTokens);
+        var text = new System.Text.StringBuilder();
+        bool hasText = false;
         double ttftMs = 0;
-        for (int i = 0; i < maxTokens; i++)
+        await foreach (var token in cluster.Connection.Sessions.Generate(sessionId, maxTokens, cancellation: cancellation))
         {
-            int next = sampler.Sample(logits);
-            generated.Add(next);
-            if (i == 0) ttftMs = clock.Elapsed.TotalMilliseconds;
-            if (streamer is not null) { Console.Write(streamer.Add(next)); Console.Out.Flush(); }
-            if (tokenizer is null && !json) Console.Write(i == 0 ? $"{next}" : $",{next}");
-            if (i + 1 < maxTokens && session.Length < model.Config.SequenceLen) logits = session.Append(next);
-            else if (session.Length >= model.Config.SequenceLen) break;
+            if (ids.Count == 0) ttftMs = clock.Elapsed.TotalMilliseconds;
+            ids.Add(token.Id);
+            hasText |= token.Text is not null;
+            text.Append(token.Text);
+            if (json) continue;
+            Console.Write(token.Text ?? (ids.Count == 1 ? $"{token.Id}" : $",{token.Id}"));
+            Console.Out.Flush();
         }
-        double seconds = clock.Elapsed.TotalSeconds;
-        double decodeSeconds = seconds - ttftMs / 1000;
-        double tokensPerSecond = generated.Count > 1 && decodeSeconds > 0 ? (generated.Count - 1) / decodeSeconds : generated.Count / seconds;
+        double seconds = clock.Elapsed.TotalSeconds, decodeSeconds = seconds - ttftMs / 1000;
+        double tokensPerSecond = ids.Count > 1 && decodeSeconds > 0 ? (ids.Count - 1) / decodeSeconds : ids.Count / Math.Max(seconds, 1e-9);
+        var info = await cluster.Connection.Sessions.Info(sessionId, cancellation);
 
-        string sessionId = a.String("--session") ?? $"s-{Guid.NewGuid():N}"[..14];
         if (json)
         {
-            var result = new JsonObject
+            Console.WriteLine(new JsonObject
             {
                 ["session"] = sessionId,
-                ["ids"] = new JsonArray(generated.Select(id => (JsonNode)id).ToArray()),
-                ["text"] = tokenizer?.Decode(generated),
+                ["ids"] = new JsonArray(ids.Select(id => (JsonNode)id).ToArray()),
+                ["text"] = hasText ? text.ToString() : null,
                 ["stats"] = new JsonObject
                 {
-                    ["prompt_tokens"] = prompt.Length,
-                    ["generated_tokens"] = generated.Count,
-                    ["cache_bytes"] = session.Cache.Bytes,
-                    ["baseline_cache_bytes"] = session.Cache.KeyValueBaselineBytes,
+                    ["prompt_tokens"] = appended.Length - before.Length,
+                    ["generated_tokens"] = ids.Count,
+                    ["cache_bytes"] = info.CacheBytes,
+                    ["baseline_cache_bytes"] = info.BaselineCacheBytes,
                     ["ttft_ms"] = Math.Round(ttftMs, 3),
                     ["tokens_per_second"] = Math.Round(tokensPerSecond, 3),
                 },
-            };
-            Console.WriteLine(result.ToJsonString());
+            }.ToJsonString());
         }
         else
         {
             Console.WriteLine();
-            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"[{prompt.Length} prompt + {generated.Count} generated tokens, ttft {ttftMs:F1} ms, {tokensPerSecond:F1} tok/s, cache {session.Cache.Bytes:N0} B vs {session.Cache.KeyValueBaselineBytes:N0} B for K/V]"));
+            Progress(string.Create(CultureInfo.InvariantCulture,
+                $"[session {sessionId}: {appended.Length - before.Length} prompt + {ids.Count} generated tokens, ttft {ttftMs:F1} ms, {tokensPerSecond:F1} tok/s, cache {info.CacheBytes:N0} B vs {info.BaselineCacheBytes:N0} B for K/V]"),
+                always: true);
         }
         return 0;
     }
 
-    private static int[] ParseIds(string text)
+    /// <summary>
+    /// An interactive conversation that keeps its session across turns. Each line is one user turn, sent through
+    /// the plain chat template "User: …\nAssistant:"; the reply stops at the next "\nUser:".
+    /// </summary>
+    public static async Task<int> Chat(IReadOnlyList<string> args, CancellationToken cancellation)
     {
-        try
+        var a = new ParsedArguments(args, ["--model", "--max-tokens", "--session", "--domain", .. SamplingOptionNames, .. ClusterOptions], []);
+        int maxTokens = MaxTokens(a, 64);
+        var sampling = Sampling(a);
+        string sessionId = SessionId(a);
+        await using var cluster = await Connect(a, cancellation);
+        var sessions = cluster.Connection.Sessions;
+        await sessions.Open(sessionId, new SessionSpec(cluster.Model, cluster.Domain, sampling), cancellation);
+        Progress($"session {sessionId} — type a message; /reset, /fork [ID], /info, /quit", always: true);
+
+        while (!cancellation.IsCancellationRequested)
         {
-            return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+            Console.Error.Write("you> ");
+            string? line = Console.ReadLine();
+            if (line is null || line.Trim() is "/quit" or "/exit") break;
+            line = line.Trim();
+            if (line.Length == 0) continue;
+            switch (line.Split(' ', 2, StringSplitOptions.RemoveEmptyEntries))
+            {
+                case ["/reset"]:
+                    await sessions.Session(sessionId).Reset();
+                    Console.WriteLine("(session reset)");
+                    continue;
+                case ["/fork", .. var rest]:
+                    string child = rest.Length > 0 ? Names.Require("session", rest[0].Trim()) : NewSessionId();
+                    var forked = await sessions.Session(sessionId).Fork(child);
+                    Console.WriteLine($"(forked into {forked.Session} at {forked.Length} tokens; continuing in {sessionId})");
+                    continue;
+                case ["/info"]:
+                    Console.WriteLine(JsonSerializer.Serialize(await sessions.Info(sessionId, cancellation), SnakeCase));
+                    continue;
+                case [var command, ..] when command.StartsWith('/'):
+                    Console.WriteLine($"(unknown command {command}; /reset, /fork [ID], /info, /quit)");
+                    continue;
+            }
+            await sessions.Append(sessionId, PromptInput.FromText($"User: {line}\nAssistant:"), cancellation);
+            Console.Write("tau> ");
+            await foreach (var token in sessions.Generate(sessionId, maxTokens, ["\nUser:"], cancellation))
+            {
+                Console.Write(token.Text ?? $" {token.Id}");
+                Console.Out.Flush();
+            }
+            Console.WriteLine();
         }
-        catch (FormatException)
+        return 0;
+    }
+
+    public static async Task<int> Sessions(string verb, IReadOnlyList<string> args, CancellationToken cancellation)
+    {
+        var positional = args.TakeWhile(x => !x.StartsWith("--", StringComparison.Ordinal)).ToArray();
+        var a = new ParsedArguments(args.Skip(positional.Length).ToList(), [.. ClusterOptions], []);
+        var (id, child) = (verb, positional) switch
         {
-            throw new UsageException($"--prompt-ids '{text}' must be comma-separated integers");
-        }
-        catch (OverflowException)
+            ("info" or "delete", [var s]) => (s, null),
+            ("fork", [var s, var c]) => (s, c),
+            ("info" or "delete" or "fork", _) => throw new UsageException($"usage: tau sessions {verb} ID{(verb == "fork" ? " NEW_ID" : "")} [--cluster …]"),
+            _ => throw new UsageException($"unknown sessions command '{verb}' (info, fork, delete)"),
+        };
+        Names.Require("session", id);
+        await using var cluster = await Connect(a, cancellation, resolveModel: false);
+        var session = cluster.Connection.Sessions.Session(id);
+        switch (verb)
         {
-            throw new UsageException($"--prompt-ids '{text}' has an id out of range");
+            case "info":
+                Console.WriteLine(JsonSerializer.Serialize(await cluster.Connection.Sessions.Info(id, cancellation), SnakeCase));
+                break;
+            case "fork":
+                if (!(await session.GetInfo()).Exists) throw new UnknownNameException("session", id);
+                Console.WriteLine(JsonSerializer.Serialize(await session.Fork(Names.Require("session", child!)), SnakeCase));
+                break;
+            default:
+                if (!(await session.GetInfo()).Exists) throw new UnknownNameException("session", id);
+                await session.Delete();
+                Console.WriteLine($"deleted {id}");
+                break;
         }
+        return 0;
     }
 
     public static int ModelInit(IReadOnlyList<string> args)
     {
-        var a = new ParsedArguments(args, new HashSet<string> { "--config", "--out", "--seed" }, new HashSet<string>());
+        var a = new ParsedArguments(args, ["--config", "--out", "--seed"], []);
         var config = ModelConfig.Load(a.Required("--config"));
         string output = a.Required("--out");
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
@@ -154,5 +219,88 @@ public static class Commands
             energy_of_random_unit_vectors = new[] { energies.Min(), energies.Max() },
         }));
         return 0;
+    }
+
+    private sealed record OpenCluster(ClusterConnection Connection, string Model, string? Domain) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync() => Connection.DisposeAsync();
+    }
+
+    /// <summary>
+    /// Embedded: a model or domain given as a directory is configured on the embedded silo under its folder name,
+    /// so that sessions still name it (a silo never reads a path from a request). Remote: names only.
+    /// </summary>
+    private static async Task<OpenCluster> Connect(ParsedArguments a, CancellationToken cancellation, bool resolveModel = true)
+    {
+        string model = a.String("--model") ?? ModelStore.DefaultName;
+        string? domain = a.String("--domain");
+        if (a.String("--cluster") is { } address)
+        {
+            foreach (var (option, value) in new[] { ("--model", model), ("--domain", domain) })
+                if (value is not null && !Names.IsValid(value))
+                    throw new UsageException($"with --cluster, {option} must name a {option[2..]} configured on the silos, not a path ('{value}')");
+            var remote = await ClusterConnection.Connect(address, a.String("--cluster-id") ?? "taucluster", a.String("--service-id") ?? "taucluster", cancellation);
+            return new OpenCluster(remote, model, domain);
+        }
+
+        var options = new TauClusterOptions();
+        options.ModelsRoot = Path.Combine(options.DataDirectory, "models");
+        options.ManifoldsRoot = Path.Combine(options.DataDirectory, "manifolds");
+        if (resolveModel)
+        {
+            model = LocalName("model", model, options.Models);
+            if (domain is not null) domain = LocalName("domain", domain, options.Manifolds);
+            if (model == ModelStore.DefaultName) DefaultModel.EnsureCreated(options.DataDirectory, message => Progress(message));
+        }
+        Progress("starting an embedded silo …");
+        return new OpenCluster(await ClusterConnection.StartEmbedded(options, cancellation), model, domain);
+    }
+
+    private static string LocalName(string kind, string nameOrDirectory, Dictionary<string, string> configured)
+    {
+        if (!Directory.Exists(nameOrDirectory))
+            return Names.IsValid(nameOrDirectory) ? nameOrDirectory
+                : throw new UnknownNameException(kind, nameOrDirectory, "not a directory, nor a plain name");
+        var full = Path.GetFullPath(nameOrDirectory);
+        var name = Path.GetFileName(full.TrimEnd(Path.DirectorySeparatorChar));
+        if (!Names.IsValid(name)) name = $"local-{kind}";
+        configured[name] = full;
+        return name;
+    }
+
+    private static SamplingSettings Sampling(ParsedArguments a)
+    {
+        var sampling = new SamplingSettings(a.Double("--temperature") ?? 0.8, a.Int("--top-k") ?? 0, a.Double("--top-p") ?? 1.0, a.ULong("--seed") ?? 0);
+        SessionGrain.ToOptions(sampling);   // invalid options fail here, before any cluster starts
+        return sampling;
+    }
+
+    private static int MaxTokens(ParsedArguments a, int fallback)
+    {
+        int maxTokens = a.Int("--max-tokens") ?? fallback;
+        return maxTokens >= 1 ? maxTokens : throw new UsageException($"--max-tokens {maxTokens} must be at least 1");
+    }
+
+    private static string SessionId(ParsedArguments a) => a.String("--session") is { } id ? Names.Require("session", id) : NewSessionId();
+
+    private static string NewSessionId() => $"s-{Guid.NewGuid():N}"[..14];
+
+    private static int[] ParseIds(string text)
+    {
+        try
+        {
+            var ids = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+            return ids.Length > 0 ? ids : throw new UsageException("--prompt-ids is empty");
+        }
+        catch (Exception e) when (e is FormatException or OverflowException)
+        {
+            throw new UsageException($"--prompt-ids '{text}' must be comma-separated integers");
+        }
+    }
+
+    /// <summary>Progress for a person watching: on stderr, and only when stderr is a terminal unless it is the summary.</summary>
+    private static void Progress(string message, bool always = false)
+    {
+        if (always || !Console.IsErrorRedirected) Console.Error.WriteLine(message);
     }
 }

@@ -1,11 +1,21 @@
 using TauCluster.Client;
 using TauCluster.Engine;
 
+using var interrupt = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;   // stop the generation cleanly; a second Ctrl+C ends the process
+    if (interrupt.IsCancellationRequested) Environment.Exit(130);
+    interrupt.Cancel();
+};
+
 try
 {
     return args switch
     {
-        ["generate", .. var rest] => Commands.Generate(rest),
+        ["generate", .. var rest] => await Commands.Generate(rest, interrupt.Token),
+        ["chat", .. var rest] => await Commands.Chat(rest, interrupt.Token),
+        ["sessions", var verb, .. var rest] => await Commands.Sessions(verb, rest, interrupt.Token),
         ["model", "init", .. var rest] => Commands.ModelInit(rest),
         ["manifold", "inspect", var dir] => Commands.ManifoldInspect(dir),
         [] or ["--help"] or ["-h"] or ["help"] => Commands.Help(),
@@ -17,8 +27,18 @@ catch (UsageException e)
     Console.Error.WriteLine($"tau: {e.Message}");
     return 2;
 }
+catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+{
+    Console.Error.WriteLine("tau: interrupted");
+    return 130;
+}
 catch (Exception e) when (e is TauException or IOException or UnauthorizedAccessException)
 {
     Console.Error.WriteLine($"tau: {e.Message}");
     return 1;
+}
+catch (Exception e)
+{
+    Console.Error.WriteLine($"tau: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}");
+    return 3;
 }

@@ -27,4 +27,13 @@ public sealed class IncrementalDecoder(ITextTokenizer tokenizer)
         emitted = text.Length;
         return delta;
     }
+
+    /// <summary>At the end of a stream: whatever was held back, incomplete characters included (as U+FFFD).</summary>
+    public string Flush()
+    {
+        string text = tokenizer.Decode(ids);
+        string rest = text.Length > emitted ? text[emitted..] : "";
+        emitted = text.Length;
+        return rest;
+    }
 }

@@ -73,24 +73,26 @@ public static class DefaultModel
 
     public static string DirectoryIn(string dataDirectory) => Path.Combine(dataDirectory, "models", ModelStore.DefaultName);
 
-    public static TauModel LoadOrCreate(string dataDirectory, Action<string>? progress = null)
+    public static TauModel LoadOrCreate(string dataDirectory, Action<string>? progress = null) =>
+        TauModel.Load(EnsureCreated(dataDirectory, progress));
+
+    /// <summary>Writes the default model into the data directory unless it is there; returns its directory.</summary>
+    public static string EnsureCreated(string dataDirectory, Action<string>? progress = null)
     {
         var dir = DirectoryIn(dataDirectory);
-        if (!File.Exists(Path.Combine(dir, TauModel.WeightsFile)))
+        if (File.Exists(Path.Combine(dir, TauModel.WeightsFile))) return dir;
+        progress?.Invoke($"creating the default model in {dir} (seeded random weights, once)");
+        var staging = $"{dir}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        TauModel.CreateRandom(Config, Seed).Save(staging);
+        Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+        try
         {
-            progress?.Invoke($"creating the default model in {dir} (seeded random weights, once)");
-            var staging = $"{dir}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
-            TauModel.CreateRandom(Config, Seed).Save(staging);
-            Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
-            try
-            {
-                Directory.Move(staging, dir);
-            }
-            catch (IOException) when (File.Exists(Path.Combine(dir, TauModel.WeightsFile)))
-            {
-                Directory.Delete(staging, recursive: true);   // another process made it first
-            }
+            Directory.Move(staging, dir);
         }
-        return TauModel.Load(dir);
+        catch (IOException) when (File.Exists(Path.Combine(dir, TauModel.WeightsFile)))
+        {
+            Directory.Delete(staging, recursive: true);   // another process made it first
+        }
+        return dir;
     }
 }

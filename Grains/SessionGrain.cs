@@ -152,7 +152,7 @@ public sealed class SessionGrain(
 
             // A resumed request first gets again what this session already generated for it; the caller skips what it has.
             for (int p = request.OutputStart; p < Math.Min(Tokens.Count, request.TargetLength); p++)
-                yield return new GeneratedToken(p, Tokens[p], decoder?.Add(Tokens[p]));
+                yield return new GeneratedToken(p, Tokens[p], Finish(decoder?.Add(Tokens[p]), decoder, p + 1 == request.TargetLength));
 
             var stops = new StopMatcher(request.Stop);
             while (Tokens.Count < request.TargetLength && !cancellation.IsCancellationRequested && !stops.Stopped)
@@ -166,7 +166,7 @@ public sealed class SessionGrain(
                 }
                 string? text = decoder?.Add(next);
                 stops.Add(text);
-                yield return new GeneratedToken(Tokens.Count - 1, next, text);
+                yield return new GeneratedToken(Tokens.Count - 1, next, Finish(text, decoder, Tokens.Count == request.TargetLength || stops.Stopped));
             }
         }
         finally
@@ -271,6 +271,10 @@ public sealed class SessionGrain(
         ReleaseCompute();
         return Task.CompletedTask;
     }
+
+    /// <summary>The last token of a reply carries whatever text the decoder held back, so the reply's text is whole.</summary>
+    private static string? Finish(string? text, IncrementalDecoder? decoder, bool last) =>
+        last && decoder is not null ? text + decoder.Flush() : text;
 
     /// <summary>The in-memory cache, rebuilt by replaying the persisted tokens when this activation has none.</summary>
     private async Task<SessionCompute> EnsureCompute()

@@ -16,13 +16,17 @@ public sealed class TauCommandTests : IDisposable
 
     private sealed record Result(int ExitCode, string Stdout, string Stderr);
 
-    private Result Tau(params string[] args)
+    private Result Tau(params string[] args) => TauWithInput(null, args);
+
+    private Result TauWithInput(string? input, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tau.dll"));
         foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment["TAU_HOME"] = home;
         using var process = Process.Start(start)!;
+        if (input is not null) process.StandardInput.Write(input);
+        process.StandardInput.Close();
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), "tau did not finish");
@@ -129,5 +133,54 @@ public sealed class TauCommandTests : IDisposable
         Assert.Equal(384, info.GetProperty("dimension").GetInt32());
         Assert.Equal(6408, info.GetProperty("non_zeros").GetInt32());
         Assert.Equal("median", info.GetProperty("tau_mode").GetString());
+    }
+
+    [Fact]
+    public void Sessions_persist_across_invocations_and_can_be_forked_and_deleted()
+    {
+        var model = SmallModel();
+        var first = Json(Tau("generate", "--model", model, "--prompt", "keep me", "--max-tokens", "5", "--session", "kept", "--seed", "2", "--json"));
+        Assert.Equal("kept", first.GetProperty("session").GetString());
+        var info = Json(Tau("sessions", "info", "kept"));
+        Assert.True(info.GetProperty("exists").GetBoolean());
+        Assert.Equal(7 + 5, info.GetProperty("length").GetInt32());
+
+        Json(Tau("generate", "--model", model, "--prompt", " more", "--max-tokens", "3", "--session", "kept", "--seed", "2", "--json"));
+        Assert.Equal(12 + 5 + 3, Json(Tau("sessions", "info", "kept")).GetProperty("length").GetInt32());
+
+        var fork = Json(Tau("sessions", "fork", "kept", "kept-copy"));
+        Assert.Equal(20, fork.GetProperty("length").GetInt32());
+        Assert.Equal("deleted kept", Tau("sessions", "delete", "kept").Stdout.Trim());
+        Assert.False(Json(Tau("sessions", "info", "kept")).GetProperty("exists").GetBoolean());
+        Assert.True(Json(Tau("sessions", "info", "kept-copy")).GetProperty("exists").GetBoolean());
+        var missing = Tau("sessions", "delete", "never-was");
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("unknown session 'never-was'", missing.Stderr);
+    }
+
+    [Fact]
+    public void Chat_keeps_its_session_across_turns()
+    {
+        var model = SmallModel();
+        var r = TauWithInput("hello\nagain\n/info\n/reset\n/info\n/quit\n", "chat", "--model", model, "--session", "talk", "--max-tokens", "4");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Count(l => l.StartsWith("tau> ", StringComparison.Ordinal)));
+        var infos = lines.Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        int template = "User: hello\nAssistant:".Length + "User: again\nAssistant:".Length;
+        Assert.InRange(infos[0].GetProperty("length").GetInt32(), template + 2, template + 8);   // both turns and their replies
+        Assert.Equal(0, infos[1].GetProperty("length").GetInt32());
+    }
+
+    [Fact]
+    public void An_unreachable_cluster_is_one_clear_error()
+    {
+        var r = Tau("generate", "--prompt", "x", "--cluster", "127.0.0.1:1");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("cannot reach the cluster at 127.0.0.1:1", r.Stderr);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        var path = Tau("generate", "--prompt", "x", "--model", "/some/dir", "--cluster", "127.0.0.1:1");
+        Assert.Equal(2, path.ExitCode);
+        Assert.Contains("must name a model configured on the silos", path.Stderr);
     }
 }
