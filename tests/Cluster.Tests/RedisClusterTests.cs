@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using TauCluster.Grains;
+using Xunit.Abstractions;
+
+namespace TauCluster.Cluster.Tests;
+
+/// <summary>
+/// Real processes: a redis-server for membership and grain state, two Silo processes, and a client. The silo that
+/// hosts a session is killed with SIGKILL in the middle of a generation; the output must not change.
+/// </summary>
+public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private readonly List<Process> processes = [];
+    private readonly TestWorld world = new();
+    private readonly string clusterId = $"redis-test-{Guid.NewGuid():N}"[..24];
+    private int redisPort;
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync()
+    {
+        foreach (var p in processes)
+        {
+            try { if (!p.HasExited) p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        world.Dispose();
+        return Task.CompletedTask;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static string? RedisServer() =>
+        new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
+
+    private static string SiloAssembly()
+    {
+        var testDir = new DirectoryInfo(AppContext.BaseDirectory);   // …/tests/Cluster.Tests/bin/<Configuration>/net10.0/
+        string configuration = testDir.Parent!.Name;
+        for (var dir = testDir; dir is not null; dir = dir.Parent)
+        {
+            if (!File.Exists(Path.Combine(dir.FullName, "TauCluster.sln"))) continue;
+            var silo = Path.Combine(dir.FullName, "Silo", "bin", configuration, "net10.0", "TauCluster.Silo.dll");
+            return File.Exists(silo) ? silo : throw new FileNotFoundException($"build the Silo project first: {silo}");
+        }
+        throw new DirectoryNotFoundException("repository root not found above " + testDir.FullName);
+    }
+
+    private Process Start(string file, IEnumerable<string> args, IDictionary<string, string> environment, string name)
+    {
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var (k, v) in environment) start.Environment[k] = v;
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) Log($"[{name}] {e.Data}"); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Log($"[{name}] {e.Data}"); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        processes.Add(process);
+        return process;
+    }
+
+    private void Log(string line)
+    {
+        try { output.WriteLine(line); } catch (InvalidOperationException) { }   // output after the test ended
+    }
+
+    private static async Task WaitForPort(int port, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try
+            {
+                using var client = new TcpClient();
+                await client.ConnectAsync(IPAddress.Loopback, port);
+                return;
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    private (Process Process, int SiloPort) StartSilo(int index)
+    {
+        int siloPort = FreePort(), gatewayPort = FreePort(), httpPort = FreePort();
+        var env = new Dictionary<string, string>
+        {
+            ["Tau__Clustering"] = "redis",
+            ["Tau__Storage"] = "redis",
+            ["Tau__Redis"] = $"127.0.0.1:{redisPort}",
+            ["Tau__ClusterId"] = clusterId,
+            ["Tau__ServiceId"] = clusterId,
+            ["Tau__SiloPort"] = siloPort.ToString(),
+            ["Tau__GatewayPort"] = gatewayPort.ToString(),
+            ["Tau__ModelsRoot"] = world.Options.ModelsRoot!,
+            ["Tau__DataDirectory"] = Path.Combine(world.Root, $"silo{index}"),
+            ["Tau__CheckpointEvery"] = "4",
+            ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{httpPort}",
+        };
+        return (Start("dotnet", [SiloAssembly()], env, $"silo{index}"), siloPort);
+    }
+
+    [Fact]
+    public async Task Sigkilled_silo_loses_no_session_and_changes_no_token()
+    {
+        if (RedisServer() is not { } redis)
+        {
+            Assert.False(string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase), "CI must install redis-server");
+            output.WriteLine("SKIPPED: redis-server is not installed");
+            return;
+        }
+        redisPort = FreePort();
+        Start(redis, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], new Dictionary<string, string>(), "redis");
+        await WaitForPort(redisPort, TimeSpan.FromSeconds(20));
+        var silos = new[] { StartSilo(1), StartSilo(2) };
+
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.UseOrleansClient(client =>
+        {
+            client.UseRedisClustering($"127.0.0.1:{redisPort}");
+            client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (clusterId, clusterId));
+            client.AddTauClient();
+        });
+        using var host = builder.Build();
+        await host.StartAsync();
+        var grains = host.Services.GetRequiredService<IClusterClient>();
+        var management = grains.GetGrain<IManagementGrain>(0);
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while ((await TauSessionClient.Retry(() => management.GetHosts(onlyActive: true), default)).Count < 2)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the two silos did not both join the cluster");
+            await Task.Delay(500);
+        }
+        var sessions = new TauSessionClient(grains);
+        var spec = new SessionSpec(TestWorld.Tiny, null, new SamplingSettings(0.9, 40, 0.95, 21));
+
+        async Task<string> Begin()
+        {
+            var id = $"r-{Guid.NewGuid():N}";
+            await sessions.Open(id, spec);
+            await sessions.Append(id, PromptInput.FromText("two processes, one conversation"));
+            return id;
+        }
+
+        var uninterrupted = new List<int>();
+        await foreach (var t in sessions.Generate(await Begin(), 48)) uninterrupted.Add(t.Id);
+
+        var id = await Begin();
+        string hostSilo = (await sessions.Info(id)).Silo;
+        var victim = silos.Single(s => hostSilo.Contains($":{s.SiloPort}:", StringComparison.Ordinal));
+        var received = new List<int>();
+        await foreach (var t in sessions.Generate(id, 48))
+        {
+            received.Add(t.Id);
+            if (received.Count == 10)
+            {
+                victim.Process.Kill(entireProcessTree: true);   // SIGKILL: no goodbye to the cluster
+                output.WriteLine($"killed the silo on port {victim.SiloPort} after 10 tokens");
+            }
+        }
+
+        Assert.True(victim.Process.HasExited);
+        Assert.Equal(uninterrupted, received);
+        var after = await sessions.Info(id);
+        Assert.NotEqual(hostSilo, after.Silo);
+        var tokens = await sessions.Session(id).GetTokens();
+        Assert.Equal(received, tokens[^48..]);   // persisted in Redis: nothing lost
+        await host.StopAsync();
+    }
+}
