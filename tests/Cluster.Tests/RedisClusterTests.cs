@@ -181,5 +181,12 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         var tokens = await sessions.Session(id).GetTokens();
         Assert.Equal(received, tokens[^48..]);   // persisted in Redis: nothing lost
         await host.StopAsync();
+
+        // The survivor shuts down cleanly on SIGTERM.
+        var survivor = silos.Single(s => s != victim).Process;
+        using (var term = Process.Start("kill", ["-TERM", survivor.Id.ToString()])) await term.WaitForExitAsync();
+        using var shutdown = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await survivor.WaitForExitAsync(shutdown.Token);
+        Assert.Equal(0, survivor.ExitCode);
     }
 }

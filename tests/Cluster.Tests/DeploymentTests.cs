@@ -1,0 +1,66 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace TauCluster.Cluster.Tests;
+
+/// <summary>No docker engine runs here, so the deployment files are checked with real parsers instead.</summary>
+public sealed partial class DeploymentTests
+{
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "TauCluster.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    private static string? DockerCompose() => new[] { "/usr/bin/docker-compose", "/usr/local/bin/docker-compose" }.FirstOrDefault(File.Exists);
+
+    [Fact]
+    public void Compose_file_parses_to_redis_and_three_silos_with_published_ports()
+    {
+        if (DockerCompose() is not { } compose)
+        {
+            Assert.False(string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase), "CI must install docker-compose");
+            return;
+        }
+        var start = new ProcessStartInfo(compose) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-f", Path.Combine(RepositoryRoot(), "docker", "docker-compose.yml"), "config" }) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        string config = process.StandardOutput.ReadToEnd();
+        string errors = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, errors);
+
+        foreach (var service in new[] { "redis", "silo1", "silo2", "silo3" })
+            Assert.Matches(new Regex($"^  {service}:$", RegexOptions.Multiline), config);
+        for (int n = 1; n <= 3; n++)
+        {
+            Assert.Contains($"published: 808{n}", config);
+            Assert.Contains($"published: 3000{n}", config);
+            Assert.Contains($"Tau__AdvertisedAddress: silo{n}", config);
+        }
+        Assert.Equal(3, Regex.Matches(config, "Tau__Clustering: redis").Count);
+        Assert.Equal(3, Regex.Matches(config, "Tau__Storage: redis").Count);
+    }
+
+    [Fact]
+    public void Dockerfile_copies_every_project_the_silo_builds_from()
+    {
+        var root = RepositoryRoot();
+        string dockerfile = File.ReadAllText(Path.Combine(root, "docker", "Dockerfile"));
+        var pending = new Stack<string>([Path.Combine(root, "Silo", "TauCluster.Silo.csproj")]);
+        var seen = new HashSet<string>();
+        while (pending.TryPop(out var project))
+        {
+            var folder = Path.GetFileName(Path.GetDirectoryName(project)!);
+            if (!seen.Add(folder)) continue;
+            Assert.Contains($"COPY {folder}/ {folder}/", dockerfile);
+            foreach (Match m in ProjectReference().Matches(File.ReadAllText(project)))
+                pending.Push(Path.GetFullPath(Path.Combine(Path.GetDirectoryName(project)!, m.Groups[1].Value.Replace('\\', '/'))));
+        }
+        Assert.Equal(new HashSet<string> { "Silo", "Grains", "Grains.Interfaces", "Engine" }, seen);
+    }
+
+    [GeneratedRegex("<ProjectReference Include=\"([^\"]+)\"")]
+    private static partial Regex ProjectReference();
+}
