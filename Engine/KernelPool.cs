@@ -19,6 +19,8 @@ public sealed class KernelPool
 
     private readonly SemaphoreSlim wake = new(0);
     private readonly int workerCount;
+    private readonly long[] workerAllocatedBytes;
+    private readonly long[] workerChunks;
     private int busy;
     private IChunkedWork? work;
     private int chunkCount;
@@ -29,12 +31,30 @@ public sealed class KernelPool
     public KernelPool(int workers)
     {
         workerCount = Math.Max(0, workers);
+        workerAllocatedBytes = new long[workerCount];
+        workerChunks = new long[workerCount];
         for (int i = 0; i < workerCount; i++)
-            new Thread(WorkerLoop) { IsBackground = true, Name = $"tau-kernel-{i}" }.Start();
+        {
+            int index = i;
+            new Thread(() => WorkerLoop(index)) { IsBackground = true, Name = $"tau-kernel-{i}" }.Start();
+        }
     }
 
     /// <summary>Threads that take part in one job: the workers and the caller.</summary>
     public int Parallelism => workerCount + 1;
+
+    /// <summary>Bytes the worker threads have allocated, as of their last job: a check that the kernels allocate nothing.</summary>
+    internal long WorkerAllocatedBytes => Total(workerAllocatedBytes);
+
+    /// <summary>Chunks the worker threads have run: shows that a job really was shared.</summary>
+    internal long WorkerChunks => Total(workerChunks);
+
+    private static long Total(long[] perWorker)
+    {
+        long total = 0;
+        for (int i = 0; i < perWorker.Length; i++) total += Volatile.Read(ref perWorker[i]);
+        return total;
+    }
 
     public void For(int chunks, IChunkedWork job)
     {
@@ -66,20 +86,29 @@ public sealed class KernelPool
         }
     }
 
-    private void Drain(IChunkedWork job, int chunks)
+    private int Drain(IChunkedWork job, int chunks)
     {
-        int i;
-        while ((i = Interlocked.Increment(ref nextChunk) - 1) < chunks) job.RunChunk(i);
+        int i, ran = 0;
+        while ((i = Interlocked.Increment(ref nextChunk) - 1) < chunks)
+        {
+            job.RunChunk(i);
+            ran++;
+        }
+        return ran;
     }
 
-    private void WorkerLoop()
+    private void WorkerLoop(int index)
     {
         while (true)
         {
             wake.Wait();
-            try { Drain(work!, chunkCount); }
+            try { Volatile.Write(ref workerChunks[index], workerChunks[index] + Drain(work!, chunkCount)); }
             catch (Exception e) { Interlocked.CompareExchange(ref failure, e, null); }
-            finally { Interlocked.Decrement(ref activeWorkers); }
+            finally
+            {
+                Volatile.Write(ref workerAllocatedBytes[index], GC.GetAllocatedBytesForCurrentThread());
+                Interlocked.Decrement(ref activeWorkers);
+            }
         }
     }
 }

@@ -121,15 +121,9 @@ public sealed class TauCommandTests : IDisposable
     [Fact]
     public void Manifold_inspect_describes_the_real_manifold()
     {
-        string? dir = null;
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && dir is null; d = d.Parent)
-            if (Directory.Exists(Path.Combine(d.FullName, "shared", "manifolds", "cve-minilm-384"))) dir = Path.Combine(d.FullName, "shared", "manifolds", "cve-minilm-384");
-        if (dir is null)
-        {
-            Assert.False(string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase), "CI needs ../shared");
-            return;
-        }
-        var info = Json(Tau("manifold", "inspect", dir));
+        var dir = TestPaths.RealManifoldDirectory();
+        if (!TestPaths.Available(dir is not null, "../shared/manifolds")) return;
+        var info = Json(Tau("manifold", "inspect", dir!));
         Assert.Equal(384, info.GetProperty("dimension").GetInt32());
         Assert.Equal(6408, info.GetProperty("non_zeros").GetInt32());
         Assert.Equal("median", info.GetProperty("tau_mode").GetString());

@@ -54,7 +54,7 @@ public sealed class BadRequestTests(ClusterFixture fixture)
     public async Task Unknown_domain_and_domain_of_the_wrong_dimension_are_refused()
     {
         await Assert.ThrowsAsync<UnknownNameException>(() => Session().Open(Spec(domain: "no-such-domain")));
-        if (TestWorld.RealManifoldDirectory() is not null)
+        if (TestPaths.RealManifoldDirectory() is not null)
         {
             var e = await Assert.ThrowsAsync<LaplacianException>(() => Session().Open(Spec(domain: TestWorld.RealDomain)));   // 384 ≠ 32
             Assert.Contains("dimension 384", e.Message);

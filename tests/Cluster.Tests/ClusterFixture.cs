@@ -12,7 +12,7 @@ public sealed class TestWorld : IDisposable
     public const string TinyCausal = "tiny-causal";
     public const string Tiny384 = "tiny-384";       // one head of 384: the real manifold's dimension
     public const string Chain32 = "chain32";        // a manifold under the manifolds root, dimension 32
-    public const string RealDomain = "cve-minilm-384";
+    public const string RealDomain = TestPaths.RealManifoldName;
 
     public TestWorld()
     {
@@ -34,21 +34,11 @@ public sealed class TestWorld : IDisposable
             Storage = "file",
             CheckpointEvery = 4,
         };
-        if (RealManifoldDirectory() is { } real) Options.Manifolds[RealDomain] = real;
+        if (TestPaths.RealManifoldDirectory() is { } real) Options.Manifolds[RealDomain] = real;
     }
 
     public string Root { get; }
     public TauClusterOptions Options { get; }
-
-    public static string? RealManifoldDirectory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "shared", "manifolds", RealDomain);
-            if (File.Exists(Path.Combine(candidate, Manifold.ParquetFile))) return candidate;
-        }
-        return null;
-    }
 
     public void Dispose()
     {

@@ -6,25 +6,15 @@ namespace TauCluster.Cluster.Tests;
 /// <summary>No docker engine runs here, so the deployment files are checked with real parsers instead.</summary>
 public sealed partial class DeploymentTests
 {
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "TauCluster.sln"))) return dir.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
-    }
-
     private static string? DockerCompose() => new[] { "/usr/bin/docker-compose", "/usr/local/bin/docker-compose" }.FirstOrDefault(File.Exists);
 
     [Fact]
     public void Compose_file_parses_to_redis_and_three_silos_with_published_ports()
     {
-        if (DockerCompose() is not { } compose)
-        {
-            Assert.False(string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase), "CI must install docker-compose");
-            return;
-        }
-        var start = new ProcessStartInfo(compose) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-f", Path.Combine(RepositoryRoot(), "docker", "docker-compose.yml"), "config" }) start.ArgumentList.Add(a);
+        var compose = DockerCompose();
+        if (!TestPaths.Available(compose is not null, "docker-compose")) return;
+        var start = new ProcessStartInfo(compose!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-f", Path.Combine(TestPaths.RepositoryRoot(), "docker", "docker-compose.yml"), "config" }) start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
         string config = process.StandardOutput.ReadToEnd();
         string errors = process.StandardError.ReadToEnd();
@@ -46,7 +36,7 @@ public sealed partial class DeploymentTests
     [Fact]
     public void Dockerfile_copies_every_project_the_silo_builds_from()
     {
-        var root = RepositoryRoot();
+        var root = TestPaths.RepositoryRoot();
         string dockerfile = File.ReadAllText(Path.Combine(root, "docker", "Dockerfile"));
         var pending = new Stack<string>([Path.Combine(root, "Silo", "TauCluster.Silo.csproj")]);
         var seen = new HashSet<string>();

@@ -5,24 +5,9 @@ namespace TauCluster.Engine.Tests;
 /// <summary>Shared fixtures: the real manifold from ../shared, small model shapes, temporary folders.</summary>
 public static class TestSupport
 {
-    public const string ManifoldName = "cve-minilm-384";
+    public const string ManifoldName = TestPaths.RealManifoldName;
 
-    private static readonly Lazy<string?> ManifoldPath = new(() =>
-    {
-        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, "shared", "manifolds", ManifoldName);
-                if (File.Exists(Path.Combine(candidate, "manifold.parquet"))) return candidate;
-            }
-        }
-        return null;
-    });
-
-    private static readonly Lazy<Laplacian?> RealLaplacian = new(() => ManifoldPath.Value is { } p ? Manifold.Load(p) : null);
-
-    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+    private static readonly Lazy<Laplacian?> RealLaplacian = new(() => TestPaths.RealManifoldDirectory() is { } p ? Manifold.Load(p) : null);
 
     /// <summary>
     /// The real cve-minilm-384 manifold, or null (the caller returns early, and says so) when ../shared is absent.
@@ -30,13 +15,10 @@ public static class TestSupport
     /// </summary>
     public static Laplacian? RealManifold(ITestOutputHelper? output = null)
     {
-        if (RealLaplacian.Value is { } l) return l;
-        if (InCi) Assert.Fail($"../shared/manifolds/{ManifoldName} is missing, and CI=true requires it");
+        if (TestPaths.Available(RealLaplacian.Value is not null, $"../shared/manifolds/{ManifoldName}")) return RealLaplacian.Value;
         output?.WriteLine($"SKIPPED: ../shared/manifolds/{ManifoldName} not found beside the repository");
         return null;
     }
-
-    public static string? RealManifoldDirectory => RealLaplacian.Value is null ? null : ManifoldPath.Value;
 
     public static ModelConfig SmallConfig(AttentionKind attention, int heads = 2, int kvHeads = 2, int embd = 32, int layers = 2,
         int vocab = 97, TauModeKind? mode = TauModeKind.Median, double temperature = 1.0, double softcap = 15.0, int sequenceLen = 512) =>

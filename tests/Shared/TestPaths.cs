@@ -1,0 +1,47 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace TauCluster.Tests;
+
+/// <summary>Where the tests find the repository, the shared real manifold and free ports; compiled into each test project.</summary>
+internal static class TestPaths
+{
+    public const string RealManifoldName = "cve-minilm-384";
+
+    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+
+    public static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "TauCluster.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException("repository root not found above " + AppContext.BaseDirectory);
+    }
+
+    /// <summary>../shared/manifolds/cve-minilm-384 beside the repository, or null where it is absent.</summary>
+    public static string? RealManifoldDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", "manifolds", RealManifoldName);
+            if (File.Exists(Path.Combine(candidate, "manifold.parquet"))) return candidate;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// For a test that needs something this machine may lack (the real manifold, redis-server, docker-compose):
+    /// false, and the test returns early, where it is absent; a failure where CI=true, since CI must have it.
+    /// </summary>
+    public static bool Available(bool present, string what)
+    {
+        if (!present && InCi) throw new InvalidOperationException($"{what} is missing, and CI=true requires it");
+        return present;
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
