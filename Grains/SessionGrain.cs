@@ -171,8 +171,14 @@ public sealed class SessionGrain(
         }
         finally
         {
-            if (unsaved > 0) await Save();
-            turn.Release();
+            try
+            {
+                if (unsaved > 0) await Save();
+            }
+            finally
+            {
+                turn.Release();   // a failed save must not leave the session locked
+            }
         }
     }
 
