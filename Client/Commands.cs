@@ -111,8 +111,10 @@ public static class Commands
         string sessionId = SessionId(a);
         await using var cluster = await Connect(a, cancellation);
         var sessions = cluster.Connection.Sessions;
-        await sessions.Open(sessionId, new SessionSpec(cluster.Model, cluster.Domain, sampling), cancellation);
+        var opened = await sessions.Open(sessionId, new SessionSpec(cluster.Model, cluster.Domain, sampling), cancellation);
         Progress($"session {sessionId} — type a message; /reset, /fork [ID], /info, /quit", always: true);
+        // Where the session's text stands in the chat template: empty, just after a reply that stopped at "\nUser:", or elsewhere.
+        string turnPrefix = opened.Length == 0 ? "User: " : "\nUser: ";
 
         while (!cancellation.IsCancellationRequested)
         {
@@ -125,6 +127,7 @@ public static class Commands
             {
                 case ["/reset"]:
                     await sessions.Session(sessionId).Reset();
+                    turnPrefix = "User: ";
                     Console.WriteLine("(session reset)");
                     continue;
                 case ["/fork", .. var rest]:
@@ -139,12 +142,13 @@ public static class Commands
                     Console.WriteLine($"(unknown command {command}; /reset, /fork [ID], /info, /quit)");
                     continue;
             }
-            await sessions.Append(sessionId, PromptInput.FromText($"User: {line}\nAssistant:"), cancellation);
-            Console.Write("tau> ");
-            await foreach (var token in sessions.Generate(sessionId, maxTokens, ["\nUser:"], cancellation))
+            await sessions.Append(sessionId, PromptInput.FromText($"{turnPrefix}{line}\nAssistant:"), cancellation);
+            Console.Write("tau>");
+            await foreach (var update in sessions.Complete(sessionId, maxTokens, [ChatTemplate.TurnStop], cancellation))
             {
-                Console.Write(token.Text ?? $" {token.Id}");
+                Console.Write(update.Text);
                 Console.Out.Flush();
+                if (update.FinishReason is not null) turnPrefix = update.FinishReason == "stop" ? " " : "\nUser: ";
             }
             Console.WriteLine();
         }

@@ -14,6 +14,13 @@ public interface ISessionGrain : IGrainWithStringKey
     Task<SessionInfo> Append(PromptInput prompt);
 
     /// <summary>
+    /// Makes the session hold exactly <paramref name="prompt"/> (a whole conversation, rendered, or whole id list):
+    /// when what the session holds is a prefix of it, only the rest is appended and prefilled and the cache of the
+    /// prefix is reused; otherwise the session starts over with it (same model, domain and options).
+    /// </summary>
+    Task<SessionInfo> ContinueWith(PromptInput prompt);
+
+    /// <summary>
     /// Generates until the session holds <see cref="GenerateRequest.TargetLength"/> tokens (or a stop), yielding
     /// each token with its absolute position. Re-sending the same request after a failure resumes it: the
     /// positions already generated come again, identical, so a caller skips what it has.
@@ -88,7 +95,8 @@ public sealed record GeneratedToken(
 /// <summary>
 /// A session as it stands. <paramref name="PrefilledTokens"/>: tokens the last append ran through the model (a
 /// follow-up turn runs only its new tokens); <paramref name="RebuiltTokens"/>: tokens replayed to rebuild the cache
-/// in this activation (0 for a fresh session, all of them after a failover, 1 for a fork on its parent's silo).
+/// in this activation (0 for a fresh session, all of them after a failover, 1 for a fork on its parent's silo);
+/// <paramref name="ReusedTokens"/>: tokens of the last append's prompt that were already in the session (cache hits).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record SessionInfo(
@@ -102,7 +110,8 @@ public sealed record SessionInfo(
     [property: Id(7)] string Silo,
     [property: Id(8)] SamplingSettings? Sampling,
     [property: Id(9)] int PrefilledTokens = 0,
-    [property: Id(10)] int RebuiltTokens = 0);
+    [property: Id(10)] int RebuiltTokens = 0,
+    [property: Id(11)] int ReusedTokens = 0);
 
 /// <summary>A parent's persisted state, handed to a fork; <paramref name="CacheHandle"/> is a silo-local cache to copy.</summary>
 [GenerateSerializer, Immutable]

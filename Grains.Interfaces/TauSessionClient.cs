@@ -69,6 +69,26 @@ public sealed class TauSessionClient(IGrainFactory grains)
         }
     }
 
+    /// <summary>Makes the session hold exactly this prompt, reusing the cache of what it already holds (see <see cref="ISessionGrain.ContinueWith"/>).</summary>
+    public Task<SessionInfo> ContinueWith(string sessionId, PromptInput prompt, CancellationToken cancellation = default) =>
+        Retry(() => Session(sessionId).ContinueWith(prompt), cancellation);
+
+    /// <summary>
+    /// A completion as OpenAI-style APIs return it: text deltas without the stop sequence, then a last update with the
+    /// finish reason ("stop" when a stop sequence ended it, "length" when the token budget did).
+    /// </summary>
+    public async IAsyncEnumerable<CompletionUpdate> Complete(string sessionId, int maxTokens, IReadOnlyList<string> stops,
+        [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        var trimmer = new StopTrimmer(stops);
+        await foreach (var token in Generate(sessionId, maxTokens, stops.Count > 0 ? stops.ToArray() : null, cancellation))
+        {
+            yield return new CompletionUpdate(trimmer.Push(token.Text), token.Id, null);
+            if (trimmer.Stopped) break;
+        }
+        yield return new CompletionUpdate(trimmer.Flush(), null, trimmer.Stopped ? "stop" : "length");
+    }
+
     private static async Task<(bool Moved, Exception? Failure)> TryMoveNext(IAsyncEnumerator<GeneratedToken> stream, CancellationToken cancellation)
     {
         try
@@ -117,3 +137,6 @@ public static class TauClientHosting
         return builder;
     }
 }
+
+/// <summary>One step of a completion: text to show (may be empty), the token it came with, and at the end the finish reason.</summary>
+public sealed record CompletionUpdate(string Text, int? TokenId, string? FinishReason);

@@ -21,6 +21,7 @@ public sealed class LocalSessions
 
     public int Count => sessions.Count;
     public long CacheBytes => sessions.Values.Sum(s => s.Inference.Cache.Bytes);
+    public long BaselineCacheBytes => sessions.Values.Sum(s => s.Inference.Cache.KeyValueBaselineBytes);
 
     public IReadOnlyCollection<SessionCompute> All => (IReadOnlyCollection<SessionCompute>)sessions.Values;
 

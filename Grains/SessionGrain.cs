@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
@@ -33,12 +35,14 @@ public sealed class SessionGrain(
     DomainStore domains,
     LocalSessions local,
     ILocalSiloDetails silo,
+    TauMetrics metrics,
     IOptions<TauClusterOptions> options) : Grain, ISessionGrain
 {
     private readonly SemaphoreSlim turn = new(1, 1);
     private List<int>? tokens;
     private SessionCompute? compute;
     private int lastPrefill;
+    private int lastReused;
     private int rebuilt;
 
     private string Id => this.GetPrimaryKeyString();
@@ -97,35 +101,13 @@ public sealed class SessionGrain(
         try
         {
             var model = models.Get(Spec.Model);
-            int[] ids = prompt.Ids ?? (model.Tokenizer ?? throw new InvalidOptionsException($"model '{Spec.Model}' has no tokenizer: send token ids"))
-                .Encode(prompt.Text ?? "").ToArray();
-            if (ids.Length == 0) throw new InvalidOptionsException("the prompt is empty");
+            int[] ids = Tokenize(model, prompt);
             if (prompt.ExpectedLength is { } expected && expected != Tokens.Count)
             {
                 if (Tokens.Count == expected + ids.Length && Tokens.Skip(expected).SequenceEqual(ids)) return Info();   // a retry of an append that took effect
                 throw new InvalidOptionsException($"session '{Id}' has {Tokens.Count} tokens, not the {expected} this append expected: another append came first");
             }
-            foreach (int id in ids)
-                if ((uint)id >= (uint)model.Config.VocabSize) throw new TokenOutOfRangeException(id, model.Config.VocabSize);
-            if (Tokens.Count + ids.Length > model.Config.SequenceLen)
-                throw new ContextLengthExceededException(Tokens.Count + ids.Length, model.Config.SequenceLen);
-
-            var c = await EnsureCompute();
-            int before = Tokens.Count;
-            Tokens.AddRange(ids);
-            try
-            {
-                var lacking = Lacking(c);
-                await Worker.Step(new ComputeStep(c.Handle, lacking, Sample: false));
-                lastPrefill = lacking.Length;
-            }
-            catch
-            {
-                Tokens.RemoveRange(before, ids.Length);
-                ReleaseCompute();   // rebuilt from the persisted tokens on next use
-                throw;
-            }
-            await Save();
+            await AppendTokens(model, ids);
             return Info();
         }
         finally
@@ -134,8 +116,74 @@ public sealed class SessionGrain(
         }
     }
 
+    public async Task<SessionInfo> ContinueWith(PromptInput prompt)
+    {
+        await turn.WaitAsync();
+        try
+        {
+            var model = models.Get(Spec.Model);
+            int[] whole = Tokenize(model, prompt);
+            int[] rest;
+            if (Tokens.Count <= whole.Length && whole.AsSpan(0, Tokens.Count).SequenceEqual(CollectionsMarshal.AsSpan(Tokens)))
+                rest = whole[Tokens.Count..];                                   // the same ids: the usual case for id prompts
+            else if (prompt.Text is { } text && model.Tokenizer is { } tokenizer && Tokens.Count > 0
+                     && tokenizer.Decode(Tokens) is var held && !held.Contains('\uFFFD') && text.StartsWith(held, StringComparison.Ordinal))
+                rest = tokenizer.Encode(text[held.Length..]).ToArray();          // the same text: generated replies sent back
+            else
+            {
+                await ResetTokens();                                            // a different conversation: start over
+                rest = whole;
+            }
+            if (rest.Length == 0)
+            {
+                (lastPrefill, lastReused) = (0, Tokens.Count);
+                return Info();
+            }
+            await AppendTokens(model, rest);
+            return Info();
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    private static int[] Tokenize(TauModel model, PromptInput prompt)
+    {
+        int[] ids = prompt.Ids ?? (model.Tokenizer ?? throw new InvalidOptionsException("this model has no tokenizer: send token ids"))
+            .Encode(prompt.Text ?? "").ToArray();
+        if (ids.Length == 0) throw new InvalidOptionsException("the prompt is empty");
+        foreach (int id in ids)
+            if ((uint)id >= (uint)model.Config.VocabSize) throw new TokenOutOfRangeException(id, model.Config.VocabSize);
+        return ids;
+    }
+
+    /// <summary>Appends and prefills validated ids, and persists them; on a failure the session is as it was.</summary>
+    private async Task AppendTokens(TauModel model, int[] ids)
+    {
+        if (Tokens.Count + ids.Length > model.Config.SequenceLen)
+            throw new ContextLengthExceededException(Tokens.Count + ids.Length, model.Config.SequenceLen);
+        var c = await EnsureCompute();
+        int before = Tokens.Count;
+        Tokens.AddRange(ids);
+        try
+        {
+            var lacking = Lacking(c);
+            await Worker.Step(new ComputeStep(c.Handle, lacking, Sample: false));
+            (lastPrefill, lastReused) = (lacking.Length, before);
+        }
+        catch
+        {
+            Tokens.RemoveRange(before, ids.Length);
+            ReleaseCompute();   // rebuilt from the persisted tokens on next use
+            throw;
+        }
+        await Save();
+    }
+
     public async IAsyncEnumerable<GeneratedToken> Generate(GenerateRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
+        long started = Stopwatch.GetTimestamp();
         await turn.WaitAsync(cancellation);
         int unsaved = 0;
         try
@@ -155,10 +203,15 @@ public sealed class SessionGrain(
                 yield return new GeneratedToken(p, Tokens[p], Finish(decoder?.Add(Tokens[p]), decoder, p + 1 == request.TargetLength));
 
             var stops = new StopMatcher(request.Stop);
+            long last = started;
             while (Tokens.Count < request.TargetLength && !cancellation.IsCancellationRequested && !stops.Stopped)
             {
                 int next = await Worker.Step(new ComputeStep(c.Handle, Lacking(c), Sample: true));
                 Tokens.Add(next);
+                long now = Stopwatch.GetTimestamp();
+                (last == started ? metrics.TimeToFirstToken : metrics.InterTokenLatency).Record(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
+                metrics.GeneratedTokens.Add(1);
+                last = now;
                 if (++unsaved >= options.Value.CheckpointEvery)
                 {
                     await Save();
@@ -232,23 +285,28 @@ public sealed class SessionGrain(
         await turn.WaitAsync();
         try
         {
-            var spec = Spec;
-            Tokens.Clear();
-            var generator = new Xoshiro256(spec.Sampling.Seed).State;
-            state.State.Generator = PackGenerator(generator);
-            if (compute is not null)
-            {
-                compute.Inference.Truncate(0);
-                compute.Sampler.State = generator;
-            }
-            lastPrefill = 0;
-            await Save();
+            await ResetTokens();
             return Info();
         }
         finally
         {
             turn.Release();
         }
+    }
+
+    private async Task ResetTokens()
+    {
+        var spec = Spec;
+        Tokens.Clear();
+        var generator = new Xoshiro256(spec.Sampling.Seed).State;
+        state.State.Generator = PackGenerator(generator);
+        if (compute is not null)
+        {
+            compute.Inference.Truncate(0);
+            compute.Sampler.State = generator;
+        }
+        (lastPrefill, lastReused) = (0, 0);
+        await Save();
     }
 
     public async Task Delete()
@@ -326,7 +384,7 @@ public sealed class SessionGrain(
     {
         var cache = compute?.Inference.Cache;
         return new SessionInfo(Id, state.State.Spec is not null, state.State.Spec?.Model, state.State.Spec?.Domain, state.State.Spec is null ? 0 : Tokens.Count,
-            cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill, rebuilt);
+            cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill, rebuilt, lastReused);
     }
 
     public static SamplingOptions ToOptions(SamplingSettings s) => new SamplingOptions(s.Temperature, s.TopK, s.TopP, s.Seed).Validate();

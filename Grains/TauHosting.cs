@@ -25,6 +25,7 @@ public static class TauHosting
         services.AddSingleton<DomainStore>();
         services.AddSingleton<ManifoldCatalog>();
         services.AddSingleton<LocalSessions>();
+        services.AddSingleton<TauMetrics>();
         // Typed TauCluster errors (unknown model, invalid options, …) reach clients as themselves.
         services.Configure<ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("TauCluster"));
 

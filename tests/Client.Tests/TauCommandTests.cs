@@ -159,7 +159,7 @@ public sealed class TauCommandTests : IDisposable
         var r = TauWithInput("hello\nagain\n/info\n/reset\n/info\n/quit\n", "chat", "--model", model, "--session", "talk", "--max-tokens", "4");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(2, lines.Count(l => l.StartsWith("tau> ", StringComparison.Ordinal)));
+        Assert.Equal(2, lines.Count(l => l.StartsWith("tau>", StringComparison.Ordinal)));
         var infos = lines.Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
         int template = "User: hello\nAssistant:".Length + "User: again\nAssistant:".Length;
         Assert.InRange(infos[0].GetProperty("length").GetInt32(), template + 2, template + 8);   // both turns and their replies

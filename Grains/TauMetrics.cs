@@ -1,0 +1,39 @@
+using System.Diagnostics.Metrics;
+
+namespace TauCluster.Grains;
+
+/// <summary>
+/// TauCluster's own meter, exported beside Orleans' meters (Prometheus at /metrics on the silo): latency of the first
+/// token and between tokens, tokens generated, and the live sessions' caches against what K/V caches would take.
+/// </summary>
+public sealed class TauMetrics : IDisposable
+{
+    public const string MeterName = "TauCluster";
+
+    public TauMetrics(LocalSessions sessions)
+    {
+        Meter = new Meter(MeterName);
+        TimeToFirstToken = Meter.CreateHistogram("tau.time_to_first_token", "s", "From a generation request reaching its session to its first new token", advice: LatencyBuckets);
+        InterTokenLatency = Meter.CreateHistogram("tau.inter_token_latency", "s", "Between consecutive generated tokens of one request", advice: LatencyBuckets);
+        GeneratedTokens = Meter.CreateCounter<long>("tau.generated_tokens", "{token}", "Tokens generated");
+        Meter.CreateObservableGauge("tau.active_sessions", () => sessions.Count, "{session}", "Sessions with a live cache on this silo");
+        Meter.CreateObservableGauge("tau.cache_bytes", () => new[]
+        {
+            new Measurement<long>(sessions.CacheBytes, new KeyValuePair<string, object?>("cache", "tau")),
+            new Measurement<long>(sessions.BaselineCacheBytes, new KeyValuePair<string, object?>("cache", "kv_baseline")),
+        }, "By", "Bytes held by the live session caches, and what (K, V) caches of the same tokens would take");
+    }
+
+    /// <summary>Token latencies run from about a millisecond to seconds; the default buckets are for milliseconds.</summary>
+    private static readonly InstrumentAdvice<double> LatencyBuckets = new()
+    {
+        HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    };
+
+    public Meter Meter { get; }
+    public Histogram<double> TimeToFirstToken { get; }
+    public Histogram<double> InterTokenLatency { get; }
+    public Counter<long> GeneratedTokens { get; }
+
+    public void Dispose() => Meter.Dispose();
+}

@@ -1,0 +1,317 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http.Features;
+using TauCluster.Engine;
+using TauCluster.Grains;
+
+namespace TauCluster.Silo;
+
+/// <summary>An error the API reports in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.</summary>
+public sealed class ApiError(int status, string message, string? param = null, string? code = null, string type = "invalid_request_error")
+    : Exception(message)
+{
+    public int Status { get; } = status;
+    public string? Param { get; } = param;
+    public string? Code { get; } = code;
+    public string Type { get; } = type;
+
+    public JsonObject ToJson() => new()
+    {
+        ["error"] = new JsonObject { ["message"] = Message, ["type"] = Type, ["param"] = Param, ["code"] = Code },
+    };
+
+    /// <summary>How each failure reaches a client: the user's mistakes are 4xx, the cluster's trouble 503, the rest 500.</summary>
+    public static ApiError From(Exception e) => e switch
+    {
+        ApiError api => api,
+        UnknownNameException { Kind: "model" } u => new ApiError(404, u.Message, "model", "model_not_found"),
+        UnknownNameException u => new ApiError(404, u.Message, u.Kind, "not_found"),
+        ContextLengthExceededException c => new ApiError(400, c.Message, "max_tokens", "context_length_exceeded"),
+        TokenOutOfRangeException t => new ApiError(400, t.Message, "prompt", "invalid_token"),
+        InvalidOptionsException or LaplacianException => new ApiError(400, e.Message),
+        JsonException => new ApiError(400, $"the body is not valid JSON: {e.Message}", code: "invalid_json"),
+        BadHttpRequestException { StatusCode: 413 } => new ApiError(413, "the request body is too large", code: "request_too_large"),
+        BadHttpRequestException b => new ApiError(b.StatusCode, b.Message),
+        _ when TauSessionClient.IsTransient(e, CancellationToken.None) =>
+            new ApiError(503, "the cluster is not reachable just now; retry", code: "unavailable", type: "server_error"),
+        _ => new ApiError(500, $"internal error: {e.Message}", type: "server_error"),
+    };
+}
+
+/// <summary>A parsed /v1/completions or /v1/chat/completions request.</summary>
+internal sealed record GenerationRequest(
+    string Model, PromptInput Prompt, int MaxTokens, SamplingSettings Sampling, string[] Stop,
+    bool Stream, bool IncludeUsage, string? Session, string? Domain, bool Chat);
+
+/// <summary>
+/// The OpenAI-compatible HTTP API: /v1/models, /v1/completions, /v1/chat/completions (with server-sent events when
+/// <c>stream</c> is true), plus TauCluster's extension fields <c>session</c>, <c>domain</c> and <c>top_k</c>, and
+/// /v1/sessions/{id} to read or delete a session.
+/// </summary>
+public static class OpenAiApi
+{
+    public static void MapOpenAiApi(this WebApplication app)
+    {
+        app.MapGet("/v1/models", (ModelStore models) => Results.Json(new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = new JsonArray(models.Names().Select(name => (JsonNode)new JsonObject
+            {
+                ["id"] = name, ["object"] = "model", ["created"] = 0, ["owned_by"] = "taucluster",
+            }).ToArray()),
+        }));
+        app.MapPost("/v1/completions", (HttpContext http) => Generate(http, chat: false));
+        app.MapPost("/v1/chat/completions", (HttpContext http) => Generate(http, chat: true));
+        app.MapGet("/v1/sessions/{id}", async (string id, IGrainFactory grains) =>
+            Results.Json(await new TauSessionClient(grains).Info(Names.Require("session", id)), JsonOptions));
+        app.MapDelete("/v1/sessions/{id}", async (string id, IGrainFactory grains) =>
+        {
+            var session = grains.GetGrain<ISessionGrain>(Names.Require("session", id));
+            if (!(await session.GetInfo()).Exists) throw new UnknownNameException("session", id);
+            await session.Delete();
+            return Results.Json(new JsonObject { ["id"] = id, ["object"] = "session", ["deleted"] = true });
+        });
+    }
+
+    internal static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    /// <summary>Turns any failure of a /v1 call into OpenAI's error shape with the right status.</summary>
+    public static async Task WriteErrors(HttpContext http, Func<Task> next)
+    {
+        try
+        {
+            await next();
+        }
+        catch (Exception e) when (!http.Response.HasStarted && !(e is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
+        {
+            var error = ApiError.From(e);
+            http.Response.StatusCode = error.Status;
+            await http.Response.WriteAsJsonAsync(error.ToJson());
+        }
+    }
+
+    private static async Task Generate(HttpContext http, bool chat)
+    {
+        var services = http.RequestServices;
+        var options = services.GetRequiredService<HttpApiOptions>();
+        var body = await JsonNode.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted) as JsonObject
+            ?? throw new ApiError(400, "the body must be a JSON object");
+        var request = Parse(body, chat, options);
+        var models = services.GetRequiredService<ModelStore>();
+        var model = models.Get(request.Model);   // unknown models are refused before anything starts
+
+        using var lease = await services.GetRequiredService<GenerationGate>().Enter(http.RequestAborted)
+            ?? throw new ApiError(503, "the silo is at capacity; retry shortly", code: "overloaded", type: "server_error");
+        var sessions = new TauSessionClient(services.GetRequiredService<IGrainFactory>());
+        string sessionId = request.Session ?? $"http-{Guid.NewGuid():N}";
+        try
+        {
+            await sessions.Open(sessionId, new SessionSpec(request.Model, request.Domain, request.Sampling), http.RequestAborted);
+            var prompt = await sessions.ContinueWith(sessionId, request.Prompt, http.RequestAborted);
+            if (prompt.Length + request.MaxTokens > model.Config.SequenceLen)
+                throw new ApiError(400, $"the prompt ({prompt.Length} tokens) and max_tokens ({request.MaxTokens}) exceed the model's context of {model.Config.SequenceLen}",
+                    "max_tokens", "context_length_exceeded");
+            var stops = chat ? [ChatTemplate.TurnStop, .. request.Stop] : request.Stop;
+            var updates = sessions.Complete(sessionId, request.MaxTokens, stops, http.RequestAborted);
+            var reply = new Reply(request, chat, sessionId, prompt);
+            if (request.Stream) await reply.Stream(http, updates);
+            else await reply.Whole(http, updates);
+        }
+        finally
+        {
+            if (request.Session is null)
+                await sessions.Session(sessionId).Delete();   // a request without a session leaves nothing behind
+        }
+    }
+
+    private static GenerationRequest Parse(JsonObject body, bool chat, HttpApiOptions options)
+    {
+        string model = String(body, "model") ?? throw new ApiError(400, "model is required", "model");
+        PromptInput prompt = chat ? ChatPrompt(body) : CompletionPrompt(body);
+        if (body["n"] is not null && Int(body, "n") != 1) throw new ApiError(400, "n must be 1: one completion per request", "n");
+        int maxTokens = Int(body, "max_completion_tokens") ?? Int(body, "max_tokens") ?? options.DefaultMaxTokens;
+        if (maxTokens < 1) throw new ApiError(400, $"max_tokens = {maxTokens} must be at least 1", "max_tokens");
+        long? seed = Long(body, "seed");
+        var sampling = new SamplingSettings(
+            Temperature: Double(body, "temperature") ?? 1.0,
+            TopK: Int(body, "top_k") ?? 0,
+            TopP: Double(body, "top_p") ?? 1.0,
+            Seed: seed is { } s ? unchecked((ulong)s) : 0);
+        try
+        {
+            SessionGrain.ToOptions(sampling);
+        }
+        catch (InvalidOptionsException e)
+        {
+            throw new ApiError(400, e.Message, e.Message.Split(' ')[0]);
+        }
+        string[] stop = body["stop"] switch
+        {
+            null => [],
+            JsonValue v when v.TryGetValue<string>(out var one) => [one],
+            JsonArray a when a.All(x => x is JsonValue xv && xv.TryGetValue<string>(out _)) && a.Count <= 4 => a.Select(x => x!.GetValue<string>()).ToArray(),
+            _ => throw new ApiError(400, "stop must be a string or an array of up to 4 strings", "stop"),
+        };
+        bool stream = Bool(body, "stream") ?? false;
+        bool includeUsage = body["stream_options"] is JsonObject so && (Bool(so, "include_usage") ?? false);
+        string? session = String(body, "session");
+        if (session is not null && !Names.IsValid(session)) throw new ApiError(400, $"session '{session}' must be a plain name", "session");
+        return new GenerationRequest(model, prompt, maxTokens, sampling, stop, stream, includeUsage, session, String(body, "domain"), chat);
+    }
+
+    private static PromptInput CompletionPrompt(JsonObject body) => body["prompt"] switch
+    {
+        JsonValue v when v.TryGetValue<string>(out var text) => PromptInput.FromText(text),
+        JsonArray { Count: 1 } a when a[0] is JsonValue v && v.TryGetValue<string>(out var text) => PromptInput.FromText(text),
+        JsonArray { Count: > 0 } a when a.All(x => x is JsonValue) => PromptInput.FromIds(Ids(a)),
+        JsonArray { Count: 1 } a when a[0] is JsonArray inner => PromptInput.FromIds(Ids(inner)),
+        null => throw new ApiError(400, "prompt is required", "prompt"),
+        _ => throw new ApiError(400, "prompt must be a string or an array of token ids (one prompt per request)", "prompt"),
+    };
+
+    private static int[] Ids(JsonArray a) => a.Select(x => x is JsonValue v && v.TryGetValue<int>(out var id) ? id
+        : throw new ApiError(400, "token ids must be integers", "prompt")).ToArray();
+
+    private static PromptInput ChatPrompt(JsonObject body)
+    {
+        if (body["messages"] is not JsonArray { Count: > 0 } messages) throw new ApiError(400, "messages must be a non-empty array", "messages");
+        var turns = messages.Select((m, i) => m is JsonObject o && String(o, "role") is { } role
+            ? new ChatTurn(role, Content(o["content"], i))
+            : throw new ApiError(400, $"messages[{i}] needs a role and content", "messages")).ToList();
+        try
+        {
+            return PromptInput.FromText(ChatTemplate.Render(turns));
+        }
+        catch (InvalidOptionsException e)
+        {
+            throw new ApiError(400, e.Message, "messages");
+        }
+    }
+
+    private static string Content(JsonNode? content, int index) => content switch
+    {
+        JsonValue v when v.TryGetValue<string>(out var text) => text,
+        JsonArray parts => string.Concat(parts.Select(p => p is JsonObject o && String(o, "type") == "text" && String(o, "text") is { } t ? t
+            : throw new ApiError(400, $"messages[{index}].content: only text parts are supported", "messages"))),
+        null => "",
+        _ => throw new ApiError(400, $"messages[{index}].content must be a string or an array of text parts", "messages"),
+    };
+
+    private static string? String(JsonObject o, string name) => o[name] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        _ => throw new ApiError(400, $"{name} must be a string", name),
+    };
+
+    private static double? Double(JsonObject o, string name) => o[name] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<double>(out var d) => d,
+        _ => throw new ApiError(400, $"{name} must be a number", name),
+    };
+
+    private static long? Long(JsonObject o, string name) => o[name] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < 9.2e18 => (long)d,
+        _ => throw new ApiError(400, $"{name} must be an integer", name),
+    };
+
+    private static int? Int(JsonObject o, string name) =>
+        Long(o, name) is { } l ? (l is >= int.MinValue and <= int.MaxValue ? (int)l : throw new ApiError(400, $"{name} is out of range", name)) : null;
+
+    private static bool? Bool(JsonObject o, string name) => o[name] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<bool>(out var b) => b,
+        _ => throw new ApiError(400, $"{name} must be true or false", name),
+    };
+
+    /// <summary>Writes one completion, whole or as server-sent events, in the shape of the endpoint it answers.</summary>
+    private sealed class Reply(GenerationRequest request, bool chat, string sessionId, SessionInfo prompt)
+    {
+        private readonly string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        private int completionTokens;
+
+        public async Task Whole(HttpContext http, IAsyncEnumerable<CompletionUpdate> updates)
+        {
+            var text = new System.Text.StringBuilder();
+            string finish = "length";
+            await foreach (var u in updates)
+            {
+                text.Append(u.Text);
+                if (u.TokenId is not null) completionTokens++;
+                finish = u.FinishReason ?? finish;
+            }
+            var choice = chat
+                ? new JsonObject { ["index"] = 0, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString() }, ["logprobs"] = null, ["finish_reason"] = finish }
+                : new JsonObject { ["index"] = 0, ["text"] = text.ToString(), ["logprobs"] = null, ["finish_reason"] = finish };
+            var response = Envelope(chat ? "chat.completion" : "text_completion", choice);
+            response["usage"] = Usage();
+            await http.Response.WriteAsJsonAsync(response);
+        }
+
+        public async Task Stream(HttpContext http, IAsyncEnumerable<CompletionUpdate> updates)
+        {
+            http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+            http.Response.ContentType = "text/event-stream";
+            http.Response.Headers.CacheControl = "no-cache";
+            if (chat) await Send(http, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            try
+            {
+                await foreach (var u in updates)
+                {
+                    if (u.TokenId is not null) completionTokens++;
+                    if (u.Text.Length > 0 || u.FinishReason is not null)
+                        await Send(http, Chunk(chat ? (u.FinishReason is null ? new JsonObject { ["content"] = u.Text } : Delta(u.Text)) : null, u.FinishReason, u.Text));
+                }
+            }
+            catch (Exception e) when (!(e is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
+            {
+                await Send(http, ApiError.From(e).ToJson());   // headers are gone: the error travels as an event
+            }
+            if (request.IncludeUsage)
+            {
+                var usage = Envelope(chat ? "chat.completion.chunk" : "text_completion", null);
+                usage["usage"] = Usage();
+                await Send(http, usage);
+            }
+            await http.Response.WriteAsync("data: [DONE]\n\n", http.RequestAborted);
+            await http.Response.Body.FlushAsync(http.RequestAborted);
+        }
+
+        private static JsonObject Delta(string text) => text.Length > 0 ? new JsonObject { ["content"] = text } : new JsonObject();
+
+        private JsonObject Chunk(JsonObject? delta, string? finish, string text = "") => Envelope(
+            chat ? "chat.completion.chunk" : "text_completion",
+            chat
+                ? new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }
+                : new JsonObject { ["index"] = 0, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finish });
+
+        private JsonObject Envelope(string kind, JsonObject? choice) => new()
+        {
+            ["id"] = id,
+            ["object"] = kind,
+            ["created"] = created,
+            ["model"] = request.Model,
+            ["session"] = request.Session is null ? null : sessionId,
+            ["choices"] = choice is null ? new JsonArray() : new JsonArray(choice),
+        };
+
+        private JsonObject Usage() => new()
+        {
+            ["prompt_tokens"] = prompt.Length,
+            ["completion_tokens"] = completionTokens,
+            ["total_tokens"] = prompt.Length + completionTokens,
+            ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = prompt.ReusedTokens },
+        };
+
+        private static async Task Send(HttpContext http, JsonObject data)
+        {
+            await http.Response.WriteAsync($"data: {data.ToJsonString()}\n\n", http.RequestAborted);
+            await http.Response.Body.FlushAsync(http.RequestAborted);
+        }
+    }
+}
