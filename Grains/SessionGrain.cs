@@ -127,8 +127,8 @@ public sealed class SessionGrain(
             if (Tokens.Count <= whole.Length && whole.AsSpan(0, Tokens.Count).SequenceEqual(CollectionsMarshal.AsSpan(Tokens)))
                 rest = whole[Tokens.Count..];                                   // the same ids: the usual case for id prompts
             else if (prompt.Text is { } text && model.Tokenizer is { } tokenizer && Tokens.Count > 0
-                     && tokenizer.Decode(Tokens) is var held && !held.Contains('\uFFFD') && text.StartsWith(held, StringComparison.Ordinal))
-                rest = tokenizer.Encode(text[held.Length..]).ToArray();          // the same text: generated replies sent back
+                     && tokenizer.Decode(Tokens) is var held && text.StartsWith(held, StringComparison.Ordinal))
+                rest = tokenizer.Encode(text[held.Length..]).ToArray();          // the same text: generated replies sent back, as shown
             else
             {
                 await ResetTokens();                                            // a different conversation: start over
