@@ -30,6 +30,7 @@ public static class TauSilo
         builder.Services.AddSingleton<GenerationGate>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter("Microsoft.Orleans")
+            .AddMeter("System.Runtime")
             .AddMeter(TauMetrics.MeterName)
             .AddPrometheusExporter());
 
@@ -47,6 +48,15 @@ public static class TauSilo
         app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
         app.MapOrleansDashboard(routePrefix: "/dashboard");
         app.MapPrometheusScrapingEndpoint("/metrics");
+        // Diagnostics: a full, compacting collection, so that memory can be compared before and after a load.
+        app.MapPost("/admin/gc", () =>
+        {
+            long before = GC.GetTotalMemory(forceFullCollection: false);
+            System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
+            return Results.Ok(new { heap_bytes_before = before, heap_bytes = GC.GetTotalMemory(forceFullCollection: false), working_set_bytes = Environment.WorkingSet });
+        });
         app.MapOpenAiApi();
         return app;
     }
