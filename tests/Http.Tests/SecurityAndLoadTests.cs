@@ -28,6 +28,14 @@ public sealed class SecurityAndLoadTests
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);
         using var completion = await server.Http("first-key").PostAsync("/v1/completions", Json("""{"model": "tiny", "prompt": "keyed", "max_tokens": 2}"""));
         Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
+
+        // The official client sends its key as a bearer token too.
+        OpenAI.Chat.ChatClient Chat(string key) => new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential(key),
+            new OpenAI.OpenAIClientOptions { Endpoint = new Uri(server.Address, "/v1") }).GetChatClient(SiloServer.Model);
+        var refused = await Assert.ThrowsAsync<System.ClientModel.ClientResultException>(() => Chat("wrong").CompleteChatAsync([new OpenAI.Chat.UserChatMessage("hi")]));
+        Assert.Equal(401, refused.Status);
+        var accepted = await Chat("first-key").CompleteChatAsync([new OpenAI.Chat.UserChatMessage("hi")], new OpenAI.Chat.ChatCompletionOptions { MaxOutputTokenCount = 3 });
+        Assert.Equal(3, accepted.Value.Usage.OutputTokenCount);
     }
 
     [Fact]
