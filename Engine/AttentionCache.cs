@@ -3,34 +3,23 @@ using System.Numerics.Tensors;
 namespace TauCluster.Engine;
 
 /// <summary>A domain to score against: its Laplacian and the resolved taumode settings.</summary>
-public sealed record TaumodeSpec(Laplacian Laplacian, TaumodeSettings Settings);
+public sealed record TaumodeSpec(Laplacian Laplacian, TaumodeSettings Settings)
+{
+    /// <summary>The divisor of λ distances, max(temperature, eps), as the kernels use it.</summary>
+    public float Temperature => (float)Settings.EffectiveTemperature;
+}
+
+/// <summary>How tau attention finds its weights: the exact λ index (the default) or a dense pass over every key.</summary>
+public enum TauAttentionPath { Index, Dense }
 
 /// <summary>
 /// The decode cache of one session: per layer and kv head, whatever the attention kind needs of past keys,
 /// and their values. Length counts tokens whose every layer is cached.
 /// </summary>
-public abstract class AttentionCache
+public abstract class AttentionCache(ModelConfig config)
 {
-    protected AttentionCache(ModelConfig config)
-    {
-        Config = config;
-        Values = NewStreams(config, config.HeadDim);
-    }
-
-    /// <summary>A copy of the first <paramref name="length"/> tokens' entries (values copied by chunk, no recompute).</summary>
-    protected AttentionCache(AttentionCache source, int length)
-    {
-        Config = source.Config;
-        Values = source.Values.Select(v => v.CopyPrefix(length)).ToArray();
-        Length = Math.Min(length, source.Length);
-    }
-
-    /// <summary>An independent cache holding the first <paramref name="length"/> tokens of this one (for forks).</summary>
-    public abstract AttentionCache CopyPrefix(int length);
-
-    protected ModelConfig Config { get; }
-    protected ChunkedRows[] Values { get; }
-    public int Length { get; private set; }
+    protected ModelConfig Config { get; } = config;
+    public int Length { get; protected set; }
 
     /// <summary>Exact bytes of cached data.</summary>
     public abstract long Bytes { get; }
@@ -38,9 +27,17 @@ public abstract class AttentionCache
     /// <summary>What a (K, V) cache of the same model and tokens takes: 2·D floats per token, layer and kv head.</summary>
     public long KeyValueBaselineBytes => (long)Length * Config.NLayer * Config.NKvHead * 2 * Config.HeadDim * sizeof(float);
 
-    public static AttentionCache Create(ModelConfig config, TaumodeSpec? taumode) => config.Attention switch
+    /// <summary>
+    /// True when the rows of a block must be attended in position order for each kv head (the λ index grows as the
+    /// rows advance); false when any (row, head) may run at any time.
+    /// </summary>
+    internal virtual bool OrderedRows => false;
+
+    public static AttentionCache Create(ModelConfig config, TaumodeSpec? taumode, TauAttentionPath path = TauAttentionPath.Index) => config.Attention switch
     {
-        AttentionKind.Tau => new TauCache(config, taumode ?? throw new ArgumentNullException(nameof(taumode), "tau attention needs a Laplacian")),
+        AttentionKind.Tau when taumode is null => throw new ArgumentNullException(nameof(taumode), "tau attention needs a Laplacian"),
+        AttentionKind.Tau when path == TauAttentionPath.Index => new IndexedTauCache(config, taumode),
+        AttentionKind.Tau => new DenseTauCache(config, taumode),
         _ => new DotProductCache(config),
     };
 
@@ -49,26 +46,28 @@ public abstract class AttentionCache
 
     protected int Stream(int layer, int kvHead) => layer * Config.NKvHead + kvHead;
 
-    /// <summary>Allocates room for <paramref name="tokens"/> tokens in every stream.</summary>
-    public virtual void Reserve(int tokens)
-    {
-        foreach (var v in Values) v.Reserve(tokens);
-    }
+    /// <summary>Allocates room for <paramref name="tokens"/> tokens so that appending them allocates nothing.</summary>
+    public abstract void Reserve(int tokens);
 
     /// <summary>Forgets everything after the first <paramref name="tokens"/> tokens.</summary>
-    public virtual void Truncate(int tokens)
-    {
-        foreach (var v in Values) v.Truncate(tokens);
-        Length = Math.Min(Length, tokens);
-    }
+    public virtual void Truncate(int tokens) => Length = Math.Min(Length, tokens);
+
+    /// <summary>An independent cache holding the first <paramref name="length"/> tokens of this one (for forks).</summary>
+    public abstract AttentionCache CopyPrefix(int length);
 
     internal void Commit(int tokens) => Length += tokens;
 
     /// <summary>Caches one token's key (after RoPE and norm) and value for a layer and kv head.</summary>
     internal abstract void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value);
 
-    /// <summary>output = Σⱼ softmax(score(query, keyⱼ))ⱼ · vⱼ over the first <paramref name="keyCount"/> cached keys.</summary>
+    /// <summary>
+    /// output = Σⱼ softmax(score(query, keyⱼ))ⱼ · vⱼ over the first <paramref name="keyCount"/> cached keys;
+    /// <paramref name="scores"/> is scratch of at least keyCount floats where the cache needs it (see <see cref="NeedsScores"/>).
+    /// </summary>
     internal abstract void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output);
+
+    /// <summary>Whether <see cref="Attend"/> needs a score per key (dense passes do; the λ index does not).</summary>
+    internal virtual bool NeedsScores => true;
 
     /// <summary>output = Σⱼ weights[j] · vⱼ, walking the value chunks in order.</summary>
     protected static void WeightedSum(ReadOnlySpan<float> weights, ChunkedRows values, Span<float> output)
@@ -85,46 +84,146 @@ public abstract class AttentionCache
     }
 }
 
-/// <summary>Tau attention's cache: (λk, V) per token, layer and kv head — D + 1 floats instead of 2D.</summary>
-public sealed class TauCache : AttentionCache
+/// <summary>
+/// Tau attention over the λ index (<see cref="LambdaIndex"/>): (λk, V) per token, layer and kv head, kept in λ order,
+/// so that a decode step costs O(D log T) instead of O(D T). Keys of a block wait beside the index until the row
+/// that may see them is attended, which keeps attention causal.
+/// </summary>
+public sealed class IndexedTauCache : AttentionCache
 {
-    private readonly ChunkedRows[] lambdas;
-    private readonly float temperature;
+    private readonly LambdaIndex[] indexes;
+    private readonly PendingKeys[] pending;
 
-    public TauCache(ModelConfig config, TaumodeSpec taumode) : base(config)
+    public IndexedTauCache(ModelConfig config, TaumodeSpec domain) : base(config)
     {
-        taumode.Laplacian.RequireDimension(config.HeadDim, "this model");
-        Domain = taumode;
-        temperature = (float)taumode.Settings.EffectiveTemperature;
-        lambdas = NewStreams(config, 1);
+        domain.Laplacian.RequireDimension(config.HeadDim, "this model");
+        Domain = domain;
+        indexes = Enumerable.Range(0, config.NLayer * config.NKvHead).Select(_ => new LambdaIndex(config.HeadDim, domain.Temperature)).ToArray();
+        pending = indexes.Select(_ => new PendingKeys(config.HeadDim)).ToArray();
     }
 
-    private TauCache(TauCache source, int length) : base(source, length)
+    private IndexedTauCache(IndexedTauCache source, int length) : base(source.Config)
     {
         Domain = source.Domain;
-        temperature = source.temperature;
-        lambdas = source.lambdas.Select(l => l.CopyPrefix(length)).ToArray();
+        Length = Math.Min(length, source.Length);
+        indexes = source.indexes.Select(i => i.CopyPrefix(Length)).ToArray();
+        pending = indexes.Select(_ => new PendingKeys(Config.HeadDim)).ToArray();
     }
 
     public TaumodeSpec Domain { get; }
 
-    public override AttentionCache CopyPrefix(int length) => new TauCache(this, length);
+    public override long Bytes => indexes.Sum(i => i.Bytes) + pending.Sum(p => p.Bytes);
 
-    public override long Bytes => lambdas.Sum(l => l.Bytes) + Values.Sum(v => v.Bytes);
+    internal override bool OrderedRows => true;
+    internal override bool NeedsScores => false;
 
     public override void Reserve(int tokens)
     {
-        base.Reserve(tokens);
+        // Runs are allocated when they form, once per 64 tokens and merge; the tail and scratch are allocated up front.
+    }
+
+    public override AttentionCache CopyPrefix(int length) => new IndexedTauCache(this, length);
+
+    public override void Truncate(int tokens)
+    {
+        base.Truncate(tokens);
+        foreach (var index in indexes) index.Truncate(tokens);
+        foreach (var p in pending) p.Clear();
+    }
+
+    internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
+        pending[Stream(layer, kvHead)].Add(Taumode.Lambda(key, Domain.Laplacian, Domain.Settings), value);
+
+    internal override void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
+    {
+        int s = Stream(layer, kvHead);
+        var index = indexes[s];
+        var waiting = pending[s];
+        while (index.Count < keyCount && waiting.TryTake(out float lambda, out var value)) index.Add(lambda, value);
+        if (index.Count != keyCount) throw new InvalidOperationException($"λ index holds {index.Count} keys, attention asked for {keyCount}");
+        index.Attend(Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), output);
+    }
+
+    /// <summary>Keys of the block being run, in position order, until the row that may see them is attended.</summary>
+    private sealed class PendingKeys(int width)
+    {
+        private float[] lambdas = new float[1];
+        private float[] values = new float[width];
+        private int next, count;
+
+        public long Bytes => (long)(count - next) * (width + 1) * sizeof(float);
+
+        public void Add(float lambda, ReadOnlySpan<float> value)
+        {
+            if (next == count) next = count = 0;
+            if (count == lambdas.Length)
+            {
+                Array.Resize(ref lambdas, count * 2);
+                Array.Resize(ref values, count * 2 * width);
+            }
+            lambdas[count] = lambda;
+            value.CopyTo(values.AsSpan(count * width, width));
+            count++;
+        }
+
+        public bool TryTake(out float lambda, out ReadOnlySpan<float> value)
+        {
+            if (next == count)
+            {
+                lambda = 0;
+                value = default;
+                return false;
+            }
+            lambda = lambdas[next];
+            value = values.AsSpan(next * width, width);
+            next++;
+            return true;
+        }
+
+        public void Clear() => next = count = 0;
+    }
+}
+
+/// <summary>Tau attention by a dense pass over every cached (λk, V): the reference the λ index is checked against.</summary>
+public sealed class DenseTauCache : AttentionCache
+{
+    private readonly ChunkedRows[] lambdas;
+    private readonly ChunkedRows[] values;
+
+    public DenseTauCache(ModelConfig config, TaumodeSpec domain) : base(config)
+    {
+        domain.Laplacian.RequireDimension(config.HeadDim, "this model");
+        Domain = domain;
+        lambdas = NewStreams(config, 1);
+        values = NewStreams(config, config.HeadDim);
+    }
+
+    private DenseTauCache(DenseTauCache source, int length) : base(source.Config)
+    {
+        Domain = source.Domain;
+        Length = Math.Min(length, source.Length);
+        lambdas = source.lambdas.Select(l => l.CopyPrefix(length)).ToArray();
+        values = source.values.Select(v => v.CopyPrefix(length)).ToArray();
+    }
+
+    public TaumodeSpec Domain { get; }
+
+    public override long Bytes => lambdas.Sum(l => l.Bytes) + values.Sum(v => v.Bytes);
+
+    public override AttentionCache CopyPrefix(int length) => new DenseTauCache(this, length);
+
+    public override void Reserve(int tokens)
+    {
         foreach (var l in lambdas) l.Reserve(tokens);
+        foreach (var v in values) v.Reserve(tokens);
     }
 
     public override void Truncate(int tokens)
     {
         base.Truncate(tokens);
         foreach (var l in lambdas) l.Truncate(tokens);
+        foreach (var v in values) v.Truncate(tokens);
     }
-
-    public float Lambda(int layer, int kvHead, int position) => lambdas[Stream(layer, kvHead)].Row(position)[0];
 
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
         AppendLambda(layer, kvHead, Taumode.Lambda(key, Domain.Laplacian, Domain.Settings), value);
@@ -137,7 +236,7 @@ public sealed class TauCache : AttentionCache
     {
         int s = Stream(layer, kvHead);
         lambdas[s].Append([lambdaKey]);
-        Values[s].Append(value);
+        values[s].Append(value);
     }
 
     /// <summary>output = Σⱼ softmaxⱼ(−|λq − λkⱼ| / temperature) vⱼ over the first <paramref name="keyCount"/> keys.</summary>
@@ -148,10 +247,10 @@ public sealed class TauCache : AttentionCache
         for (int chunk = 0, start = 0; start < keyCount; chunk++, start += ChunkedRows.RowsPerChunk)
         {
             int count = Math.Min(ChunkedRows.RowsPerChunk, keyCount - start);
-            Kernels.TauScores(lambdaQuery, lambdas[s].Rows(chunk, count), temperature, scores.Slice(start, count));
+            Kernels.TauScores(lambdaQuery, lambdas[s].Rows(chunk, count), Domain.Temperature, scores.Slice(start, count));
         }
         Kernels.Softmax(scores);
-        WeightedSum(scores, Values[s], output);
+        WeightedSum(scores, values[s], output);
     }
 }
 
@@ -159,41 +258,46 @@ public sealed class TauCache : AttentionCache
 public sealed class DotProductCache : AttentionCache
 {
     private readonly ChunkedRows[] keys;
+    private readonly ChunkedRows[] values;
     private readonly float sqrtHeadDim;
 
     public DotProductCache(ModelConfig config) : base(config)
     {
         keys = NewStreams(config, config.HeadDim);
+        values = NewStreams(config, config.HeadDim);
         sqrtHeadDim = MathF.Sqrt(config.HeadDim);
     }
 
-    private DotProductCache(DotProductCache source, int length) : base(source, length)
+    private DotProductCache(DotProductCache source, int length) : base(source.Config)
     {
+        Length = Math.Min(length, source.Length);
         keys = source.keys.Select(k => k.CopyPrefix(length)).ToArray();
+        values = source.values.Select(v => v.CopyPrefix(length)).ToArray();
         sqrtHeadDim = source.sqrtHeadDim;
     }
 
-    public override AttentionCache CopyPrefix(int length) => new DotProductCache(this, length);
+    public override long Bytes => keys.Sum(k => k.Bytes) + values.Sum(v => v.Bytes);
 
-    public override long Bytes => keys.Sum(k => k.Bytes) + Values.Sum(v => v.Bytes);
+    public override AttentionCache CopyPrefix(int length) => new DotProductCache(this, length);
 
     public override void Reserve(int tokens)
     {
-        base.Reserve(tokens);
         foreach (var k in keys) k.Reserve(tokens);
+        foreach (var v in values) v.Reserve(tokens);
     }
 
     public override void Truncate(int tokens)
     {
         base.Truncate(tokens);
         foreach (var k in keys) k.Truncate(tokens);
+        foreach (var v in values) v.Truncate(tokens);
     }
 
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
         int s = Stream(layer, kvHead);
         keys[s].Append(key);
-        Values[s].Append(value);
+        values[s].Append(value);
     }
 
     internal override void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
@@ -202,6 +306,6 @@ public sealed class DotProductCache : AttentionCache
         scores = scores[..keyCount];
         for (int j = 0; j < keyCount; j++) scores[j] = TensorPrimitives.Dot(query, stream.Row(j)) / sqrtHeadDim;
         Kernels.Softmax(scores);
-        WeightedSum(scores, Values[Stream(layer, kvHead)], output);
+        WeightedSum(scores, values[Stream(layer, kvHead)], output);
     }
 }

@@ -14,14 +14,14 @@ public sealed class InferenceSession
     private readonly List<int> tokens = [];
     private bool hasLogits;
 
-    public InferenceSession(TauModel model, TaumodeSpec? domain = null, KernelPool? pool = null)
+    public InferenceSession(TauModel model, TaumodeSpec? domain = null, KernelPool? pool = null, TauAttentionPath tauPath = TauAttentionPath.Index)
     {
         Model = model;
         if (domain is not null && model.Config.Attention != AttentionKind.Tau)
             throw new InvalidOptionsException("a domain only applies to tau attention; this model uses causal dot-product attention");
         if (domain is not null) domain.Laplacian.RequireDimension(model.Config.HeadDim, "this model");
         Domain = domain ?? model.DefaultDomain;
-        Cache = AttentionCache.Create(model.Config, Domain);
+        Cache = AttentionCache.Create(model.Config, Domain, tauPath);
         buffers = new ForwardBuffers(model.Config, pool ?? KernelPool.Shared);
     }
 

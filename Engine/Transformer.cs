@@ -131,8 +131,9 @@ internal sealed class ForwardBuffers
 }
 
 /// <summary>
-/// Attention of a block of query rows, one (token, head) pair per chunk, each attending with its kv head
-/// ⌊h / (H/Hkv)⌋ to the keys at positions ≤ its own.
+/// Attention of a block of query rows, each head attending with its kv head ⌊h / (H/Hkv)⌋ to the keys at positions
+/// ≤ its own. Dense caches take one (row, head) per chunk; the λ index grows row by row, so it takes one kv head per
+/// chunk and walks that head's rows in order.
 /// </summary>
 internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChunkedWork
 {
@@ -143,13 +144,14 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
     private AttentionCache? cache;
     private float[] queries = [];
     private float[] output = [];
-    private int layer, start;
+    private int layer, start, tokens;
 
     public void Run(AttentionCache cache, int layer, float[] queries, float[] output, int tokens, int start)
     {
-        (this.cache, this.layer, this.queries, this.output, this.start) = (cache, layer, queries, output, start);
-        int chunks = tokens * config.NHead;
-        if ((long)chunks * (start + tokens) * config.HeadDim < ParallelThreshold)
+        (this.cache, this.layer, this.queries, this.output, this.tokens, this.start) = (cache, layer, queries, output, tokens, start);
+        int chunks = cache.OrderedRows ? config.NKvHead : tokens * config.NHead;
+        long keysPerRow = cache.OrderedRows ? LambdaIndex.BlockSize * (1 + (long)Math.Log2(start + tokens + 1)) : start + tokens;
+        if ((long)tokens * config.NHead * keysPerRow * config.HeadDim < ParallelThreshold)
             for (int i = 0; i < chunks; i++) RunChunk(i);
         else
             pool.For(chunks, this);
@@ -158,11 +160,27 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
 
     public void RunChunk(int chunk)
     {
-        int D = config.HeadDim, t = chunk / config.NHead, h = chunk % config.NHead;
-        int keyCount = start + t + 1;
-        var scores = scoreScratch;
-        if (scores is null || scores.Length < keyCount)
-            scoreScratch = scores = new float[Math.Max(keyCount, config.SequenceLen)];
-        cache!.Attend(layer, h / (config.NHead / config.NKvHead), queries.AsSpan(chunk * D, D), keyCount, scores, output.AsSpan(chunk * D, D));
+        if (!cache!.OrderedRows)
+        {
+            AttendRow(chunk / config.NHead, chunk % config.NHead);
+            return;
+        }
+        int group = config.NHead / config.NKvHead;
+        for (int t = 0; t < tokens; t++)
+            for (int h = chunk * group; h < (chunk + 1) * group; h++) AttendRow(t, h);
+    }
+
+    private void AttendRow(int t, int h)
+    {
+        int D = config.HeadDim, row = t * config.NHead + h, keyCount = start + t + 1;
+        Span<float> scores = default;
+        if (cache!.NeedsScores)
+        {
+            var scratch = scoreScratch;
+            if (scratch is null || scratch.Length < keyCount)
+                scoreScratch = scratch = new float[Math.Max(keyCount, config.SequenceLen)];
+            scores = scratch;
+        }
+        cache.Attend(layer, h / (config.NHead / config.NKvHead), queries.AsSpan(row * D, D), keyCount, scores, output.AsSpan(row * D, D));
     }
 }

@@ -9,21 +9,21 @@ public sealed class AttentionTests
     private const float SharpTemperature = 1e-3f;
 
     /// <summary>A one-layer, one-kv-head tau cache whose values are one-hot over <paramref name="vocab"/> tokens.</summary>
-    private static TauCache OneHotCache(int vocab, double temperature = SharpTemperature)
+    private static DenseTauCache OneHotCache(int vocab, double temperature = SharpTemperature)
     {
         var config = new ModelConfig(VocabSize: vocab, NLayer: 1, NHead: 1, NKvHead: 1, NEmbd: vocab, SequenceLen: 1 << 16,
             Taumode: new TaumodeConfig(Mode: TauModeKind.Fixed, Temperature: temperature)).Validate();
-        return new TauCache(config, new TaumodeSpec(Laplacian.Chain(vocab), config.TaumodeOrDefault.Resolve(null)));
+        return new DenseTauCache(config, new TaumodeSpec(Laplacian.Chain(vocab), config.TaumodeOrDefault.Resolve(null)));
     }
 
-    private static void Add(TauCache cache, float lambda, int token, int vocab)
+    private static void Add(DenseTauCache cache, float lambda, int token, int vocab)
     {
         Span<float> oneHot = stackalloc float[vocab];
         oneHot[token] = 1;
         cache.AppendLambda(0, 0, lambda, oneHot);
     }
 
-    private static int Retrieve(TauCache cache, float lambdaQuery, int keyCount, int vocab)
+    private static int Retrieve(DenseTauCache cache, float lambdaQuery, int keyCount, int vocab)
     {
         var scores = new float[keyCount];
         var output = new float[vocab];
@@ -172,16 +172,22 @@ public sealed class AttentionTests
         var tau = TestSupport.SmallConfig(AttentionKind.Tau, heads, kvHeads, embd: heads * headDim, mode: TauModeKind.Fixed);
         var causal = tau with { Attention = AttentionKind.Causal };
         var tokens = TestSupport.RandomTokens(300, tau.VocabSize, 1);
-        var tauSession = new InferenceSession(TauModel.CreateRandom(tau, 1));
+        var dense = new InferenceSession(TauModel.CreateRandom(tau, 1), tauPath: TauAttentionPath.Dense);
+        var indexed = new InferenceSession(TauModel.CreateRandom(tau, 1));
         var causalSession = new InferenceSession(TauModel.CreateRandom(causal, 1));
-        tauSession.Append(tokens);
+        dense.Append(tokens);
+        indexed.Append(tokens);
         causalSession.Append(tokens);
 
-        long tauBytes = tauSession.Cache.Bytes, causalBytes = causalSession.Cache.Bytes;
-        Assert.Equal(300L * tau.NLayer * kvHeads * (headDim + 1) * sizeof(float), tauBytes);
-        Assert.Equal(causalBytes, tauSession.Cache.KeyValueBaselineBytes);
+        long denseBytes = dense.Cache.Bytes, causalBytes = causalSession.Cache.Bytes;
+        Assert.Equal(300L * tau.NLayer * kvHeads * (headDim + 1) * sizeof(float), denseBytes);
+        Assert.Equal(causalBytes, dense.Cache.KeyValueBaselineBytes);
         Assert.Equal(causalBytes, causalSession.Cache.KeyValueBaselineBytes);
-        Assert.Equal((headDim + 1) * causalBytes, 2L * headDim * tauBytes);   // tau / causal = (D+1)/(2D), exactly
+        Assert.Equal((headDim + 1) * causalBytes, 2L * headDim * denseBytes);   // (λk, V) / (K, V) = (D+1)/(2D), exactly
+
+        // The λ index adds each key's position and the block sums of its runs, and still stays under 0.55 of (K, V).
+        Assert.InRange(indexed.Cache.Bytes, denseBytes, (long)(0.55 * causalBytes));
+        Assert.Equal(causalBytes, indexed.Cache.KeyValueBaselineBytes);
     }
 
     [Fact]
