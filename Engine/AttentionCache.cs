@@ -57,6 +57,11 @@ public abstract class AttentionCache(ModelConfig config)
 
     internal void Commit(int tokens) => Length += tokens;
 
+    /// <summary>Brings every appended key into its final place (the λ index takes waiting keys in).</summary>
+    internal virtual void Settle()
+    {
+    }
+
     /// <summary>Caches one token's key (after RoPE and norm) and value for a layer and kv head.</summary>
     internal abstract void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value);
 
@@ -133,6 +138,12 @@ public sealed class IndexedTauCache : AttentionCache
 
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
         pending[Stream(layer, kvHead)].Add(Taumode.Lambda(key, Domain.Laplacian, Domain.Settings), value);
+
+    internal override void Settle()
+    {
+        for (int s = 0; s < indexes.Length; s++)
+            while (pending[s].TryTake(out float lambda, out var value)) indexes[s].Add(lambda, value);
+    }
 
     internal override void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
     {

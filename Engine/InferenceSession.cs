@@ -94,6 +94,34 @@ public sealed class InferenceSession
         return all;
     }
 
+    /// <summary>
+    /// Fills the cache with <paramref name="count"/> synthetic positions: random RMS-normalised keys (their λ computed
+    /// as usual) and random values in every layer and kv head. Decode cost depends only on how much is cached, so
+    /// benchmarks use this to reach long contexts without a quadratic prefill; the logits are not a model's.
+    /// </summary>
+    public void FillSynthetic(int count, ulong seed)
+    {
+        var c = Model.Config;
+        if (Length + count > c.SequenceLen) throw new ContextLengthExceededException(Length + count, c.SequenceLen);
+        var rng = new Xoshiro256(seed);
+        var key = new float[c.HeadDim];
+        var value = new float[c.HeadDim];
+        for (int t = 0; t < count; t++)
+        {
+            for (int layer = 0; layer < c.NLayer; layer++)
+                for (int h = 0; h < c.NKvHead; h++)
+                {
+                    for (int i = 0; i < key.Length; i++) (key[i], value[i]) = ((float)rng.NextGaussian(), (float)rng.NextGaussian());
+                    Kernels.RmsNorm(key, key);
+                    Cache.Append(layer, h, key, value);
+                }
+            Cache.Commit(1);
+            tokens.Add(0);
+        }
+        Cache.Settle();
+        hasLogits = false;
+    }
+
     /// <summary>Forgets everything after the first <paramref name="length"/> tokens.</summary>
     public void Truncate(int length)
     {

@@ -74,41 +74,40 @@ public sealed class LambdaIndex
         for (int i = 0; i < width; i++) output[i] = (float)(merged[i] / total.Sum);
     }
 
-    /// <summary>Forgets keys at positions ≥ <paramref name="count"/>, rebuilding the run that the cut falls in.</summary>
+    /// <summary>Forgets keys at positions ≥ <paramref name="count"/>; runs below the cut stay, the one it falls in is rebuilt.</summary>
     public void Truncate(int count)
     {
         if (count >= Count) return;
-        var kept = ExtractPositionOrder(count);
-        Reset();
-        for (int i = 0; i < kept.Lambdas.Length; i++) Add(kept.Lambdas[i], kept.Values.AsSpan(i * width, width));
+        int kept = KeptRuns(count);
+        var rest = ExtractPositionOrder(count, from: kept == 0 ? 0 : runs[kept - 1].Start + runs[kept - 1].Size);
+        runs.RemoveRange(kept, runs.Count - kept);
+        Count = kept == 0 ? 0 : runs[^1].Start + runs[^1].Size;
+        tailCount = 0;
+        for (int i = 0; i < rest.Lambdas.Length; i++) Add(rest.Lambdas[i], rest.Values.AsSpan(i * width, width));
     }
 
     /// <summary>An independent index of the first <paramref name="count"/> keys; whole runs are shared, not copied.</summary>
     public LambdaIndex CopyPrefix(int count)
     {
         var copy = new LambdaIndex(width, temperature);
-        int shared = 0;
-        foreach (var run in runs)
-        {
-            if (run.Start + run.Size > count) break;
-            copy.runs.Add(run);
-            shared = run.Start + run.Size;
-        }
-        copy.Count = shared;
-        var rest = ExtractPositionOrder(count, from: shared);
+        int kept = KeptRuns(count);
+        copy.runs.AddRange(runs.Take(kept));
+        copy.Count = kept == 0 ? 0 : runs[kept - 1].Start + runs[kept - 1].Size;
+        var rest = ExtractPositionOrder(count, from: copy.Count);
         for (int i = 0; i < rest.Lambdas.Length; i++) copy.Add(rest.Lambdas[i], rest.Values.AsSpan(i * width, width));
         return copy;
     }
 
-    private void Reset()
+    /// <summary>How many leading runs lie wholly below position <paramref name="count"/>.</summary>
+    private int KeptRuns(int count)
     {
-        runs.Clear();
-        tailCount = 0;
-        Count = 0;
+        int kept = 0;
+        while (kept < runs.Count && runs[kept].Start + runs[kept].Size <= count) kept++;
+        return kept;
     }
 
-    /// <summary>Keys at positions [from, count) in position order.</summary>
-    private (float[] Lambdas, float[] Values) ExtractPositionOrder(int count, int from = 0)
+    /// <summary>Keys at positions [from, count) in position order (they lie in the runs from <paramref name="from"/> on, and the tail).</summary>
+    private (float[] Lambdas, float[] Values) ExtractPositionOrder(int count, int from)
     {
         count = Math.Min(count, Count);
         int n = Math.Max(0, count - from);
@@ -116,6 +115,7 @@ public sealed class LambdaIndex
         var values = new float[n * width];
         foreach (var run in runs)
         {
+            if (run.Start + run.Size <= from) continue;
             for (int i = 0; i < run.Size; i++)
             {
                 int p = run.Positions[i];
