@@ -25,6 +25,8 @@ public static class Commands
               tau sessions info|delete ID [--cluster …]
               tau sessions fork ID NEW_ID [--cluster …]
               tau model init --config FILE --out DIR [--seed S]
+              tau bench decode [--model DIR|NAME] [--contexts 1024,4096] [--attention tau-index,tau-dense,causal] [--steps N] [--json]
+              tau bench sessions [--model DIR|NAME] [--sessions 1,4] [--tokens N] [--json]
               tau manifold inspect DIR
 
             Without --cluster, tau starts an embedded one-silo cluster in this process; its sessions are kept

@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using TauCluster.Engine;
+using TauCluster.Grains;
+
+namespace TauCluster.Client;
+
+/// <summary><c>tau bench decode</c> (the engine alone) and <c>tau bench sessions</c> (through an embedded cluster).</summary>
+public static class Bench
+{
+    private static readonly Dictionary<string, (AttentionKind Kind, TauAttentionPath Path)> Attentions = new()
+    {
+        ["tau-index"] = (AttentionKind.Tau, TauAttentionPath.Index),
+        ["tau-dense"] = (AttentionKind.Tau, TauAttentionPath.Dense),
+        ["causal"] = (AttentionKind.Causal, TauAttentionPath.Dense),
+    };
+
+    /// <summary>
+    /// Decode ms/token at each context for each attention. The cache is filled synthetically up to the context (decode
+    /// cost depends only on how much is cached), then whole decode steps are timed: forward pass and greedy choice.
+    /// </summary>
+    public static int Decode(IReadOnlyList<string> args)
+    {
+        var a = new ParsedArguments(args, ["--model", "--contexts", "--attention", "--steps"], ["--json"]);
+        var contexts = List(a.String("--contexts") ?? "1024,4096", int.Parse, "--contexts");
+        var attentions = List(a.String("--attention") ?? "tau-index,tau-dense,causal", name => Attentions.TryGetValue(name, out _) ? name
+            : throw new UsageException($"--attention '{name}' must be tau-index, tau-dense or causal"), "--attention");
+        int steps = a.Int("--steps") ?? 32;
+        var model = LocalModel(a.String("--model"));
+        var results = new JsonArray();
+        foreach (var attention in attentions)
+        {
+            var (kind, path) = Attentions[attention];
+            var config = model.Config with { Attention = kind, SequenceLen = Math.Max(model.Config.SequenceLen, contexts.Max() + steps + 16) };
+            var variant = TauModel.Create(config, model.Weights, model.DefaultDomain?.Laplacian);
+            foreach (int context in contexts)
+            {
+                var session = new InferenceSession(variant, tauPath: path);
+                session.FillSynthetic(context - 1, seed: 1);
+                var logits = session.Append(1);
+                for (int i = 0; i < 4; i++) logits = session.Append(Sampler.ArgMax(logits));   // warm up
+                var clock = Stopwatch.StartNew();
+                for (int i = 0; i < steps; i++) logits = session.Append(Sampler.ArgMax(logits));
+                double msPerToken = clock.Elapsed.TotalMilliseconds / steps;
+                long bytesPerToken = session.Cache.Bytes / session.Cache.Length;
+                results.Add(new JsonObject
+                {
+                    ["attention"] = attention, ["context"] = context,
+                    ["ms_per_token"] = Math.Round(msPerToken, 3), ["cache_bytes_per_token"] = bytesPerToken,
+                });
+                if (!a.Has("--json"))
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attention,-10} context {context,7}: {msPerToken,8:F3} ms/token, {bytesPerToken,6} cache bytes/token"));
+            }
+        }
+        if (a.Has("--json")) Console.WriteLine(new JsonObject { ["results"] = results, ["synthetic_cache_fill"] = true }.ToJsonString());
+        return 0;
+    }
+
+    /// <summary>
+    /// Aggregate tokens/s of N concurrent sessions through an embedded one-silo cluster (session grains, layer workers,
+    /// Orleans streams), beside one session on the bare engine: the cluster path's overhead.
+    /// </summary>
+    public static async Task<int> Sessions(IReadOnlyList<string> args, CancellationToken cancellation)
+    {
+        var a = new ParsedArguments(args, ["--model", "--sessions", "--tokens"], ["--json"]);
+        var counts = List(a.String("--sessions") ?? "1,4", int.Parse, "--sessions");
+        int tokens = a.Int("--tokens") ?? 64;
+        string modelArgument = a.String("--model") ?? ModelStore.DefaultName;
+        var model = LocalModel(modelArgument);
+        int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
+
+        // The bare engine: one session, the same sampling, the same number of tokens.
+        var engine = new InferenceSession(model);
+        var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 1));
+        var logits = engine.Append(prompt);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < tokens; i++) logits = engine.Append(sampler.Sample(logits));
+        double engineRate = tokens / clock.Elapsed.TotalSeconds;
+
+        var options = new TauClusterOptions();
+        options.ModelsRoot = Path.Combine(options.DataDirectory, "models");
+        string name = modelArgument;
+        if (Directory.Exists(modelArgument))
+        {
+            name = "bench-model";
+            options.Models[name] = Path.GetFullPath(modelArgument);
+        }
+        await using var cluster = await ClusterConnection.StartEmbedded(options, cancellation);
+        var spec = new SessionSpec(name, null, new SamplingSettings(0.8, 40, 0.95, 1));
+        var results = new JsonArray();
+        foreach (int count in counts)
+        {
+            var ids = Enumerable.Range(0, count).Select(i => $"bench-{Guid.NewGuid():N}").ToArray();
+            foreach (var id in ids)
+            {
+                await cluster.Sessions.Open(id, spec, cancellation);
+                await cluster.Sessions.Append(id, PromptInput.FromIds(prompt), cancellation);
+            }
+            clock.Restart();
+            await Task.WhenAll(ids.Select(async id => { await foreach (var _ in cluster.Sessions.Generate(id, tokens, cancellation: cancellation)) { } }));
+            double rate = count * tokens / clock.Elapsed.TotalSeconds;
+            foreach (var id in ids) await cluster.Sessions.Session(id).Delete();
+            results.Add(new JsonObject { ["sessions"] = count, ["tokens_per_second"] = Math.Round(rate, 1) });
+            if (!a.Has("--json")) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count,3} sessions: {rate,8:F1} tokens/s"));
+        }
+        if (a.Has("--json"))
+            Console.WriteLine(new JsonObject { ["results"] = results, ["engine_tokens_per_second"] = Math.Round(engineRate, 1) }.ToJsonString());
+        else
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bare engine, 1 session: {engineRate:F1} tokens/s"));
+        return 0;
+    }
+
+    private static TauModel LocalModel(string? nameOrDirectory)
+    {
+        if (nameOrDirectory is null or ModelStore.DefaultName) return DefaultModel.LoadOrCreate(TauClusterOptions.DefaultDataDirectory);
+        if (Directory.Exists(nameOrDirectory)) return TauModel.Load(nameOrDirectory);
+        var named = Path.Combine(TauClusterOptions.DefaultDataDirectory, "models", nameOrDirectory);
+        return Names.IsValid(nameOrDirectory) && Directory.Exists(named) ? TauModel.Load(named)
+            : throw new UnknownNameException("model", nameOrDirectory, "not a model directory, nor a name under $TAU_HOME/models");
+    }
+
+    private static T[] List<T>(string text, Func<string, T> parse, string option)
+    {
+        try
+        {
+            var items = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(parse).ToArray();
+            return items.Length > 0 ? items : throw new UsageException($"{option} is empty");
+        }
+        catch (FormatException)
+        {
+            throw new UsageException($"{option} '{text}' must be a comma-separated list");
+        }
+    }
+}
