@@ -67,7 +67,7 @@ public sealed class InferenceSession
         for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
         {
             var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
-            Model.Forward(block, Cache, buffers, everyRow: false);
+            Model.Forward(block, [new Lane(Cache, block.Length)], buffers, everyRow: false);
             foreach (int t in block) tokens.Add(t);
         }
         hasLogits = true;
@@ -86,7 +86,7 @@ public sealed class InferenceSession
         for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
         {
             var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
-            Model.Forward(block, Cache, buffers, everyRow: true);
+            Model.Forward(block, [new Lane(Cache, block.Length)], buffers, everyRow: true);
             buffers.Logits.AsSpan(0, block.Length * vocab).CopyTo(all.AsSpan(offset * vocab));
             foreach (int t in block) tokens.Add(t);
         }
@@ -129,6 +129,20 @@ public sealed class InferenceSession
         Cache.Truncate(length);
         hasLogits = false;
     }
+
+    /// <summary>The forward-pass buffers and the lane a batched decode step runs this session in.</summary>
+    internal Lane DecodeLane => new(Cache, 1);
+
+    /// <summary>Takes in a token that a batched step ran through the model, with its logits row.</summary>
+    internal void AcceptBatched(int token, ReadOnlySpan<float> logits)
+    {
+        buffers.EnsureCapacity(1);
+        logits.CopyTo(buffers.Logits);
+        tokens.Add(token);
+        hasLogits = true;
+    }
+
+    internal void ValidateAppend(ReadOnlySpan<int> newTokens) => Validate(newTokens);
 
     private void Validate(ReadOnlySpan<int> newTokens)
     {

@@ -2,17 +2,25 @@ using System.Numerics.Tensors;
 
 namespace TauCluster.Engine;
 
+/// <summary>
+/// Consecutive rows of a forward pass that belong to one session: its cache, and how many of its new tokens are in
+/// the pass. A prefill is one lane of many rows; a batched decode step is many lanes of one row each.
+/// </summary>
+internal readonly record struct Lane(AttentionCache Cache, int Rows);
+
 public sealed partial class TauModel
 {
     /// <summary>
-    /// The whole forward pass of DESIGN.md §1 over a block of new tokens at positions start … start+T−1.
-    /// Each layer caches the block's keys and values before attending, and row t attends causally to the
-    /// keys at positions ≤ start+t. Writes the logits of the last row, or of every row when asked.
+    /// The whole forward pass of DESIGN.md §1 over a block of rows. Each lane's rows are its next tokens, at positions
+    /// cache.Length, cache.Length+1, …; each layer caches the lanes' keys and values before attending, and a row
+    /// attends causally to the keys of its own session at positions ≤ its own. Every row's numbers are computed the
+    /// same way whatever else is in the block, so a session's tokens do not depend on what it is batched with.
+    /// Writes the logits of each lane's last row, or of every row when asked.
     /// </summary>
-    internal void Forward(ReadOnlySpan<int> tokens, AttentionCache cache, ForwardBuffers b, bool everyRow)
+    internal void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<Lane> lanes, ForwardBuffers b, bool everyRow)
     {
         var c = Config;
-        int T = tokens.Length, C = c.NEmbd, D = c.HeadDim, H = c.NHead, Hkv = c.NKvHead, start = cache.Length;
+        int T = tokens.Length, C = c.NEmbd, D = c.HeadDim, H = c.NHead, Hkv = c.NKvHead;
         b.EnsureCapacity(T);
 
         // x = wte[token], no norm after the embedding
@@ -32,18 +40,21 @@ public sealed partial class TauModel
             Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -5f, 5f);
             Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -5f, 5f);
 
-            // q, k = rms(rope(·, pos)) per head vector; v gets neither
-            for (int t = 0; t < T; t++)
-            {
-                for (int h = 0; h < H; h++) RopeNorm(b.Q.AsSpan((t * H + h) * D, D), start + t);
-                for (int h = 0; h < Hkv; h++) RopeNorm(b.K.AsSpan((t * Hkv + h) * D, D), start + t);
-            }
+            // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values
+            for (int l = 0, t = 0; l < lanes.Length; l++)
+                for (int i = 0; i < lanes[l].Rows; i++, t++)
+                {
+                    int position = lanes[l].Cache.Length + i;
+                    for (int h = 0; h < H; h++) RopeNorm(b.Q.AsSpan((t * H + h) * D, D), position);
+                    for (int h = 0; h < Hkv; h++)
+                    {
+                        RopeNorm(b.K.AsSpan((t * Hkv + h) * D, D), position);
+                        lanes[l].Cache.Append(layer, h, b.K.AsSpan((t * Hkv + h) * D, D), b.V.AsSpan((t * Hkv + h) * D, D));
+                    }
+                }
 
-            // cache this block's keys (λk for tau) and values, then attend: y_h = Σⱼ softmax(score)ⱼ vⱼ
-            for (int t = 0; t < T; t++)
-                for (int h = 0; h < Hkv; h++)
-                    cache.Append(layer, h, b.K.AsSpan((t * Hkv + h) * D, D), b.V.AsSpan((t * Hkv + h) * D, D));
-            b.Attention.Run(cache, layer, b.Q, b.Y, T, start);
+            // y_h = Σⱼ softmax(score)ⱼ vⱼ over the row's own session
+            b.Attention.Run(lanes, layer, b.Q, b.Y);
 
             // x = x + Wproj · concat(y₀ … y_{H−1})
             b.MatMul.Run(w.AttentionProjection, C, C, b.Y, b.Out, T);
@@ -58,8 +69,10 @@ public sealed partial class TauModel
         }
 
         // logits = clamp(Wlm · rms(x), −50, 50), then the optional softcap
-        int first = everyRow ? 0 : T - 1, rows = T - first;
-        RmsRows(b.X.AsSpan(first * C), b.H, rows, C);
+        int rows = 0;
+        for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
+            for (int i = everyRow ? 0 : lanes[l].Rows - 1; i < lanes[l].Rows; i++, rows++)
+                Kernels.RmsNorm(b.X.AsSpan((t + i) * C, C), b.H.AsSpan(rows * C, C));
         b.MatMul.Run(Weights.LmHead, c.VocabSize, C, b.H, b.Logits, rows);
         var logits = b.Logits.AsSpan(0, rows * c.VocabSize);
         Kernels.Clamp(logits, -50f, 50f);
@@ -68,7 +81,7 @@ public sealed partial class TauModel
             Kernels.Softcap(logits, (float)c.Softcap);
             Kernels.Clamp(logits, -50f, 50f);
         }
-        cache.Commit(T);
+        foreach (var lane in lanes) lane.Cache.Commit(lane.Rows);
     }
 
     private void RopeNorm(Span<float> head, int position)
@@ -131,9 +144,9 @@ internal sealed class ForwardBuffers
 }
 
 /// <summary>
-/// Attention of a block of query rows, each head attending with its kv head ⌊h / (H/Hkv)⌋ to the keys at positions
-/// ≤ its own. Dense caches take one (row, head) per chunk; the λ index grows row by row, so it takes one kv head per
-/// chunk and walks that head's rows in order.
+/// Attention of a block of query rows, each head attending with its kv head ⌊h / (H/Hkv)⌋ to its own session's keys at
+/// positions ≤ its own. Dense caches take one (row, head) per chunk; the λ index grows row by row, so it takes one
+/// (lane, kv head) per chunk and walks that lane's rows in order.
 /// </summary>
 internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChunkedWork
 {
@@ -141,46 +154,69 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
 
     [ThreadStatic] private static float[]? scoreScratch;
 
-    private AttentionCache? cache;
+    private Lane[] lanes = new Lane[1];
+    private int[] laneRow = new int[2];      // first row of each lane, and the total at the end
+    private int[] laneChunk = new int[2];    // first chunk of each lane, and the total at the end
+    private int laneCount;
     private float[] queries = [];
     private float[] output = [];
-    private int layer, start, tokens;
+    private int layer;
 
-    public void Run(AttentionCache cache, int layer, float[] queries, float[] output, int tokens, int start)
+    public void Run(ReadOnlySpan<Lane> block, int layer, float[] queries, float[] output)
     {
-        (this.cache, this.layer, this.queries, this.output, this.tokens, this.start) = (cache, layer, queries, output, tokens, start);
-        int chunks = cache.OrderedRows ? config.NKvHead : tokens * config.NHead;
-        long keysPerRow = cache.OrderedRows ? LambdaIndex.BlockSize * (1 + (long)Math.Log2(start + tokens + 1)) : start + tokens;
-        if ((long)tokens * config.NHead * keysPerRow * config.HeadDim < ParallelThreshold)
+        (this.layer, this.queries, this.output, laneCount) = (layer, queries, output, block.Length);
+        if (lanes.Length < block.Length)
+        {
+            lanes = new Lane[block.Length];
+            laneRow = new int[block.Length + 1];
+            laneChunk = new int[block.Length + 1];
+        }
+        long work = 0;
+        for (int l = 0; l < block.Length; l++)
+        {
+            var lane = lanes[l] = block[l];
+            laneRow[l + 1] = laneRow[l] + lane.Rows;
+            laneChunk[l + 1] = laneChunk[l] + (lane.Cache.OrderedRows ? config.NKvHead : lane.Rows * config.NHead);
+            long keysPerRow = lane.Cache.OrderedRows ? LambdaIndex.BlockSize * (1 + (long)Math.Log2(lane.Cache.Length + lane.Rows + 1)) : lane.Cache.Length + lane.Rows;
+            work += lane.Rows * config.NHead * keysPerRow * config.HeadDim;
+        }
+        int chunks = laneChunk[block.Length];
+        if (work < ParallelThreshold)
             for (int i = 0; i < chunks; i++) RunChunk(i);
         else
             pool.For(chunks, this);
-        this.cache = null;
+        Array.Clear(lanes, 0, block.Length);   // hold no session's cache past the pass
     }
 
     public void RunChunk(int chunk)
     {
-        if (!cache!.OrderedRows)
+        int l = 0;
+        while (laneChunk[l + 1] <= chunk) l++;
+        var lane = lanes[l];
+        int local = chunk - laneChunk[l];
+        if (!lane.Cache.OrderedRows)
         {
-            AttendRow(chunk / config.NHead, chunk % config.NHead);
+            AttendRow(lane, l, local / config.NHead, local % config.NHead);
             return;
         }
         int group = config.NHead / config.NKvHead;
-        for (int t = 0; t < tokens; t++)
-            for (int h = chunk * group; h < (chunk + 1) * group; h++) AttendRow(t, h);
+        for (int i = 0; i < lane.Rows; i++)
+            for (int h = local * group; h < (local + 1) * group; h++) AttendRow(lane, l, i, h);
     }
 
-    private void AttendRow(int t, int h)
+    /// <summary>Row i of lane l: the cache already holds this pass's keys, so the row sees Length − Rows + i + 1 of them.</summary>
+    private void AttendRow(Lane lane, int l, int i, int h)
     {
-        int D = config.HeadDim, row = t * config.NHead + h, keyCount = start + t + 1;
+        int D = config.HeadDim, row = (laneRow[l] + i) * config.NHead + h;
+        int keyCount = lane.Cache.Length + i + 1;
         Span<float> scores = default;
-        if (cache!.NeedsScores)
+        if (lane.Cache.NeedsScores)
         {
             var scratch = scoreScratch;
             if (scratch is null || scratch.Length < keyCount)
                 scoreScratch = scratch = new float[Math.Max(keyCount, config.SequenceLen)];
             scores = scratch;
         }
-        cache.Attend(layer, h / (config.NHead / config.NKvHead), queries.AsSpan(row * D, D), keyCount, scores, output.AsSpan(row * D, D));
+        lane.Cache.Attend(layer, h / (config.NHead / config.NKvHead), queries.AsSpan(row * D, D), keyCount, scores, output.AsSpan(row * D, D));
     }
 }

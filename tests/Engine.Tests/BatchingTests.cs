@@ -1,0 +1,62 @@
+namespace TauCluster.Engine.Tests;
+
+/// <summary>Continuous batching changes no session's numbers: the same tokens and logits, bitwise, alone or in a batch.</summary>
+public sealed class BatchingTests
+{
+    private static (int[] Tokens, float[] LastLogits) Alone(TauModel model, TauAttentionPath path, int[] prompt, ulong seed, int count)
+    {
+        var session = new InferenceSession(model, tauPath: path);
+        var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.9, 20, 0.95, seed));
+        var logits = session.Append(prompt);
+        var tokens = new List<int>();
+        for (int i = 0; i < count; i++)
+        {
+            tokens.Add(sampler.Sample(logits));
+            logits = session.Append(tokens[^1]);
+        }
+        return (tokens.ToArray(), logits.ToArray());
+    }
+
+    [Theory]
+    [InlineData(AttentionKind.Tau, TauAttentionPath.Index, 64)]
+    [InlineData(AttentionKind.Tau, TauAttentionPath.Dense, 16)]
+    [InlineData(AttentionKind.Causal, TauAttentionPath.Dense, 16)]
+    public async Task Sessions_decode_the_same_bitwise_alone_or_in_a_batch(AttentionKind attention, TauAttentionPath path, int sessions)
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(attention, 4, 2, embd: 64, vocab: 300), 31);
+        var prompts = Enumerable.Range(0, sessions).Select(i => TestSupport.RandomTokens(5 + i % 23, 300, (ulong)i)).ToArray();
+        const int count = 24;
+        var alone = Enumerable.Range(0, sessions).Select(i => Alone(model, path, prompts[i], (ulong)i + 100, count)).ToArray();
+
+        using var batcher = new DecodeBatcher(maxBatch: 64);
+        var batched = await Task.WhenAll(Enumerable.Range(0, sessions).Select(i => Task.Run(async () =>
+        {
+            var session = new InferenceSession(model, tauPath: path);
+            var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.9, 20, 0.95, (ulong)i + 100));
+            var tokens = new List<int> { sampler.Sample(session.Append(prompts[i])) };
+            while (tokens.Count < count) tokens.Add(await batcher.Step(session, tokens[^1], sampler));
+            session.Append(tokens[^1]);   // the last token, alone, for its logits
+            return (Tokens: tokens.ToArray(), LastLogits: session.Logits.ToArray());
+        })));
+
+        for (int i = 0; i < sessions; i++)
+        {
+            Assert.Equal(alone[i].Tokens, batched[i].Tokens);
+            Assert.Equal(alone[i].LastLogits, batched[i].LastLogits);
+        }
+        Assert.True(batcher.Steps > batcher.Batches, $"{batcher.Steps} steps ran in {batcher.Batches} passes: nothing was batched");
+    }
+
+    [Fact]
+    public async Task A_bad_token_fails_only_its_own_step()
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(AttentionKind.Tau, 2, 1, vocab: 50), 3);
+        using var batcher = new DecodeBatcher();
+        var session = new InferenceSession(model);
+        var sampler = new Sampler(50, SamplingOptions.Greedy);
+        session.Append([1, 2]);
+        await Assert.ThrowsAsync<TokenOutOfRangeException>(() => batcher.Step(session, 50, sampler));
+        Assert.InRange(await batcher.Step(session, 3, sampler), 0, 49);
+        Assert.Equal(3, session.Length);
+    }
+}
