@@ -30,12 +30,16 @@ public sealed class DecodeBatcher : IDisposable
     public long Batches => lanes.Values.Sum(l => l.Batches);
     public long Steps => lanes.Values.Sum(l => l.Steps);
 
-    /// <summary>Runs <paramref name="token"/> through the session's model (batched with whoever is ready) and samples the next token.</summary>
-    public Task<int> Step(InferenceSession session, int token, Sampler sampler)
+    /// <summary>
+    /// Runs <paramref name="token"/> through the session's model, batched with whoever is ready, then samples the next
+    /// token on the caller's side, so that the sessions of a batch sample in parallel while the next batch runs.
+    /// A session has at most one step in flight (its grain awaits each).
+    /// </summary>
+    public async Task<int> Step(InferenceSession session, int token, Sampler sampler)
     {
         session.ValidateAppend([token]);
-        var lane = lanes.GetOrAdd(session.Model, model => new ModelLane(model, this));
-        return lane.Enqueue(session, token, sampler);
+        await lanes.GetOrAdd(session.Model, model => new ModelLane(model, this)).Enqueue(session, token);
+        return sampler.Sample(session.Logits);
     }
 
     public void Dispose() => stopping.Cancel();
@@ -61,9 +65,9 @@ public sealed class DecodeBatcher : IDisposable
         public long Batches { get; private set; }
         public long Steps { get; private set; }
 
-        public Task<int> Enqueue(InferenceSession session, int token, Sampler sampler)
+        public Task Enqueue(InferenceSession session, int token)
         {
-            var request = new Request(session, token, sampler, new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously));
+            var request = new Request(session, token, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
             Interlocked.Increment(ref waiting);
             queue.Enqueue(request);
             ready.Release();
@@ -115,19 +119,11 @@ public sealed class DecodeBatcher : IDisposable
             for (int i = 0; i < batch.Count; i++)
             {
                 var r = batch[i];
-                try
-                {
-                    var logits = buffers.Logits.AsSpan(i * vocab, vocab);
-                    r.Session.AcceptBatched(r.Token, logits);
-                    r.Done.TrySetResult(r.Sampler.Sample(logits));
-                }
-                catch (Exception e)
-                {
-                    r.Done.TrySetException(e);
-                }
+                r.Session.AcceptBatched(r.Token, buffers.Logits.AsSpan(i * vocab, vocab));
+                r.Done.TrySetResult();
             }
         }
     }
 
-    private sealed record Request(InferenceSession Session, int Token, Sampler Sampler, TaskCompletionSource<int> Done);
+    private sealed record Request(InferenceSession Session, int Token, TaskCompletionSource Done);
 }

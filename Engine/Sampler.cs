@@ -55,17 +55,22 @@ public sealed class Sampler
         bool filter = (Options.TopK > 0 && Options.TopK < n) || Options.TopP < 1;
         if (!filter) return DrawInIdOrder(logits);
 
-        // Sort ids by logit, descending, ties by lower id: one 64-bit key per id, sorted without allocation.
-        for (int i = 0; i < n; i++) order[i] = ((long)DescendingKey(logits[i]) << 32) | (uint)i;
-        Array.Sort(order, 0, n);
-
+        // Ids by logit, descending, ties by lower id: one 64-bit key per id, sorted without allocation. With top-k,
+        // only the ids at or above the k-th largest logit are sorted (found by selection, not by sorting them all).
         int kept = n;
         if (Options.TopK > 0 && Options.TopK < n)
         {
-            float kth = logits[Id(order[Options.TopK - 1])];
-            kept = Options.TopK;
-            while (kept < n && logits[Id(order[kept])] >= kth) kept++;
+            for (int i = 0; i < n; i++) order[i] = DescendingKey(logits[i]);
+            long kthKey = Select(order.AsSpan(0, n), Options.TopK - 1);
+            kept = 0;
+            for (int i = 0; i < n; i++)
+                if (DescendingKey(logits[i]) <= kthKey) order[kept++] = ((long)DescendingKey(logits[i]) << 32) | (uint)i;
         }
+        else
+        {
+            for (int i = 0; i < n; i++) order[i] = ((long)DescendingKey(logits[i]) << 32) | (uint)i;
+        }
+        Array.Sort(order, 0, kept);
 
         double max = logits[Id(order[0])] / Options.Temperature, total = 0;
         for (int r = 0; r < kept; r++) total += weights[r] = Math.Exp(logits[Id(order[r])] / Options.Temperature - max);
@@ -118,6 +123,32 @@ public sealed class Sampler
     }
 
     private static int Id(long key) => (int)(uint)key;
+
+    /// <summary>The k-th smallest value (0-based) of <paramref name="values"/>, reordering them (Hoare's selection).</summary>
+    private static long Select(Span<long> values, int k)
+    {
+        int lo = 0, hi = values.Length - 1;
+        while (lo < hi)
+        {
+            long pivot = values[(lo + hi) >>> 1];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (values[i] < pivot) i++;
+                while (values[j] > pivot) j--;
+                if (i <= j)
+                {
+                    (values[i], values[j]) = (values[j], values[i]);
+                    i++;
+                    j--;
+                }
+            }
+            if (k <= j) hi = j;
+            else if (k >= i) lo = i;
+            else return values[k];
+        }
+        return values[k];
+    }
 
     /// <summary>An int whose ascending order is the float's descending order.</summary>
     private static int DescendingKey(float value)

@@ -26,6 +26,7 @@ public static class TauHosting
         services.AddSingleton<ManifoldCatalog>();
         services.AddSingleton<LocalSessions>();
         services.AddSingleton<TauMetrics>();
+        services.AddSingleton(_ => new DecodeBatcher());
         // Typed TauCluster errors (unknown model, invalid options, …) reach clients as themselves.
         services.Configure<ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("TauCluster"));
 
