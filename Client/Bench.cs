@@ -26,7 +26,8 @@ public static class Bench
         var contexts = List(a.String("--contexts") ?? "1024,4096", int.Parse, "--contexts");
         var attentions = List(a.String("--attention") ?? "tau-index,tau-dense,causal", name => Attentions.TryGetValue(name, out _) ? name
             : throw new UsageException($"--attention '{name}' must be tau-index, tau-dense or causal"), "--attention");
-        int steps = a.Int("--steps") ?? 32;
+        int steps = Positive(a.Int("--steps") ?? 32, "--steps");
+        foreach (int context in contexts) Positive(context, "--contexts");
         var model = LocalModel(a.String("--model"));
         var results = new JsonArray();
         foreach (var attention in attentions)
@@ -65,7 +66,8 @@ public static class Bench
     {
         var a = new ParsedArguments(args, ["--model", "--sessions", "--tokens"], ["--json"]);
         var counts = List(a.String("--sessions") ?? "1,4", int.Parse, "--sessions");
-        int tokens = a.Int("--tokens") ?? 64;
+        foreach (int count in counts) Positive(count, "--sessions");
+        int tokens = Positive(a.Int("--tokens") ?? 64, "--tokens");
         string modelArgument = a.String("--model") ?? ModelStore.DefaultName;
         var model = LocalModel(modelArgument);
         int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -127,9 +129,12 @@ public static class Bench
             var items = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(parse).ToArray();
             return items.Length > 0 ? items : throw new UsageException($"{option} is empty");
         }
-        catch (FormatException)
+        catch (Exception e) when (e is FormatException or OverflowException)
         {
-            throw new UsageException($"{option} '{text}' must be a comma-separated list");
+            throw new UsageException($"{option} '{text}' must be a comma-separated list of numbers");
         }
     }
+
+    private static int Positive(int value, string option) =>
+        value >= 1 ? value : throw new UsageException($"{option} {value} must be at least 1");
 }

@@ -88,10 +88,15 @@ public sealed class ClusterConnection : IAsyncDisposable
         if (colon <= 0 || !int.TryParse(text[(colon + 1)..], out int port) || port is < 1 or > 65535)
             throw new UsageException($"--cluster '{text}' must be HOST:PORT (a silo's gateway) or redis://HOST:PORT");
         var hostName = text[..colon];
-        var address = IPAddress.TryParse(hostName, out var ip) ? ip
-            : Dns.GetHostAddresses(hostName).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork)
-              ?? throw new UsageException($"--cluster host '{hostName}' does not resolve");
-        return new IPEndPoint(address, port);
+        if (IPAddress.TryParse(hostName, out var ip)) return new IPEndPoint(ip, port);
+        try
+        {
+            return new IPEndPoint(Dns.GetHostAddresses(hostName).First(a => a.AddressFamily == AddressFamily.InterNetwork), port);
+        }
+        catch (Exception e) when (e is SocketException or InvalidOperationException)
+        {
+            throw new UsageException($"--cluster host '{hostName}' does not resolve to an IPv4 address");
+        }
     }
 
     private static int FreePort()

@@ -55,7 +55,7 @@ public static class Commands
         var before = await cluster.Connection.Sessions.Info(sessionId, cancellation);
         var appended = await cluster.Connection.Sessions.Append(sessionId, prompt, cancellation);
 
-        var ids = new List<int>(maxTokens);
+        var ids = new List<int>();
         var text = new System.Text.StringBuilder();
         bool hasText = false;
         double ttftMs = 0;
@@ -120,29 +120,42 @@ public static class Commands
 
         while (!cancellation.IsCancellationRequested)
         {
+            try
+            {
+                if (!await ChatTurn()) break;
+            }
+            catch (Exception e) when (e is TauException or UsageException)
+            {
+                Console.WriteLine($"(error: {e.Message})");   // a bad line costs that line, not the conversation
+            }
+        }
+        return 0;
+
+        async Task<bool> ChatTurn()
+        {
             Console.Error.Write("you> ");
             string? line = Console.ReadLine();
-            if (line is null || line.Trim() is "/quit" or "/exit") break;
+            if (line is null || line.Trim() is "/quit" or "/exit") return false;
             line = line.Trim();
-            if (line.Length == 0) continue;
+            if (line.Length == 0) return true;
             switch (line.Split(' ', 2, StringSplitOptions.RemoveEmptyEntries))
             {
                 case ["/reset"]:
                     await sessions.Session(sessionId).Reset();
                     turnPrefix = "User: ";
                     Console.WriteLine("(session reset)");
-                    continue;
+                    return true;
                 case ["/fork", .. var rest]:
                     string child = rest.Length > 0 ? Names.Require("session", rest[0].Trim()) : NewSessionId();
                     var forked = await sessions.Session(sessionId).Fork(child);
                     Console.WriteLine($"(forked into {forked.Session} at {forked.Length} tokens; continuing in {sessionId})");
-                    continue;
+                    return true;
                 case ["/info"]:
                     Console.WriteLine(JsonSerializer.Serialize(await sessions.Info(sessionId, cancellation), SnakeCase));
-                    continue;
+                    return true;
                 case [var command, ..] when command.StartsWith('/'):
                     Console.WriteLine($"(unknown command {command}; /reset, /fork [ID], /info, /quit)");
-                    continue;
+                    return true;
             }
             await sessions.Append(sessionId, PromptInput.FromText($"{turnPrefix}{line}\nAssistant:"), cancellation);
             Console.Write("tau>");
@@ -153,8 +166,8 @@ public static class Commands
                 if (update.FinishReason is not null) turnPrefix = update.FinishReason == "stop" ? " " : "\nUser: ";
             }
             Console.WriteLine();
+            return true;
         }
-        return 0;
     }
 
     public static async Task<int> Sessions(string verb, IReadOnlyList<string> args, CancellationToken cancellation)

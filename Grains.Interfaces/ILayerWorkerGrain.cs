@@ -7,7 +7,11 @@ namespace TauCluster.Grains;
 /// </summary>
 public interface ILayerWorkerGrain : IGrainWithIntegerKey
 {
-    /// <summary>Runs the tokens through the model for the local session and returns the next token it samples.</summary>
+    /// <summary>
+    /// Runs the tokens through the model for the local session and returns the next token it samples. A long prefill or
+    /// a busy silo may take minutes: the caller must not give up (and retry) while the step still runs on its cache.
+    /// </summary>
+    [ResponseTimeout("00:30:00")]
     Task<int> Step(ComputeStep step);
 }
 

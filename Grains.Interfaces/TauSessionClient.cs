@@ -34,8 +34,11 @@ public sealed class TauSessionClient(IGrainFactory grains)
         [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         var session = Session(sessionId);
+        if (maxTokens < 1) throw new Engine.InvalidOptionsException($"max tokens = {maxTokens} must be at least 1");
         var info = await Retry(session.GetInfo, cancellation);
-        var request = new GenerateRequest(info.Length + maxTokens, info.Length, stop);
+        long target = (long)info.Length + maxTokens;
+        if (target > int.MaxValue) throw new Engine.InvalidOptionsException($"max tokens = {maxTokens} is more than any context holds");
+        var request = new GenerateRequest((int)target, info.Length, stop);
         int next = request.OutputStart, attempts = 0;
         while (next < request.TargetLength)
         {

@@ -67,10 +67,19 @@ public sealed class SessionGrain(
                 {
                     // New options apply from the next token; a new seed restarts the generator, the same seed continues it.
                     var generator = existing.Sampling.Seed == spec.Sampling.Seed ? CurrentGenerator() : new Xoshiro256(spec.Sampling.Seed).State;
+                    var previousGenerator = state.State.Generator;
                     state.State.Spec = spec;
                     state.State.Generator = PackGenerator(generator);
+                    try
+                    {
+                        await Save();
+                    }
+                    catch
+                    {
+                        (state.State.Spec, state.State.Generator) = (existing, previousGenerator);   // as it was: a retry saves again
+                        throw;
+                    }
                     if (compute is not null) compute.Sampler = new Sampler(model.Config.VocabSize, sampling, generator);
-                    await Save();
                 }
                 return Info();
             }
@@ -86,7 +95,15 @@ public sealed class SessionGrain(
             }
             state.State = new SessionState { Spec = spec, DomainVersion = domainVersion, Generator = PackGenerator(new Xoshiro256(sampling.Seed).State) };
             tokens = [];
-            await state.WriteStateAsync();
+            try
+            {
+                await state.WriteStateAsync();
+            }
+            catch
+            {
+                (state.State, tokens) = (new SessionState(), null);   // not opened: a retry opens it again
+                throw;
+            }
             return Info();
         }
         finally
@@ -104,7 +121,11 @@ public sealed class SessionGrain(
             int[] ids = Tokenize(model, prompt);
             if (prompt.ExpectedLength is { } expected && expected != Tokens.Count)
             {
-                if (Tokens.Count == expected + ids.Length && Tokens.Skip(expected).SequenceEqual(ids)) return Info();   // a retry of an append that took effect
+                if (Tokens.Count == expected + ids.Length && Tokens.Skip(expected).SequenceEqual(ids))
+                {
+                    await Save();   // a retry of an append that took effect (its first save may be what failed)
+                    return Info();
+                }
                 throw new InvalidOptionsException($"session '{Id}' has {Tokens.Count} tokens, not the {expected} this append expected: another append came first");
             }
             await AppendTokens(model, ids);
@@ -131,6 +152,8 @@ public sealed class SessionGrain(
                 rest = tokenizer.Encode(text[held.Length..]).ToArray();          // the same text: generated replies sent back, as shown
             else
             {
+                if (whole.Length > model.Config.SequenceLen)                    // refused before anything is forgotten
+                    throw new ContextLengthExceededException(whole.Length, model.Config.SequenceLen);
                 await ResetTokens();                                            // a different conversation: start over
                 rest = whole;
             }
@@ -168,9 +191,9 @@ public sealed class SessionGrain(
         Tokens.AddRange(ids);
         try
         {
-            var lacking = Lacking(c);
-            await Worker.Step(new ComputeStep(c.Handle, lacking, Sample: false));
-            (lastPrefill, lastReused) = (lacking.Length, before);
+            int lacking = Tokens.Count - c.Inference.Length;
+            await Step(c, sample: false);
+            (lastPrefill, lastReused) = (lacking, before);
         }
         catch
         {
@@ -197,16 +220,21 @@ public sealed class SessionGrain(
 
             var c = await EnsureCompute();
             var decoder = model.Tokenizer is { } tokenizer ? new IncrementalDecoder(tokenizer) : null;
+            var stops = new StopTrimmer(request.Stop ?? []);
 
-            // A resumed request first gets again what this session already generated for it; the caller skips what it has.
-            for (int p = request.OutputStart; p < Math.Min(Tokens.Count, request.TargetLength); p++)
-                yield return new GeneratedToken(p, Tokens[p], Finish(decoder?.Add(Tokens[p]), decoder, p + 1 == request.TargetLength));
+            // A resumed request first gets again what this session already generated for it (the caller skips what it
+            // has), and its stop sequences see that text too, so a resumed request stops where the first one did.
+            for (int p = request.OutputStart; p < Math.Min(Tokens.Count, request.TargetLength) && !stops.Stopped; p++)
+            {
+                string? text = decoder?.Add(Tokens[p]);
+                stops.Push(text);
+                yield return new GeneratedToken(p, Tokens[p], Finish(text, decoder, p + 1 == request.TargetLength || stops.Stopped));
+            }
 
-            var stops = new StopMatcher(request.Stop);
             long last = started;
             while (Tokens.Count < request.TargetLength && !cancellation.IsCancellationRequested && !stops.Stopped)
             {
-                int next = await Worker.Step(new ComputeStep(c.Handle, Lacking(c), Sample: true));
+                int next = await Step(c, sample: true);
                 Tokens.Add(next);
                 long now = Stopwatch.GetTimestamp();
                 (last == started ? metrics.TimeToFirstToken : metrics.InterTokenLatency).Record(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
@@ -218,7 +246,7 @@ public sealed class SessionGrain(
                     unsaved = 0;
                 }
                 string? text = decoder?.Add(next);
-                stops.Add(text);
+                stops.Push(text);
                 yield return new GeneratedToken(Tokens.Count - 1, next, Finish(text, decoder, Tokens.Count == request.TargetLength || stops.Stopped));
             }
         }
@@ -336,6 +364,23 @@ public sealed class SessionGrain(
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// Runs what the cache lacks through the model (and samples, when asked). A step that fails leaves the cache in an
+    /// unknown state, so it is dropped and rebuilt from the persisted tokens on next use.
+    /// </summary>
+    private async Task<int> Step(SessionCompute c, bool sample)
+    {
+        try
+        {
+            return await Worker.Step(new ComputeStep(c.Handle, Lacking(c), sample));
+        }
+        catch
+        {
+            ReleaseCompute();
+            throw;
+        }
+    }
+
     /// <summary>The last token of a reply carries whatever text the decoder held back, so the reply's text is whole.</summary>
     private static string? Finish(string? text, IncrementalDecoder? decoder, bool last) =>
         last && decoder is not null ? text + decoder.Flush() : text;
@@ -349,7 +394,7 @@ public sealed class SessionGrain(
         var domain = spec.Domain is null ? null : model.DomainFor(await domains.Get(spec.Domain, state.State.DomainVersion));
         var inference = new InferenceSession(model, domain);
         var c = Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, ToOptions(spec.Sampling), CurrentGenerator())));
-        if (Tokens.Count > 0) await Worker.Step(new ComputeStep(c.Handle, Tokens.ToArray(), Sample: false));
+        if (Tokens.Count > 0) await Step(c, sample: false);
         rebuilt = Tokens.Count;
         return c;
     }
@@ -404,20 +449,4 @@ public sealed class SessionGrain(
     }
 
     private static ulong[] PackGenerator(RngState s) => [s.S0, s.S1, s.S2, s.S3];
-}
-
-/// <summary>Watches generated text for any of the stop strings.</summary>
-internal sealed class StopMatcher(string[]? stops)
-{
-    private readonly System.Text.StringBuilder text = new();
-
-    public bool Stopped { get; private set; }
-
-    public void Add(string? delta)
-    {
-        if (stops is not { Length: > 0 } || string.IsNullOrEmpty(delta)) return;
-        text.Append(delta);
-        var s = text.ToString();
-        Stopped = stops.Any(stop => stop.Length > 0 && s.Contains(stop, StringComparison.Ordinal));
-    }
 }

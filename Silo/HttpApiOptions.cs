@@ -17,6 +17,9 @@ public sealed class HttpApiOptions
     /// <summary>Generations that may wait for a slot; past this the silo answers 503 at once instead of queueing without bound.</summary>
     public int MaxQueuedGenerations { get; set; } = 256;
 
+    /// <summary>Serves POST /admin/gc (a blocking full collection, for load tests); off by default.</summary>
+    public bool EnableAdmin { get; set; }
+
     /// <summary>max_tokens when a request gives none.</summary>
     public int DefaultMaxTokens { get; set; } = 256;
 }

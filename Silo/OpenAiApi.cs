@@ -75,6 +75,9 @@ public static class OpenAiApi
 
     internal static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
+    /// <summary>A field given twice is a malformed request, refused when the body is read.</summary>
+    private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false };
+
     /// <summary>Turns any failure of a /v1 call into OpenAI's error shape with the right status.</summary>
     public static async Task WriteErrors(HttpContext http, Func<Task> next)
     {
@@ -94,7 +97,7 @@ public static class OpenAiApi
     {
         var services = http.RequestServices;
         var options = services.GetRequiredService<HttpApiOptions>();
-        var body = await JsonNode.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted) as JsonObject
+        var body = await JsonNode.ParseAsync(http.Request.Body, documentOptions: StrictJson, cancellationToken: http.RequestAborted) as JsonObject
             ?? throw new ApiError(400, "the body must be a JSON object");
         var request = Parse(body, chat, options);
         var models = services.GetRequiredService<ModelStore>();
@@ -108,7 +111,7 @@ public static class OpenAiApi
         {
             await sessions.Open(sessionId, new SessionSpec(request.Model, request.Domain, request.Sampling), http.RequestAborted);
             var prompt = await sessions.ContinueWith(sessionId, request.Prompt, http.RequestAborted);
-            if (prompt.Length + request.MaxTokens > model.Config.SequenceLen)
+            if (request.MaxTokens > model.Config.SequenceLen - prompt.Length)
                 throw new ApiError(400, $"the prompt ({prompt.Length} tokens) and max_tokens ({request.MaxTokens}) exceed the model's context of {model.Config.SequenceLen}",
                     "max_tokens", "context_length_exceeded");
             var stops = chat ? [ChatTemplate.TurnStop, .. request.Stop] : request.Stop;
@@ -119,8 +122,20 @@ public static class OpenAiApi
         }
         finally
         {
-            if (request.Session is null)
-                await sessions.Session(sessionId).Delete();   // a request without a session leaves nothing behind
+            if (request.Session is null) await DeleteQuietly(sessions, sessionId);   // a request without a session leaves nothing behind
+        }
+    }
+
+    /// <summary>Removes a request's own session; a failure here must not hide the request's own outcome.</summary>
+    private static async Task DeleteQuietly(TauSessionClient sessions, string sessionId)
+    {
+        try
+        {
+            await sessions.Session(sessionId).Delete();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The session is left for the silo's idle collection; its state is small.
         }
     }
 

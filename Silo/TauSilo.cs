@@ -48,8 +48,8 @@ public static class TauSilo
         app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
         app.MapOrleansDashboard(routePrefix: "/dashboard");
         app.MapPrometheusScrapingEndpoint("/metrics");
-        // Diagnostics: a full, compacting collection, so that memory can be compared before and after a load.
-        app.MapPost("/admin/gc", () =>
+        // Diagnostics, off unless configured: a full, compacting collection, to compare memory before and after a load.
+        if (http.EnableAdmin) app.MapPost("/admin/gc", () =>
         {
             long before = GC.GetTotalMemory(forceFullCollection: false);
             System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;

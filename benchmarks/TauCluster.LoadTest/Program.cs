@@ -24,7 +24,7 @@ try
         var start = new ProcessStartInfo("dotnet", [siloDll,
             $"--urls=http://127.0.0.1:{httpPort}", $"--Tau:ClusterId={clusterId}", $"--Tau:ServiceId={clusterId}",
             $"--Tau:SiloPort={(i == 0 ? primaryPort : FreePort())}", $"--Tau:GatewayPort={FreePort()}", $"--Tau:PrimarySiloPort={primaryPort}",
-            "--Logging:LogLevel:Default=Warning"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            "--Tau:Http:EnableAdmin=true", "--Logging:LogLevel:Default=Warning"]) { RedirectStandardOutput = true, RedirectStandardError = true };
         var silo = Process.Start(start)!;
         silo.OutputDataReceived += (_, _) => { };
         silo.ErrorDataReceived += (_, e) => { if (e.Data is { Length: > 0 }) Console.Error.WriteLine($"[silo{i}] {e.Data}"); };

@@ -152,17 +152,49 @@ public sealed class SessionTests(ClusterFixture fixture)
         await fixture.Sessions.Open(id, Spec());
         await fixture.Sessions.Append(id, PromptInput.FromIds([1, 2, 3]));
         var session = fixture.Sessions.Session(id);
-        var generation = Task.Run(async () =>
-        {
-            await foreach (var _ in session.Generate(new GenerateRequest(3 + 30, 3))) { }
-        });
-        await Task.Delay(20);
-        await session.Append(PromptInput.FromIds([255, 255, 255]));
-        await generation;
+        await using var generation = session.Generate(new GenerateRequest(3 + 30, 3)).GetAsyncEnumerator();
+        Assert.True(await generation.MoveNextAsync());                        // the generation holds the session now
+        var append = session.Append(PromptInput.FromIds([255, 255, 255]));   // arrives mid-generation: must wait its turn
+        int received = 1;
+        while (await generation.MoveNextAsync()) received++;
+        await append;
         var tokens = await session.GetTokens();
-        int at = Enumerable.Range(0, tokens.Length - 2).First(i => tokens[i] == 255 && tokens[i + 1] == 255 && tokens[i + 2] == 255);
-        Assert.True(at == 3 || at == 33, $"the append landed inside the generation, at {at}");
+        Assert.Equal(30, received);
         Assert.Equal(36, tokens.Length);
+        Assert.Equal([255, 255, 255], tokens[^3..]);                        // after the whole generation, not inside it
+    }
+
+    [Fact]
+    public async Task A_resent_request_stops_where_the_first_one_stopped()
+    {
+        var id = NewId();
+        var greedy = Spec(temperature: 0);
+        var (_, ids, text) = await Run(greedy, "stop here", 12);
+        string stop = text.Substring(3, 2);
+        await fixture.Sessions.Open(id, greedy);
+        await fixture.Sessions.Append(id, PromptInput.FromText("stop here"));
+        var session = fixture.Sessions.Session(id);
+        var request = new GenerateRequest(9 + 12, 9, [stop]);
+        var first = new List<GeneratedToken>();
+        await foreach (var t in session.Generate(request)) first.Add(t);
+        int length = (await session.GetInfo()).Length;
+        Assert.True(length < 9 + 12, "the stop sequence should have ended the generation early");
+
+        var again = new List<GeneratedToken>();
+        await foreach (var t in session.Generate(request)) again.Add(t);   // as the client re-sends after a lost stream
+        Assert.Equal(first, again);
+        Assert.Equal(length, (await session.GetInfo()).Length);
+    }
+
+    [Fact]
+    public async Task A_refused_continuation_leaves_the_session_as_it_was()
+    {
+        var id = NewId();
+        await fixture.Sessions.Open(id, Spec());
+        await fixture.Sessions.Append(id, PromptInput.FromText("keep this conversation"));
+        var before = await fixture.Sessions.Session(id).GetTokens();
+        await Assert.ThrowsAsync<ContextLengthExceededException>(() => fixture.Sessions.Session(id).ContinueWith(PromptInput.FromIds(new int[5000])));
+        Assert.Equal(before, await fixture.Sessions.Session(id).GetTokens());
     }
 
     [Fact]

@@ -134,6 +134,8 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
     [InlineData("""{"model": "tiny", "prompt": "x", "top_k": -2}""", 400, "top_k")]
     [InlineData("""{"model": "tiny", "prompt": "x", "max_tokens": 0}""", 400, "max_tokens")]
     [InlineData("""{"model": "tiny", "prompt": "x", "max_tokens": 5000}""", 400, "max_tokens")]
+    [InlineData("""{"model": "tiny", "prompt": "x", "max_tokens": 2147483647}""", 400, "max_tokens")]
+    [InlineData("""{"model": "tiny", "model": "tiny", "prompt": "x"}""", 400, null)]
     [InlineData("""{"model": "tiny", "prompt": "x", "n": 2}""", 400, "n")]
     [InlineData("""{"model": "tiny", "prompt": ["a", "b"]}""", 400, "prompt")]
     [InlineData("""{"model": "tiny", "prompt": [1, 256]}""", 400, "prompt")]
