@@ -53,7 +53,7 @@ public static class Commands
         await cluster.Connection.Sessions.Open(sessionId, spec, cancellation);
         var clock = Stopwatch.StartNew();
         var before = await cluster.Connection.Sessions.Info(sessionId, cancellation);
-        var appended = await cluster.Connection.Sessions.Append(sessionId, prompt, cancellation);
+        var appended = await cluster.Connection.Sessions.Append(sessionId, prompt with { ExpectedLength = before.Length }, cancellation);
 
         var ids = new List<int>();
         var text = new System.Text.StringBuilder();
@@ -280,9 +280,12 @@ public static class Commands
         if (!Directory.Exists(nameOrDirectory))
             return Names.IsValid(nameOrDirectory) ? nameOrDirectory
                 : throw new UnknownNameException(kind, nameOrDirectory, "not a directory, nor a plain name");
-        var full = Path.GetFullPath(nameOrDirectory);
-        var name = Path.GetFileName(full.TrimEnd(Path.DirectorySeparatorChar));
-        if (!Names.IsValid(name)) name = $"local-{kind}";
+        // The folder name plus a hash of the full path: two folders of the same name are two models, and a session that
+        // ran on one refuses the other ("already runs model …") instead of replaying its tokens on other weights.
+        var full = Path.GetFullPath(nameOrDirectory).TrimEnd(Path.DirectorySeparatorChar);
+        var folder = Path.GetFileName(full);
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(full)))[..8];
+        var name = Names.IsValid($"{folder}-{hash}") ? $"{folder}-{hash}" : $"local-{kind}-{hash}";
         configured[name] = full;
         return name;
     }

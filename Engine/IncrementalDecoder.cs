@@ -9,14 +9,6 @@ public sealed class IncrementalDecoder(ITextTokenizer tokenizer)
     private readonly List<int> ids = [];
     private int emitted;
 
-    /// <summary>Starts after text that was already emitted (a resumed stream).</summary>
-    public void Prime(IEnumerable<int> alreadyEmitted)
-    {
-        ids.AddRange(alreadyEmitted);
-        string text = tokenizer.Decode(ids);
-        emitted = text.EndsWith('\uFFFD') ? text.TrimEnd('\uFFFD').Length : text.Length;
-    }
-
     /// <summary>Adds one id and returns the text it completes (often empty mid-character).</summary>
     public string Add(int id)
     {

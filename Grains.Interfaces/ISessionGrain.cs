@@ -3,7 +3,8 @@ namespace TauCluster.Grains;
 /// <summary>
 /// One conversation (the grain key is its id): its model, domain, tokens, sampling options and generator
 /// state are persisted; its λ/V cache lives in memory and is rebuilt by replaying the tokens when the
-/// session activates elsewhere. Calls on one session are served one at a time, in order.
+/// session activates elsewhere. Calls that change a session are served one at a time, in order; reads
+/// (<see cref="GetInfo"/>, <see cref="GetTokens"/>) answer at once.
 /// </summary>
 public interface ISessionGrain : IGrainWithStringKey
 {
@@ -39,7 +40,7 @@ public interface ISessionGrain : IGrainWithStringKey
     [Orleans.Concurrency.AlwaysInterleave]
     Task<SessionInfo> GetInfo();
 
-    /// <summary>The session's token ids (the transcript), as persisted.</summary>
+    /// <summary>The session's token ids (the transcript) as the live session holds them, including any not yet checkpointed.</summary>
     [Orleans.Concurrency.AlwaysInterleave]
     Task<int[]> GetTokens();
 

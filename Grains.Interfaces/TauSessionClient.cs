@@ -136,9 +136,13 @@ public static class TauClientHosting
     /// <summary>Lets TauCluster's typed errors (unknown model, invalid options, …) arrive at this client as themselves.</summary>
     public static IClientBuilder AddTauClient(this IClientBuilder builder)
     {
-        builder.Services.Configure<Orleans.Serialization.ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("TauCluster"));
+        builder.Services.AddTauErrors();
         return builder;
     }
+
+    /// <summary>TauCluster's typed errors cross Orleans as themselves (silos and clients both need this).</summary>
+    public static IServiceCollection AddTauErrors(this IServiceCollection services) =>
+        services.Configure<Orleans.Serialization.ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("TauCluster"));
 }
 
 /// <summary>One step of a completion: text to show (may be empty), the token it came with, and at the end the finish reason.</summary>

@@ -64,8 +64,6 @@ public sealed class DomainStore(IGrainFactory grains)
 {
     private readonly ConcurrentDictionary<(string Name, int Version), Lazy<Task<Laplacian>>> copies = new();
 
-    public int LocalCopies => copies.Count;
-
     public Task<DomainInfo> Current(string name) => grains.GetGrain<IDomainGrain>(Names.Require("domain", name)).GetInfo();
 
     public async Task<Laplacian> Get(string name, int version)

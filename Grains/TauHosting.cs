@@ -27,8 +27,7 @@ public static class TauHosting
         services.AddSingleton<LocalSessions>();
         services.AddSingleton<TauMetrics>();
         services.AddSingleton(_ => new DecodeBatcher());
-        // Typed TauCluster errors (unknown model, invalid options, …) reach clients as themselves.
-        services.Configure<ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("TauCluster"));
+        services.AddTauErrors();
 
         switch (options.Storage)
         {

@@ -10,7 +10,6 @@ public sealed class GenerationGate(HttpApiOptions options)
     private int waiting;
 
     public int Waiting => Volatile.Read(ref waiting);
-    public int Running => options.MaxConcurrentGenerations - slots.CurrentCount;
 
     /// <summary>A lease to dispose when the generation ends, or null when the queue is full.</summary>
     public async Task<IDisposable?> Enter(CancellationToken cancellation)

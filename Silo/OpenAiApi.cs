@@ -41,7 +41,7 @@ public sealed class ApiError(int status, string message, string? param = null, s
 /// <summary>A parsed /v1/completions or /v1/chat/completions request.</summary>
 internal sealed record GenerationRequest(
     string Model, PromptInput Prompt, int MaxTokens, SamplingSettings Sampling, string[] Stop,
-    bool Stream, bool IncludeUsage, string? Session, string? Domain, bool Chat);
+    bool Stream, bool IncludeUsage, string? Session, string? Domain);
 
 /// <summary>
 /// The OpenAI-compatible HTTP API: /v1/models, /v1/completions, /v1/chat/completions (with server-sent events when
@@ -64,6 +64,9 @@ public static class OpenAiApi
         app.MapPost("/v1/chat/completions", (HttpContext http) => Generate(http, chat: true));
         app.MapGet("/v1/sessions/{id}", async (string id, IGrainFactory grains) =>
             Results.Json(await new TauSessionClient(grains).Info(Names.Require("session", id)), JsonOptions));
+        app.Map("/v1/{**rest}", (string rest) => Results.Json(
+            new ApiError(404, $"no endpoint /v1/{rest}: see /v1/models, /v1/completions, /v1/chat/completions, /v1/sessions/{{id}}", code: "not_found").ToJson(),
+            statusCode: 404));
         app.MapDelete("/v1/sessions/{id}", async (string id, IGrainFactory grains) =>
         {
             var session = grains.GetGrain<ISessionGrain>(Names.Require("session", id));
@@ -171,7 +174,7 @@ public static class OpenAiApi
         bool includeUsage = body["stream_options"] is JsonObject so && (Bool(so, "include_usage") ?? false);
         string? session = String(body, "session");
         if (session is not null && !Names.IsValid(session)) throw new ApiError(400, $"session '{session}' must be a plain name", "session");
-        return new GenerationRequest(model, prompt, maxTokens, sampling, stop, stream, includeUsage, session, String(body, "domain"), chat);
+        return new GenerationRequest(model, prompt, maxTokens, sampling, stop, stream, includeUsage, session, String(body, "domain"));
     }
 
     private static PromptInput CompletionPrompt(JsonObject body) => body["prompt"] switch
@@ -229,6 +232,7 @@ public static class OpenAiApi
     private static long? Long(JsonObject o, string name) => o[name] switch
     {
         null => null,
+        JsonValue v when v.TryGetValue<long>(out var l) => l,   // exact: seeds above 2^53 stay distinct
         JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < 9.2e18 => (long)d,
         _ => throw new ApiError(400, $"{name} must be an integer", name),
     };

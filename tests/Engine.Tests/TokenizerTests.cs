@@ -38,9 +38,5 @@ public sealed class TokenizerTests
         Assert.Equal(text, string.Concat(deltas));
         Assert.DoesNotContain(deltas, d => d.Contains('\uFFFD'));
         Assert.Contains(deltas, d => d.Length == 0);   // some token ended mid-character and was held back
-
-        var resumed = new IncrementalDecoder(tokenizer);
-        resumed.Prime(ids.Take(3));
-        Assert.Equal(tokenizer.Decode(ids).Substring(tokenizer.Decode(ids.Take(3)).TrimEnd('\uFFFD').Length), string.Concat(ids.Skip(3).Select(resumed.Add)));
     }
 }
