@@ -59,7 +59,7 @@ public static class Commands
         var text = new System.Text.StringBuilder();
         bool hasText = false;
         double ttftMs = 0;
-        await foreach (var token in cluster.Connection.Sessions.Generate(sessionId, maxTokens, cancellation: cancellation))
+        await foreach (var token in cluster.Connection.Sessions.Generate(sessionId, maxTokens, cancellation: cancellation, from: appended.Length))
         {
             if (ids.Count == 0) ttftMs = clock.Elapsed.TotalMilliseconds;
             ids.Add(token.Id);

@@ -33,7 +33,7 @@ public sealed class TauChatClient(IGrainFactory grains, string model = ModelStor
             await sessions.Open(sessionId, new SessionSpec(modelId, domain, sampling), cancellationToken);
             var prompt = await sessions.ContinueWith(sessionId, PromptInput.FromText(ChatTemplate.Render(turns)), cancellationToken);
             int generated = 0;
-            await foreach (var update in sessions.Complete(sessionId, options?.MaxOutputTokens ?? 256, stops, cancellationToken))
+            await foreach (var update in sessions.Complete(sessionId, options?.MaxOutputTokens ?? 256, stops, cancellationToken, from: prompt.Length))
             {
                 if (update.TokenId is not null) generated++;
                 var chunk = new ChatResponseUpdate(ChatRole.Assistant, update.Text)

@@ -29,16 +29,19 @@ public sealed class TauSessionClient(IGrainFactory grains)
 
     public Task<SessionInfo> Info(string sessionId, CancellationToken cancellation = default) => Retry(Session(sessionId).GetInfo, cancellation);
 
-    /// <summary>Generates up to <paramref name="maxTokens"/> tokens after what the session holds now.</summary>
+    /// <summary>
+    /// Generates up to <paramref name="maxTokens"/> tokens after position <paramref name="from"/>: the length that the
+    /// caller's own prompt left the session at (as its append returned it), else the session's length now.
+    /// </summary>
     public async IAsyncEnumerable<GeneratedToken> Generate(string sessionId, int maxTokens, string[]? stop = null,
-        [EnumeratorCancellation] CancellationToken cancellation = default)
+        [EnumeratorCancellation] CancellationToken cancellation = default, int? from = null)
     {
         var session = Session(sessionId);
         if (maxTokens < 1) throw new Engine.InvalidOptionsException($"max tokens = {maxTokens} must be at least 1");
-        var info = await Retry(session.GetInfo, cancellation);
-        long target = (long)info.Length + maxTokens;
+        int start = from ?? (await Retry(session.GetInfo, cancellation)).Length;
+        long target = (long)start + maxTokens;
         if (target > int.MaxValue) throw new Engine.InvalidOptionsException($"max tokens = {maxTokens} is more than any context holds");
-        var request = new GenerateRequest((int)target, info.Length, stop);
+        var request = new GenerateRequest((int)target, start, stop);
         int next = request.OutputStart, attempts = 0;
         while (next < request.TargetLength)
         {
@@ -81,10 +84,10 @@ public sealed class TauSessionClient(IGrainFactory grains)
     /// finish reason ("stop" when a stop sequence ended it, "length" when the token budget did).
     /// </summary>
     public async IAsyncEnumerable<CompletionUpdate> Complete(string sessionId, int maxTokens, IReadOnlyList<string> stops,
-        [EnumeratorCancellation] CancellationToken cancellation = default)
+        [EnumeratorCancellation] CancellationToken cancellation = default, int? from = null)
     {
         var trimmer = new StopTrimmer(stops);
-        await foreach (var token in Generate(sessionId, maxTokens, stops.Count > 0 ? stops.ToArray() : null, cancellation))
+        await foreach (var token in Generate(sessionId, maxTokens, stops.Count > 0 ? stops.ToArray() : null, cancellation, from))
         {
             yield return new CompletionUpdate(trimmer.Push(token.Text), token.Id, null);
             if (trimmer.Stopped) break;

@@ -118,7 +118,7 @@ public static class OpenAiApi
                 throw new ApiError(400, $"the prompt ({prompt.Length} tokens) and max_tokens ({request.MaxTokens}) exceed the model's context of {model.Config.SequenceLen}",
                     "max_tokens", "context_length_exceeded");
             var stops = chat ? [ChatTemplate.TurnStop, .. request.Stop] : request.Stop;
-            var updates = sessions.Complete(sessionId, request.MaxTokens, stops, http.RequestAborted);
+            var updates = sessions.Complete(sessionId, request.MaxTokens, stops, http.RequestAborted, from: prompt.Length);
             var reply = new Reply(request, chat, sessionId, prompt);
             if (request.Stream) await reply.Stream(http, updates);
             else await reply.Whole(http, updates);
