@@ -4,11 +4,10 @@ using TauCluster.Engine;
 namespace TauCluster.Grains;
 
 /// <summary>
-/// Runs local sessions' compute off the grain scheduler (a decode step is milliseconds of SIMD work; long turns on the
-/// scheduler would stall other grains). A decode step (one token in, one sampled token out) joins the silo's
-/// continuous batch, which runs every ready session of a model through one forward pass; a prefill runs on the thread
-/// pool. Stateless workers are activated on the calling silo, and reentrant, so that steps of many sessions can wait
-/// for the same batch.
+/// Runs local sessions' compute off the grain scheduler (prefills and replays are long SIMD work; long turns on the
+/// scheduler would stall other grains). Stateless workers are activated on the calling silo, and reentrant, so that
+/// many sessions' work can be in flight. Session grains send decode steps straight to the <see cref="DecodeBatcher"/>;
+/// one that arrives here (one token in, a sample out) joins the same batch.
 /// </summary>
 [StatelessWorker]
 [Reentrant]

@@ -35,6 +35,7 @@ public sealed class SessionGrain(
     DomainStore domains,
     LocalSessions local,
     ILocalSiloDetails silo,
+    DecodeBatcher batcher,
     TauMetrics metrics,
     IOptions<TauClusterOptions> options) : Grain, ISessionGrain
 {
@@ -372,7 +373,11 @@ public sealed class SessionGrain(
     {
         try
         {
-            return await Worker.Step(new ComputeStep(c.Handle, Lacking(c), sample));
+            var lacking = Lacking(c);
+            // A decode step joins the silo's continuous batch directly; prefills go to a layer worker.
+            return sample && lacking.Length == 1
+                ? await batcher.Step(c.Inference, lacking[0], c.Sampler)
+                : await Worker.Step(new ComputeStep(c.Handle, lacking, sample));
         }
         catch
         {
