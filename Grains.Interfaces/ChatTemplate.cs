@@ -11,7 +11,8 @@ public sealed record ChatTurn(string Role, string Content);
 /// Assistant:
 /// </code>
 /// A reply stops at <see cref="TurnStop"/>, the start of the next user turn. A reply sent back verbatim renders to
-/// exactly the text the session already holds, so a follow-up request only prefills its new turn.
+/// the text the session already holds, so a follow-up request only prefills its new turn; where a reply was cut
+/// (another stop sequence), the session keeps what still agrees and forgets the rest.
 /// </summary>
 public static class ChatTemplate
 {

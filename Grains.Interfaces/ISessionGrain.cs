@@ -15,9 +15,9 @@ public interface ISessionGrain : IGrainWithStringKey
     Task<SessionInfo> Append(PromptInput prompt);
 
     /// <summary>
-    /// Makes the session hold exactly <paramref name="prompt"/> (a whole conversation, rendered, or whole id list):
-    /// when what the session holds is a prefix of it, only the rest is appended and prefilled and the cache of the
-    /// prefix is reused; otherwise the session starts over with it (same model, domain and options).
+    /// Makes the session hold exactly <paramref name="prompt"/> (a whole conversation, rendered, or a whole id list).
+    /// The longest prefix the session already holds keeps its cache; the session forgets what follows it and prefills
+    /// only the rest. With nothing in common, the session starts over (same model, domain and options).
     /// </summary>
     Task<SessionInfo> ContinueWith(PromptInput prompt);
 

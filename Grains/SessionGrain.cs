@@ -145,18 +145,15 @@ public sealed class SessionGrain(
         {
             var model = models.Get(Spec.Model);
             int[] whole = Tokenize(model, prompt);
-            int[] rest;
-            if (Tokens.Count <= whole.Length && whole.AsSpan(0, Tokens.Count).SequenceEqual(CollectionsMarshal.AsSpan(Tokens)))
-                rest = whole[Tokens.Count..];                                   // the same ids: the usual case for id prompts
-            else if (prompt.Text is { } text && model.Tokenizer is { } tokenizer && Tokens.Count > 0
-                     && tokenizer.Decode(Tokens) is var held && text.StartsWith(held, StringComparison.Ordinal))
-                rest = tokenizer.Encode(text[held.Length..]).ToArray();          // the same text: generated replies sent back, as shown
-            else
+            if (whole.Length > model.Config.SequenceLen)                        // refused before anything is forgotten
+                throw new ContextLengthExceededException(whole.Length, model.Config.SequenceLen);
+            var (keep, rest) = SharedPrefix(model, prompt, whole);
+            if (keep == 0 && Tokens.Count > 0)
+                await ResetTokens();                                            // nothing in common: a new conversation starts over
+            else if (keep < Tokens.Count)
             {
-                if (whole.Length > model.Config.SequenceLen)                    // refused before anything is forgotten
-                    throw new ContextLengthExceededException(whole.Length, model.Config.SequenceLen);
-                await ResetTokens();                                            // a different conversation: start over
-                rest = whole;
+                Forget(keep);                                                   // it diverged: keep the cache of what still agrees
+                await Save();
             }
             if (rest.Length == 0)
             {
@@ -170,6 +167,39 @@ public sealed class SessionGrain(
         {
             turn.Release();
         }
+    }
+
+    /// <summary>
+    /// How many of the session's tokens the prompt starts with, and the prompt's ids after them. Ids are compared as ids;
+    /// text is compared as the text those tokens decode to, because replies come back as the text a client was shown,
+    /// which need not re-encode to the ids that were sampled. The longest agreeing prefix is found by bisection.
+    /// </summary>
+    private (int Keep, int[] Remainder) SharedPrefix(TauModel model, PromptInput prompt, int[] whole)
+    {
+        var held = CollectionsMarshal.AsSpan(Tokens);
+        int common = 0;
+        while (common < held.Length && common < whole.Length && held[common] == whole[common]) common++;
+        if (common == held.Length || prompt.Text is not { } text || model.Tokenizer is not { } tokenizer)
+            return (common, whole[common..]);
+
+        bool Agrees(int k) => text.StartsWith(tokenizer.Decode(Tokens.Take(k)), StringComparison.Ordinal);
+        int lo = common, hi = held.Length;   // Agrees(lo) holds: lo ids are shared, so is their text
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) / 2;
+            if (Agrees(mid)) lo = mid;
+            else hi = mid - 1;
+        }
+        if (lo == common) return (common, whole[common..]);
+        string kept = tokenizer.Decode(Tokens.Take(lo));
+        return (lo, tokenizer.Encode(text[kept.Length..]).ToArray());
+    }
+
+    /// <summary>Forgets the session's tokens after the first <paramref name="keep"/>; the cache keeps what agrees, the generator runs on.</summary>
+    private void Forget(int keep)
+    {
+        Tokens.RemoveRange(keep, Tokens.Count - keep);
+        compute?.Inference.Truncate(Math.Min(keep, compute.Inference.Length));
     }
 
     private static int[] Tokenize(TauModel model, PromptInput prompt)

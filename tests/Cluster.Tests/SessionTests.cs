@@ -205,4 +205,24 @@ public sealed class SessionTests(ClusterFixture fixture)
         Assert.All(results, r => Assert.Equal(12, r.Ids.Length));
         Assert.Equal(results[3].Ids, (await Run(Spec(seed: 3), "parallel 3", 12)).Ids);
     }
+
+    [Fact]
+    public async Task A_diverging_continuation_keeps_the_cache_of_what_still_agrees()
+    {
+        var id = NewId();
+        await fixture.Sessions.Open(id, Spec(temperature: 0));
+        var first = await fixture.Sessions.ContinueWith(id, PromptInput.FromText("User: hello there\nAssistant:"));
+        Assert.Equal(0, first.ReusedTokens);
+        string reply = "";
+        await foreach (var update in fixture.Sessions.Complete(id, 10, [], from: first.Length)) reply += update.Text;
+
+        // The client shows only part of the reply (as a stop sequence would cut it) and continues from there.
+        string shown = reply[..4];
+        string next = "User: hello there\nAssistant:" + shown + "\nUser: and then?\nAssistant:";
+        var second = await fixture.Sessions.ContinueWith(id, PromptInput.FromText(next));
+        int keptPrefix = "User: hello there\nAssistant:".Length + shown.Length;   // the bytes tokenizer: one token per byte
+        Assert.Equal(keptPrefix, second.ReusedTokens);
+        Assert.Equal(next.Length, second.Length);
+        Assert.Equal(next, ByteTokenizer.Instance.Decode(await fixture.Sessions.Session(id).GetTokens()));
+    }
 }
