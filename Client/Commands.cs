@@ -116,7 +116,8 @@ public static class Commands
         var opened = await sessions.Open(sessionId, new SessionSpec(cluster.Model, cluster.Domain, sampling), cancellation);
         Progress($"session {sessionId} — type a message; /reset, /fork [ID], /info, /quit", always: true);
         // Where the session's text stands in the chat template: empty, just after a reply that stopped at "\nUser:", or elsewhere.
-        string turnPrefix = opened.Length == 0 ? "User: " : "\nUser: ";
+        string held = opened.Length == 0 ? "" : await sessions.Session(sessionId).GetText() ?? "";
+        string turnPrefix = opened.Length == 0 ? "User: " : held.EndsWith(ChatTemplate.TurnStop, StringComparison.Ordinal) ? " " : "\nUser: ";
 
         while (!cancellation.IsCancellationRequested)
         {

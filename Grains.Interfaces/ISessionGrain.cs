@@ -44,6 +44,10 @@ public interface ISessionGrain : IGrainWithStringKey
     [Orleans.Concurrency.AlwaysInterleave]
     Task<int[]> GetTokens();
 
+    /// <summary>The transcript as text, decoded by the model's tokenizer (null for a model without one).</summary>
+    [Orleans.Concurrency.AlwaysInterleave]
+    Task<string?> GetText();
+
     /// <summary>Used by <see cref="Fork"/>: takes over a parent's state (and its cache, when on the same silo).</summary>
     Task<SessionInfo> AdoptFrom(ForkSource source);
 }

@@ -389,6 +389,9 @@ public sealed class SessionGrain(
 
     public Task<int[]> GetTokens() => Task.FromResult(state.State.Spec is null ? [] : Tokens.ToArray());
 
+    public Task<string?> GetText() =>
+        Task.FromResult(state.State.Spec is { } spec ? models.Get(spec.Model).Tokenizer?.Decode(Tokens) : null);
+
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         ReleaseCompute();

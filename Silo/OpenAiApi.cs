@@ -63,7 +63,10 @@ public static class OpenAiApi
         app.MapPost("/v1/completions", (HttpContext http) => Generate(http, chat: false));
         app.MapPost("/v1/chat/completions", (HttpContext http) => Generate(http, chat: true));
         app.MapGet("/v1/sessions/{id}", async (string id, IGrainFactory grains) =>
-            Results.Json(await new TauSessionClient(grains).Info(Names.Require("session", id)), JsonOptions));
+        {
+            var info = await new TauSessionClient(grains).Info(Names.Require("session", id));
+            return info.Exists ? Results.Json(info, JsonOptions) : throw new UnknownNameException("session", id);
+        });
         app.Map("/v1/{**rest}", (string rest) => Results.Json(
             new ApiError(404, $"no endpoint /v1/{rest}: see /v1/models, /v1/completions, /v1/chat/completions, /v1/sessions/{{id}}", code: "not_found").ToJson(),
             statusCode: 404));
@@ -147,6 +150,15 @@ public static class OpenAiApi
         string model = String(body, "model") ?? throw new ApiError(400, "model is required", "model");
         PromptInput prompt = chat ? ChatPrompt(body) : CompletionPrompt(body);
         if (body["n"] is not null && Int(body, "n") != 1) throw new ApiError(400, "n must be 1: one completion per request", "n");
+        // Features this server does not have are refused, as vLLM does, rather than silently ignored.
+        foreach (var unsupported in new[] { "tools", "functions", "logit_bias" })
+            if (body[unsupported] is not null) throw new ApiError(400, $"{unsupported} is not supported by this server", unsupported);
+        foreach (var flag in new[] { "echo" })
+            if (Bool(body, flag) == true) throw new ApiError(400, $"{flag} is not supported by this server", flag);
+        if (body["logprobs"] is JsonValue logprobs && !(logprobs.TryGetValue<bool>(out var wanted) && !wanted))
+            throw new ApiError(400, "logprobs are not supported by this server", "logprobs");
+        if (body["response_format"] is JsonObject format && String(format, "type") is { } type && type != "text")
+            throw new ApiError(400, $"response_format {type} is not supported by this server", "response_format");
         int maxTokens = Int(body, "max_completion_tokens") ?? Int(body, "max_tokens") ?? options.DefaultMaxTokens;
         if (maxTokens < 1) throw new ApiError(400, $"max_tokens = {maxTokens} must be at least 1", "max_tokens");
         long? seed = Long(body, "seed");
