@@ -28,7 +28,8 @@ public static class Bench
             : throw new UsageException($"--attention '{name}' must be tau-index, tau-dense or causal"), "--attention");
         int steps = Positive(a.Int("--steps") ?? 32, "--steps");
         foreach (int context in contexts) Positive(context, "--contexts");
-        var model = LocalModel(a.String("--model"));
+        var options = Commands.EmbeddedOptions();
+        var model = LocalModel(options, a.String("--model"), out _);
         var results = new JsonArray();
         foreach (var attention in attentions)
         {
@@ -68,8 +69,8 @@ public static class Bench
         var counts = List(a.String("--sessions") ?? "1,4", int.Parse, "--sessions");
         foreach (int count in counts) Positive(count, "--sessions");
         int tokens = Positive(a.Int("--tokens") ?? 64, "--tokens");
-        string modelArgument = a.String("--model") ?? ModelStore.DefaultName;
-        var model = LocalModel(modelArgument);
+        var options = Commands.EmbeddedOptions();
+        var model = LocalModel(options, a.String("--model"), out string name);
         int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
 
         // The bare engine: one session, the same sampling, the same number of tokens.
@@ -80,14 +81,6 @@ public static class Bench
         for (int i = 0; i < tokens; i++) logits = engine.Append(sampler.Sample(logits));
         double engineRate = tokens / clock.Elapsed.TotalSeconds;
 
-        var options = new TauClusterOptions();
-        options.ModelsRoot = Path.Combine(options.DataDirectory, "models");
-        string name = modelArgument;
-        if (Directory.Exists(modelArgument))
-        {
-            name = "bench-model";
-            options.Models[name] = Path.GetFullPath(modelArgument);
-        }
         await using var cluster = await ClusterConnection.StartEmbedded(options, cancellation);
         var spec = new SessionSpec(name, null, new SamplingSettings(0.8, 40, 0.95, 1));
         var results = new JsonArray();
@@ -113,13 +106,11 @@ public static class Bench
         return 0;
     }
 
-    private static TauModel LocalModel(string? nameOrDirectory)
+    /// <summary>The model the embedded silo would serve under the same name, resolved by the same model store.</summary>
+    private static TauModel LocalModel(TauClusterOptions options, string? nameOrDirectory, out string name)
     {
-        if (nameOrDirectory is null or ModelStore.DefaultName) return DefaultModel.LoadOrCreate(TauClusterOptions.DefaultDataDirectory);
-        if (Directory.Exists(nameOrDirectory)) return TauModel.Load(nameOrDirectory);
-        var named = Path.Combine(TauClusterOptions.DefaultDataDirectory, "models", nameOrDirectory);
-        return Names.IsValid(nameOrDirectory) && Directory.Exists(named) ? TauModel.Load(named)
-            : throw new UnknownNameException("model", nameOrDirectory, "not a model directory, nor a name under $TAU_HOME/models");
+        name = Commands.LocalName("model", nameOrDirectory ?? ModelStore.DefaultName, options.Models);
+        return new ModelStore(Microsoft.Extensions.Options.Options.Create(options), Microsoft.Extensions.Logging.Abstractions.NullLogger<ModelStore>.Instance).Get(name);
     }
 
     private static T[] List<T>(string text, Func<string, T> parse, string option)

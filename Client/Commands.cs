@@ -185,17 +185,17 @@ public static class Commands
         Names.Require("session", id);
         await using var cluster = await Connect(a, cancellation, resolveModel: false);
         var session = cluster.Connection.Sessions.Session(id);
+        var info = await cluster.Connection.Sessions.Info(id, cancellation);
+        if (verb != "info" && !info.Exists) throw new UnknownNameException("session", id);
         switch (verb)
         {
             case "info":
-                Console.WriteLine(JsonSerializer.Serialize(await cluster.Connection.Sessions.Info(id, cancellation), SnakeCase));
+                Console.WriteLine(JsonSerializer.Serialize(info, SnakeCase));
                 break;
             case "fork":
-                if (!(await session.GetInfo()).Exists) throw new UnknownNameException("session", id);
                 Console.WriteLine(JsonSerializer.Serialize(await session.Fork(Names.Require("session", child!)), SnakeCase));
                 break;
             default:
-                if (!(await session.GetInfo()).Exists) throw new UnknownNameException("session", id);
                 await session.Delete();
                 Console.WriteLine($"deleted {id}");
                 break;
@@ -263,9 +263,7 @@ public static class Commands
             return new OpenCluster(remote, model, domain);
         }
 
-        var options = new TauClusterOptions();
-        options.ModelsRoot = Path.Combine(options.DataDirectory, "models");
-        options.ManifoldsRoot = Path.Combine(options.DataDirectory, "manifolds");
+        var options = EmbeddedOptions();
         if (resolveModel)
         {
             model = LocalName("model", model, options.Models);
@@ -276,7 +274,17 @@ public static class Commands
         return new OpenCluster(await ClusterConnection.StartEmbedded(options, cancellation), model, domain);
     }
 
-    private static string LocalName(string kind, string nameOrDirectory, Dictionary<string, string> configured)
+    /// <summary>An embedded silo's settings: models and manifolds by name under $TAU_HOME.</summary>
+    internal static TauClusterOptions EmbeddedOptions()
+    {
+        var options = new TauClusterOptions();
+        options.ModelsRoot = Path.Combine(options.DataDirectory, "models");
+        options.ManifoldsRoot = Path.Combine(options.DataDirectory, "manifolds");
+        return options;
+    }
+
+    /// <summary>A name for what the user gave: a plain name as it is, a directory configured under a name of its own.</summary>
+    internal static string LocalName(string kind, string nameOrDirectory, Dictionary<string, string> configured)
     {
         if (!Directory.Exists(nameOrDirectory))
             return Names.IsValid(nameOrDirectory) ? nameOrDirectory

@@ -37,7 +37,7 @@ public sealed class DecodeBatcher : IDisposable
     /// </summary>
     public async Task<int> Step(InferenceSession session, int token, Sampler sampler)
     {
-        session.ValidateAppend([token]);
+        session.Validate([token]);
         await lanes.GetOrAdd(session.Model, model => new ModelLane(model, this)).Enqueue(session, token);
         return sampler.Sample(session.Logits);
     }

@@ -142,9 +142,8 @@ public sealed class InferenceSession
         hasLogits = true;
     }
 
-    internal void ValidateAppend(ReadOnlySpan<int> newTokens) => Validate(newTokens);
-
-    private void Validate(ReadOnlySpan<int> newTokens)
+    /// <summary>Refuses ids outside the vocabulary and growth past sequence_len, before anything changes.</summary>
+    internal void Validate(ReadOnlySpan<int> newTokens)
     {
         var c = Model.Config;
         if (newTokens.IsEmpty) throw new InvalidOptionsException("no tokens to append");

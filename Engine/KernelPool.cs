@@ -40,9 +40,6 @@ public sealed class KernelPool
         }
     }
 
-    /// <summary>Threads that take part in one job: the workers and the caller.</summary>
-    public int Parallelism => workerCount + 1;
-
     /// <summary>Bytes the worker threads have allocated, as of their last job: a check that the kernels allocate nothing.</summary>
     internal long WorkerAllocatedBytes => Total(workerAllocatedBytes);
 

@@ -7,7 +7,6 @@ namespace TauCluster.Engine;
 public interface ITextTokenizer
 {
     string Name { get; }
-    int VocabSize { get; }
     IReadOnlyList<int> Encode(string text);
     string Decode(IEnumerable<int> ids);
 }
@@ -28,7 +27,6 @@ public static class TextTokenizer
     private sealed class TiktokenTextTokenizer(string name, Tokenizer tokenizer) : ITextTokenizer
     {
         public string Name => name;
-        public int VocabSize => 50257;
         public IReadOnlyList<int> Encode(string text) => tokenizer.EncodeToIds(text);
         public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids);
     }
@@ -39,7 +37,6 @@ public sealed class ByteTokenizer : ITextTokenizer
 {
     public static ByteTokenizer Instance { get; } = new();
     public string Name => "bytes";
-    public int VocabSize => 256;
     public IReadOnlyList<int> Encode(string text) => Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
     public string Decode(IEnumerable<int> ids) => Encoding.UTF8.GetString(ids.Where(i => i is >= 0 and < 256).Select(i => (byte)i).ToArray());
 }

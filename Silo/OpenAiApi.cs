@@ -296,7 +296,7 @@ public static class OpenAiApi
                 {
                     if (u.TokenId is not null) completionTokens++;
                     if (u.Text.Length > 0 || u.FinishReason is not null)
-                        await Send(http, Chunk(chat ? (u.FinishReason is null ? new JsonObject { ["content"] = u.Text } : Delta(u.Text)) : null, u.FinishReason, u.Text));
+                        await Send(http, Chunk(chat ? Delta(u.Text) : null, u.FinishReason, u.Text));
                 }
             }
             catch (Exception e) when (!(e is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
