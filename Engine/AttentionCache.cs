@@ -69,7 +69,18 @@ public abstract class AttentionCache(ModelConfig config)
     /// output = Σⱼ softmax(score(query, keyⱼ))ⱼ · vⱼ over the first <paramref name="keyCount"/> cached keys;
     /// <paramref name="scores"/> is scratch of at least keyCount floats where the cache needs it (see <see cref="NeedsScores"/>).
     /// </summary>
-    internal abstract void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output);
+    internal abstract void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output);
+
+    /// <summary>The kv head that query head <paramref name="head"/> attends with.</summary>
+    protected int KvHead(int head) => head / (Config.NHead / Config.NKvHead);
+
+    /// <summary>
+    /// Called once per layer of a forward pass, before its rows attend, with the lane's queries (rows × heads × D):
+    /// a cache whose oldest keys are held elsewhere fetches their partials here, one round trip for the whole block.
+    /// </summary>
+    internal virtual void PrepareLayer(int layer, ReadOnlySpan<float> queries, int rows)
+    {
+    }
 
     /// <summary>Whether <see cref="Attend"/> needs a score per key (dense passes do; the λ index does not).</summary>
     internal virtual bool NeedsScores => true;
@@ -98,6 +109,8 @@ public sealed class IndexedTauCache : AttentionCache
 {
     private readonly LambdaIndex[] indexes;
     private readonly PendingKeys[] pending;
+    private float[] preparedLambdas = [];              // λq of the block's (row, head) queries, when keys are external
+    private SoftmaxPartials? externalPartials;          // their external segments' partials, for the layer being run
 
     public IndexedTauCache(ModelConfig config, TaumodeSpec domain) : base(config)
     {
@@ -129,11 +142,19 @@ public sealed class IndexedTauCache : AttentionCache
 
     public override AttentionCache CopyPrefix(int length) => new IndexedTauCache(this, length);
 
+    /// <summary>Cutting into the external positions forgets them from the shard the cut falls in: Length may end up below <paramref name="tokens"/>.</summary>
     public override void Truncate(int tokens)
     {
+        foreach (var p in pending) p.Clear();
+        if (tokens < ExternalLength)
+        {
+            int kept = External!.CutTo(tokens);
+            foreach (var index in indexes) index.Rebase(kept);
+            Length = kept;
+            return;
+        }
         base.Truncate(tokens);
         foreach (var index in indexes) index.Truncate(tokens);
-        foreach (var p in pending) p.Clear();
     }
 
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
@@ -145,14 +166,55 @@ public sealed class IndexedTauCache : AttentionCache
             while (pending[s].TryTake(out float lambda, out var value)) indexes[s].Add(lambda, value);
     }
 
-    internal override void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
+    internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
     {
-        int s = Stream(layer, kvHead);
+        int s = Stream(layer, KvHead(head));
         var index = indexes[s];
         var waiting = pending[s];
         while (index.Count < keyCount && waiting.TryTake(out float lambda, out var value)) index.Add(lambda, value);
         if (index.Count != keyCount) throw new InvalidOperationException($"λ index holds {index.Count} keys, attention asked for {keyCount}");
-        index.Attend(Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), output);
+        if (ExternalLength == 0)
+        {
+            index.Attend(Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), output);
+            return;
+        }
+        int q = (keyCount - Length - 1) * Config.NHead + head;   // this row's query among the block's, as prepared
+        index.Attend(preparedLambdas[q], externalPartials, q * (ExternalLength / LambdaIndex.SegmentSize), output);
+    }
+
+    /// <summary>Positions [0, ExternalLength) are held by <see cref="External"/> (context shards), in whole segments.</summary>
+    public int ExternalLength => indexes[0].ExternalCount;
+
+    /// <summary>Who holds the external positions; set before any segment is detached.</summary>
+    public IExternalContext? External { get; set; }
+
+    /// <summary>Sealed segments held here, per layer and kv head (they seal together: every stream has the same keys' count).</summary>
+    public int SealedSegments => indexes[0].SealedSegments;
+
+    /// <summary>The oldest <paramref name="count"/> sealed segments of every stream, indexed [segment][layer · NKvHead + kvHead].</summary>
+    public LambdaSegment[][] PeekSegments(int count)
+    {
+        var perStream = indexes.Select(i => i.PeekSegments(count)).ToArray();
+        return Enumerable.Range(0, count).Select(s => perStream.Select(stream => stream[s]).ToArray()).ToArray();
+    }
+
+    /// <summary>Forgets the oldest <paramref name="count"/> sealed segments: <see cref="External"/> holds them now.</summary>
+    public void DetachSegments(int count)
+    {
+        if (External is null) throw new InvalidOperationException("set External before detaching segments");
+        foreach (var index in indexes) index.DetachSegments(count);
+    }
+
+    internal override void PrepareLayer(int layer, ReadOnlySpan<float> queries, int rows)
+    {
+        if (ExternalLength == 0) return;
+        int H = Config.NHead, D = Config.HeadDim;
+        if (preparedLambdas.Length < rows * H) preparedLambdas = new float[rows * H];
+        for (int q = 0; q < rows * H; q++) preparedLambdas[q] = Taumode.Lambda(queries.Slice(q * D, D), Domain.Laplacian, Domain.Settings);
+        externalPartials = External!.Gather(layer, preparedLambdas.AsSpan(0, rows * H));
+        int expected = rows * H * (ExternalLength / LambdaIndex.SegmentSize);
+        if (externalPartials.Count != expected || externalPartials.Width != D)
+            throw new InvalidOperationException($"external context answered {externalPartials.Count} partials, {expected} were asked");
     }
 
     /// <summary>Keys of the block being run, in position order, until the row that may see them is attended.</summary>
@@ -239,8 +301,8 @@ public sealed class DenseTauCache : AttentionCache
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
         AppendLambda(layer, kvHead, Taumode.Lambda(key, Domain.Laplacian, Domain.Settings), value);
 
-    internal override void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output) =>
-        AttendLambda(layer, kvHead, Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), keyCount, scores, output);
+    internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output) =>
+        AttendLambda(layer, KvHead(head), Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), keyCount, scores, output);
 
     /// <summary>Caches a key by its λ alone: all that tau attention ever needs of it.</summary>
     public void AppendLambda(int layer, int kvHead, float lambdaKey, ReadOnlySpan<float> value)
@@ -311,8 +373,9 @@ public sealed class DotProductCache : AttentionCache
         values[s].Append(value);
     }
 
-    internal override void Attend(int layer, int kvHead, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
+    internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
     {
+        int kvHead = KvHead(head);
         var stream = keys[Stream(layer, kvHead)];
         scores = scores[..keyCount];
         for (int j = 0; j < keyCount; j++) scores[j] = TensorPrimitives.Dot(query, stream.Row(j)) / sqrtHeadDim;

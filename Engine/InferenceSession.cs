@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace TauCluster.Engine;
 
 /// <summary>
@@ -44,6 +46,9 @@ public sealed class InferenceSession
     public TaumodeSpec? Domain { get; }
     public AttentionCache Cache { get; }
     public IReadOnlyList<int> Tokens => tokens;
+
+    /// <summary>Whether some of this session's positions are held by context shards (<see cref="IndexedTauCache.External"/>).</summary>
+    public bool HasExternalContext => Cache is IndexedTauCache { ExternalLength: > 0 };
     public int Length => tokens.Count;
 
     /// <summary>The logits after the last token appended; none after a truncation or a prefix copy.</summary>
@@ -122,12 +127,24 @@ public sealed class InferenceSession
         hasLogits = false;
     }
 
-    /// <summary>Forgets everything after the first <paramref name="length"/> tokens.</summary>
+    /// <summary>
+    /// Forgets everything after the first <paramref name="length"/> tokens. A cut inside positions held by context
+    /// shards drops the shard it falls in, and what that shard held before the cut is computed again.
+    /// </summary>
     public void Truncate(int length)
     {
-        if (length < tokens.Count) tokens.RemoveRange(length, tokens.Count - length);
-        Cache.Truncate(length);
         hasLogits = false;
+        if (length >= tokens.Count && length >= Cache.Length) return;
+        length = Math.Min(length, tokens.Count);
+        var recompute = tokens.GetRange(0, length);
+        tokens.RemoveRange(length, tokens.Count - length);
+        Cache.Truncate(length);
+        if (Cache.Length < length)
+        {
+            tokens.RemoveRange(Cache.Length, length - Cache.Length);
+            Append(CollectionsMarshal.AsSpan(recompute)[Cache.Length..]);
+            hasLogits = false;
+        }
     }
 
     /// <summary>The forward-pass buffers and the lane a batched decode step runs this session in.</summary>

@@ -16,10 +16,18 @@ namespace TauCluster.Engine;
 ///
 /// Runs never change once built, so a fork shares them with its parent. The structure is a function of the keys in
 /// position order only (truncation rebuilds the run it cuts), so replaying a session rebuilds it exactly.
+///
+/// Runs stop merging at <see cref="SegmentSize"/> keys: such a run is a sealed segment, the unit that context shards
+/// hold. A query merges one partial per segment (and one for the open runs after them) in position order, each
+/// rounded to the float partial a shard sends, so the answer is bitwise the same whether the segments are here or
+/// held by shards (<see cref="ExternalCount"/> positions, whose partials the caller passes in).
 /// </summary>
 public sealed class LambdaIndex
 {
     public const int BlockSize = 64;
+
+    /// <summary>Keys per sealed segment: 256 blocks. Larger makes shards coarser; smaller adds a partial per segment to every query.</summary>
+    public const int SegmentSize = 16384;
 
     private readonly int width;
     private readonly float temperature;
@@ -29,6 +37,8 @@ public sealed class LambdaIndex
     private readonly double[] merged;
     private readonly float[] blockWeights = new float[BlockSize];
     private readonly float[] blockSum;
+    private readonly double[] groupMerged;
+    private readonly float[] groupVector;
     private int tailCount;
 
     public LambdaIndex(int width, float temperature)
@@ -38,9 +48,26 @@ public sealed class LambdaIndex
         tailValues = new float[BlockSize * width];
         merged = new double[width];
         blockSum = new float[width];
+        groupMerged = new double[width];
+        groupVector = new float[width];
     }
 
+    /// <summary>Keys added, counting the <see cref="ExternalCount"/> held elsewhere.</summary>
     public int Count { get; private set; }
+
+    /// <summary>Keys at positions [0, ExternalCount) are held elsewhere (by context shards), whole segments of them.</summary>
+    public int ExternalCount { get; private set; }
+
+    /// <summary>Sealed segments held here, oldest first (they are the leading runs).</summary>
+    public int SealedSegments
+    {
+        get
+        {
+            int sealedCount = 0;
+            while (sealedCount < runs.Count && runs[sealedCount].Size == SegmentSize) sealedCount++;
+            return sealedCount;
+        }
+    }
 
     /// <summary>Exact bytes held: keys, values, positions, the block sums of every run, and the tail.</summary>
     public long Bytes => runs.Sum(r => r.Bytes) + (long)tailCount * (width + 1) * sizeof(float);
@@ -55,7 +82,7 @@ public sealed class LambdaIndex
 
         var run = Run.FromPositionOrder(Count - BlockSize, tailLambdas, tailValues, width, temperature);
         tailCount = 0;
-        while (runs.Count > 0 && runs[^1].Size == run.Size)
+        while (runs.Count > 0 && runs[^1].Size == run.Size && run.Size < SegmentSize)
         {
             run = Run.Merge(runs[^1], run, width, temperature);
             runs.RemoveAt(runs.Count - 1);
@@ -64,24 +91,86 @@ public sealed class LambdaIndex
     }
 
     /// <summary>output = Σⱼ softmaxⱼ(−|λq − λj| / T) vⱼ over every key added. Not thread-safe: one query at a time.</summary>
-    public void Attend(float lambdaQuery, Span<float> output)
+    public void Attend(float lambdaQuery, Span<float> output) => Attend(lambdaQuery, null, 0, output);
+
+    /// <summary>
+    /// Attention over every key: the external ones through their segments' partials (entries
+    /// [<paramref name="first"/>, first + ExternalCount / SegmentSize) of <paramref name="external"/>, in position order),
+    /// then each sealed segment here, then the open runs and the tail.
+    /// </summary>
+    public void Attend(float lambdaQuery, SoftmaxPartials? external, int first, Span<float> output)
     {
         var total = new Partial(double.NegativeInfinity, 0);
         Array.Clear(merged);
-        foreach (var run in runs) run.Query(lambdaQuery, temperature, ref total, merged, blockWeights, blockSum);
-        if (tailCount > 0)
-            Elementwise(lambdaQuery, tailLambdas.AsSpan(0, tailCount), tailValues.AsSpan(0, tailCount * width), width, temperature, ref total, merged, blockWeights, blockSum);
+        int externalSegments = ExternalCount / SegmentSize;
+        if (externalSegments > 0)
+        {
+            if (external is null || external.Width != width || first + externalSegments > external.Count)
+                throw new InvalidOperationException($"the λ index needs the partials of {externalSegments} external segments");
+            for (int e = first; e < first + externalSegments; e++)
+                total.Merge(external.LogScales[e], external.Sums[e], external.Vector(e), merged);
+        }
+
+        int sealedCount = SealedSegments;
+        for (int r = 0; r < sealedCount; r++)
+        {
+            var group = new Partial(double.NegativeInfinity, 0);
+            Array.Clear(groupMerged);
+            runs[r].Query(lambdaQuery, temperature, ref group, groupMerged, blockWeights, blockSum);
+            MergeGroup(group, ref total);
+        }
+        if (sealedCount < runs.Count || tailCount > 0)
+        {
+            var open = new Partial(double.NegativeInfinity, 0);
+            Array.Clear(groupMerged);
+            for (int r = sealedCount; r < runs.Count; r++) runs[r].Query(lambdaQuery, temperature, ref open, groupMerged, blockWeights, blockSum);
+            if (tailCount > 0)
+                Elementwise(lambdaQuery, tailLambdas.AsSpan(0, tailCount), tailValues.AsSpan(0, tailCount * width), width, temperature, ref open, groupMerged, blockWeights, blockSum);
+            MergeGroup(open, ref total);
+        }
         for (int i = 0; i < width; i++) output[i] = (float)(merged[i] / total.Sum);
+    }
+
+    /// <summary>Merges a group's partial as a shard would send it: its vector rounded to float.</summary>
+    private void MergeGroup(Partial group, ref Partial total)
+    {
+        for (int i = 0; i < width; i++) groupVector[i] = (float)groupMerged[i];
+        total.Merge(group.Max, group.Sum, groupVector, merged);
+    }
+
+    /// <summary>The oldest <paramref name="count"/> sealed segments, to be held by a context shard; they stay here until <see cref="DetachSegments"/>.</summary>
+    public LambdaSegment[] PeekSegments(int count)
+    {
+        if (count > SealedSegments) throw new InvalidOperationException($"{count} segments asked, {SealedSegments} sealed");
+        return runs.Take(count).Select(r => new LambdaSegment(r, width, temperature)).ToArray();
+    }
+
+    /// <summary>Forgets the oldest <paramref name="count"/> sealed segments: a context shard holds them now.</summary>
+    public void DetachSegments(int count)
+    {
+        if (count > SealedSegments) throw new InvalidOperationException($"{count} segments asked, {SealedSegments} sealed");
+        runs.RemoveRange(0, count);
+        ExternalCount += count * SegmentSize;
+    }
+
+    /// <summary>Forgets every key held here; the first <paramref name="externalCount"/> positions are held elsewhere.</summary>
+    public void Rebase(int externalCount)
+    {
+        if (externalCount % SegmentSize != 0) throw new ArgumentOutOfRangeException(nameof(externalCount), "external keys come in whole segments");
+        runs.Clear();
+        tailCount = 0;
+        Count = ExternalCount = externalCount;
     }
 
     /// <summary>Forgets keys at positions ≥ <paramref name="count"/>; runs below the cut stay, the one it falls in is rebuilt.</summary>
     public void Truncate(int count)
     {
         if (count >= Count) return;
+        if (count < ExternalCount) throw new InvalidOperationException($"position {count} is held by a context shard: rebase instead");
         int kept = KeptRuns(count);
-        var rest = ExtractPositionOrder(count, from: kept == 0 ? 0 : runs[kept - 1].Start + runs[kept - 1].Size);
+        var rest = ExtractPositionOrder(count, from: kept == 0 ? ExternalCount : runs[kept - 1].Start + runs[kept - 1].Size);
         runs.RemoveRange(kept, runs.Count - kept);
-        Count = kept == 0 ? 0 : runs[^1].Start + runs[^1].Size;
+        Count = kept == 0 ? ExternalCount : runs[^1].Start + runs[^1].Size;
         tailCount = 0;
         for (int i = 0; i < rest.Lambdas.Length; i++) Add(rest.Lambdas[i], rest.Values.AsSpan(i * width, width));
     }
@@ -89,6 +178,7 @@ public sealed class LambdaIndex
     /// <summary>An independent index of the first <paramref name="count"/> keys; whole runs are shared, not copied.</summary>
     public LambdaIndex CopyPrefix(int count)
     {
+        if (ExternalCount > 0) throw new InvalidOperationException("an index with keys in context shards cannot be copied here");
         var copy = new LambdaIndex(width, temperature);
         int kept = KeptRuns(count);
         copy.runs.AddRange(runs.Take(kept));
@@ -136,7 +226,7 @@ public sealed class LambdaIndex
     }
 
     /// <summary>A softmax partial in log scale: the true weight sum is e^Max · Sum (the vector is kept beside it).</summary>
-    private struct Partial(double max, double sum)
+    internal struct Partial(double max, double sum)
     {
         public double Max = max;
         public double Sum = sum;
@@ -166,7 +256,7 @@ public sealed class LambdaIndex
     /// formed in double: at tiny temperatures |λq − λj|/T reaches thousands, and a float would round away the small
     /// differences between the best keys that decide the weights.
     /// </summary>
-    private static void Elementwise(float lambdaQuery, ReadOnlySpan<float> lambdas, ReadOnlySpan<float> values, int width, float temperature,
+    internal static void Elementwise(float lambdaQuery, ReadOnlySpan<float> lambdas, ReadOnlySpan<float> values, int width, float temperature,
         ref Partial total, Span<double> merged, Span<float> weights, Span<float> sum)
     {
         double best = double.NegativeInfinity;
@@ -188,7 +278,7 @@ public sealed class LambdaIndex
     /// Before[b−1] = Σ over blocks &lt; b of e^{(λj − λ_last)/T} vⱼ, relative to the last (largest) λ before boundary b;
     /// After[b]    = Σ over blocks ≥ b of e^{−(λj − λ_first)/T} vⱼ, relative to the first (smallest) λ from boundary b.
     /// </summary>
-    private sealed class Run
+    internal sealed class Run
     {
         public required int Start { get; init; }
         public required float[] Lambdas { get; init; }

@@ -53,7 +53,9 @@ public sealed partial class TauModel
                     }
                 }
 
-            // y_h = Σⱼ softmax(score)ⱼ vⱼ over the row's own session
+            // y_h = Σⱼ softmax(score)ⱼ vⱼ over the row's own session (a session with context shards asks them first)
+            for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
+                lanes[l].Cache.PrepareLayer(layer, b.Q.AsSpan(t * H * D, lanes[l].Rows * H * D), lanes[l].Rows);
             b.Attention.Run(lanes, layer, b.Q, b.Y);
 
             // x = x + Wproj · concat(y₀ … y_{H−1})
@@ -217,6 +219,6 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
                 scoreScratch = scratch = new float[Math.Max(keyCount, config.SequenceLen)];
             scores = scratch;
         }
-        lane.Cache.Attend(layer, h / (config.NHead / config.NKvHead), queries.AsSpan(row * D, D), keyCount, scores, output.AsSpan(row * D, D));
+        lane.Cache.Attend(layer, h, queries.AsSpan(row * D, D), keyCount, scores, output.AsSpan(row * D, D));
     }
 }

@@ -11,7 +11,8 @@ public interface ISessionGrain : IGrainWithStringKey
     /// <summary>Creates the session, or checks that an existing one has the same model and domain.</summary>
     Task<SessionInfo> Open(SessionSpec spec);
 
-    /// <summary>Appends a prompt (text or ids) and prefills it.</summary>
+    /// <summary>Appends a prompt (text or ids) and prefills it. A long prompt's prefill may take minutes.</summary>
+    [ResponseTimeout("00:30:00")]
     Task<SessionInfo> Append(PromptInput prompt);
 
     /// <summary>
@@ -19,6 +20,7 @@ public interface ISessionGrain : IGrainWithStringKey
     /// The longest prefix the session already holds keeps its cache; the session forgets what follows it and prefills
     /// only the rest. With nothing in common, the session starts over (same model, domain and options).
     /// </summary>
+    [ResponseTimeout("00:30:00")]
     Task<SessionInfo> ContinueWith(PromptInput prompt);
 
     /// <summary>
@@ -39,6 +41,9 @@ public interface ISessionGrain : IGrainWithStringKey
 
     [Orleans.Concurrency.AlwaysInterleave]
     Task<SessionInfo> GetInfo();
+
+    /// <summary>The context shards that hold this session's oldest positions, in position order (none while the cache fits its budget).</summary>
+    Task<ContextShardInfo[]> GetShards();
 
     /// <summary>The session's token ids (the transcript) as the live session holds them, including any not yet checkpointed.</summary>
     [Orleans.Concurrency.AlwaysInterleave]
@@ -102,6 +107,8 @@ public sealed record GeneratedToken(
 /// follow-up turn runs only its new tokens); <paramref name="RebuiltTokens"/>: tokens replayed to rebuild the cache
 /// in this activation (0 for a fresh session, all of them after a failover, 1 for a fork on its parent's silo);
 /// <paramref name="ReusedTokens"/>: tokens of the last append's prompt that were already in the session (cache hits).
+/// <paramref name="CacheBytes"/> counts the session's own silo; <paramref name="Shards"/> context shards hold
+/// <paramref name="ShardBytes"/> more of its oldest positions.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record SessionInfo(
@@ -116,7 +123,9 @@ public sealed record SessionInfo(
     [property: Id(8)] SamplingSettings? Sampling,
     [property: Id(9)] int PrefilledTokens = 0,
     [property: Id(10)] int RebuiltTokens = 0,
-    [property: Id(11)] int ReusedTokens = 0);
+    [property: Id(11)] int ReusedTokens = 0,
+    [property: Id(12)] int Shards = 0,
+    [property: Id(13)] long ShardBytes = 0);
 
 /// <summary>A parent's persisted state, handed to a fork; <paramref name="CacheHandle"/> is a silo-local cache to copy.</summary>
 [GenerateSerializer, Immutable]

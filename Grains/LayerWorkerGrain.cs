@@ -7,7 +7,7 @@ namespace TauCluster.Grains;
 /// Runs local sessions' compute off the grain scheduler (prefills and replays are long SIMD work; long turns on the
 /// scheduler would stall other grains). Stateless workers are activated on the calling silo, and reentrant, so that
 /// many sessions' work can be in flight. Session grains send decode steps straight to the <see cref="DecodeBatcher"/>;
-/// one that arrives here (one token in, a sample out) joins the same batch.
+/// one that arrives here (one token in, a sample out) joins the same batch, unless the session has context shards.
 /// </summary>
 [StatelessWorker]
 [Reentrant]
@@ -16,7 +16,8 @@ public sealed class LayerWorkerGrain(LocalSessions sessions, DecodeBatcher batch
     public Task<int> Step(ComputeStep step)
     {
         var compute = sessions.Get(step.Session);
-        if (step.Sample && step.Tokens.Length == 1)
+        // A session with context shards waits on them in every layer: it runs alone rather than hold up a batch.
+        if (step.Sample && step.Tokens.Length == 1 && !compute.Inference.HasExternalContext)
             return batcher.Step(compute.Inference, step.Tokens[0], compute.Sampler);
         return Task.Run(() =>
         {

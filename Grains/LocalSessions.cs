@@ -9,6 +9,9 @@ public sealed class SessionCompute(InferenceSession inference, Sampler sampler)
     public Guid Handle { get; } = Guid.NewGuid();
     public InferenceSession Inference { get; } = inference;
     public Sampler Sampler { get; set; } = sampler;
+
+    /// <summary>The context shards holding this session's oldest positions, once it outgrew its budget.</summary>
+    public ContextShards? Shards { get; set; }
 }
 
 /// <summary>

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
 using Orleans.Placement;
@@ -37,8 +38,12 @@ public sealed class SessionGrain(
     ILocalSiloDetails silo,
     DecodeBatcher batcher,
     TauMetrics metrics,
-    IOptions<TauClusterOptions> options) : Grain, ISessionGrain
+    IOptions<TauClusterOptions> options,
+    ILogger<SessionGrain> logger) : Grain, ISessionGrain
 {
+    /// <summary>Rebuilds of lost context shards one step may go through before it fails (a cluster losing silos one after another).</summary>
+    private const int MaxShardRebuilds = 5;
+
     private readonly SemaphoreSlim turn = new(1, 1);
     private List<int>? tokens;
     private SessionCompute? compute;
@@ -324,7 +329,9 @@ public sealed class SessionGrain(
 
             // Prefix sharing: on the parent's silo, copy its cache instead of recomputing it. The last token is run
             // again so that the child has logits of its own.
-            if (source.ParentSilo == silo.SiloAddress.ToString() && local.TryGet(source.CacheHandle, out var parent) && Tokens.Count > 0)
+            // A parent with context shards is replayed instead: the child gets shards of its own.
+            if (source.ParentSilo == silo.SiloAddress.ToString() && local.TryGet(source.CacheHandle, out var parent) && Tokens.Count > 0
+                && !parent.Inference.HasExternalContext)
             {
                 var model = models.Get(source.Spec.Model);
                 var inference = parent.Inference.CopyPrefix(Math.Min(parent.Inference.Length, Tokens.Count - 1));
@@ -387,6 +394,9 @@ public sealed class SessionGrain(
 
     public Task<SessionInfo> GetInfo() => Task.FromResult(Info());
 
+    public async Task<ContextShardInfo[]> GetShards() =>
+        compute?.Shards is { Count: > 0 } shards ? await Task.WhenAll(shards.Grains.Select(g => g.GetInfo())) : [];
+
     public Task<int[]> GetTokens() => Task.FromResult(state.State.Spec is null ? [] : Tokens.ToArray());
 
     public Task<string?> GetText() =>
@@ -399,23 +409,80 @@ public sealed class SessionGrain(
     }
 
     /// <summary>
-    /// Runs what the cache lacks through the model (and samples, when asked). A step that fails leaves the cache in an
-    /// unknown state, so it is dropped and rebuilt from the persisted tokens on next use.
+    /// Runs what the cache lacks through the model (and samples, when asked). A lost context shard is computed again from
+    /// the tokens and the step retried. Any other failure leaves the cache in an unknown state, so it is dropped and
+    /// rebuilt from the persisted tokens on next use.
     /// </summary>
     private async Task<int> Step(SessionCompute c, bool sample)
     {
-        try
+        for (int rebuild = 1; ; rebuild++)
         {
-            var lacking = Lacking(c);
-            // A decode step joins the silo's continuous batch directly; prefills go to a layer worker.
-            return sample && lacking.Length == 1
-                ? await batcher.Step(c.Inference, lacking[0], c.Sampler)
-                : await Worker.Step(new ComputeStep(c.Handle, lacking, sample));
+            try
+            {
+                return await RunLacking(c, sample);
+            }
+            catch (ContextShardLostException lost) when (rebuild <= MaxShardRebuilds)
+            {
+                logger.LogWarning(lost, "Session {Session}: context shard from position {Start} lost; computing it again from the tokens", Id, lost.Start);
+                metrics.ShardRebuilds.Add(1);
+                c.Inference.Truncate(lost.Start);   // the lost shard and everything after it; earlier shards still hold theirs
+                rebuilt += Tokens.Count - c.Inference.Length;
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * rebuild));   // membership needs a moment to route around a dead silo
+            }
+            catch
+            {
+                ReleaseCompute();
+                throw;
+            }
         }
-        catch
+    }
+
+    /// <summary>
+    /// On the λ index with a budget, a long prefill runs a segment at a time and sealed segments move to context shards
+    /// between them, so the silo never holds much more than the budget.
+    /// </summary>
+    private async Task<int> RunLacking(SessionCompute c, bool sample)
+    {
+        var lacking = Lacking(c);
+        if (options.Value.ContextBudgetBytes <= 0 || c.Inference.Cache is not IndexedTauCache) return await Compute(c, lacking, sample);
+        int next = -1;
+        for (int offset = 0; offset == 0 || offset < lacking.Length; offset += LambdaIndex.SegmentSize)
         {
-            ReleaseCompute();
-            throw;
+            int end = Math.Min(lacking.Length, offset + LambdaIndex.SegmentSize);
+            next = await Compute(c, lacking[offset..end], sample && end == lacking.Length);
+            await Offload(c);
+        }
+        return next;
+    }
+
+    /// <summary>A decode step joins the silo's continuous batch directly; prefills, and sessions with shards, go to a layer worker.</summary>
+    private async Task<int> Compute(SessionCompute c, int[] tokens, bool sample) =>
+        sample && tokens.Length == 1 && !c.Inference.HasExternalContext
+            ? await batcher.Step(c.Inference, tokens[0], c.Sampler)
+            : await Worker.Step(new ComputeStep(c.Handle, tokens, sample));
+
+    /// <summary>
+    /// Moves the oldest sealed segments to a new context shard while the cache is over its budget. A move that fails
+    /// changes nothing: the session keeps them and tries again after its next step.
+    /// </summary>
+    private async Task Offload(SessionCompute c)
+    {
+        long budget = options.Value.ContextBudgetBytes;
+        if (c.Inference.Cache is not IndexedTauCache cache) return;
+        while (cache.Bytes > budget && cache.SealedSegments > 0)
+        {
+            long segmentBytes = cache.PeekSegments(1)[0].Sum(s => s.Bytes);
+            int perShard = (int)Math.Clamp(budget / segmentBytes, 1, cache.SealedSegments);
+            c.Shards ??= new ContextShards(GrainFactory, Id, c.Inference.Model.Config, cache.Domain.Temperature);
+            try
+            {
+                await c.Shards.Offload(cache, perShard);
+            }
+            catch (Exception e)
+            {
+                logger.LogWarning(e, "Session {Session}: could not move {Segments} segments to a context shard; keeping them here", Id, perShard);
+                return;
+            }
         }
     }
 
@@ -446,7 +513,11 @@ public sealed class SessionGrain(
 
     private void ReleaseCompute()
     {
-        if (compute is not null) local.Remove(compute);
+        if (compute is not null)
+        {
+            local.Remove(compute);
+            compute.Shards?.DropAll();
+        }
         compute = null;
     }
 
@@ -467,7 +538,8 @@ public sealed class SessionGrain(
     {
         var cache = compute?.Inference.Cache;
         return new SessionInfo(Id, state.State.Spec is not null, state.State.Spec?.Model, state.State.Spec?.Domain, state.State.Spec is null ? 0 : Tokens.Count,
-            cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill, rebuilt, lastReused);
+            cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill, rebuilt, lastReused,
+            compute?.Shards?.Count ?? 0, compute?.Shards?.Bytes ?? 0);
     }
 
     public static SamplingOptions ToOptions(SamplingSettings s) => new SamplingOptions(s.Temperature, s.TopK, s.TopP, s.Seed).Validate();

@@ -45,6 +45,13 @@ public sealed class TauClusterOptions
     /// <summary>Generated tokens between writes of a session's state; a failover regenerates at most these, identically.</summary>
     public int CheckpointEvery { get; set; } = 16;
 
+    /// <summary>
+    /// Bytes of λ/V cache one session keeps on its own silo. Past it, its oldest whole segments
+    /// (<see cref="Engine.LambdaIndex.SegmentSize"/> positions each) move to context shards on other silos, as many per
+    /// shard as the budget holds. 0 keeps every session whole. Applies to tau models on the λ index.
+    /// </summary>
+    public long ContextBudgetBytes { get; set; } = 1L << 30;
+
     public static string DefaultDataDirectory =>
         Environment.GetEnvironmentVariable("TAU_HOME") is { Length: > 0 } home ? home
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "taucluster");

@@ -25,6 +25,8 @@ public static class TauHosting
         services.AddSingleton<DomainStore>();
         services.AddSingleton<ManifoldCatalog>();
         services.AddSingleton<LocalSessions>();
+        services.AddSingleton<LocalShards>();
+        services.AddPlacementDirector<AwayFromCallerPlacement, AwayFromCallerPlacementDirector>();
         services.AddSingleton<TauMetrics>();
         services.AddSingleton(_ => new DecodeBatcher());
         services.AddTauErrors();

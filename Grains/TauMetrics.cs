@@ -10,7 +10,7 @@ public sealed class TauMetrics : IDisposable
 {
     public const string MeterName = "TauCluster";
 
-    public TauMetrics(LocalSessions sessions, Engine.DecodeBatcher batcher)
+    public TauMetrics(LocalSessions sessions, LocalShards shards, Engine.DecodeBatcher batcher)
     {
         Meter = new Meter(MeterName);
         TimeToFirstToken = Meter.CreateHistogram("tau.time_to_first_token", "s", "From a generation request reaching its session to its first new token", advice: LatencyBuckets);
@@ -22,6 +22,9 @@ public sealed class TauMetrics : IDisposable
             new Measurement<long>(sessions.CacheBytes, new KeyValuePair<string, object?>("cache", "tau")),
             new Measurement<long>(sessions.BaselineCacheBytes, new KeyValuePair<string, object?>("cache", "kv_baseline")),
         }, "By", "Bytes held by the live session caches, and what (K, V) caches of the same tokens would take");
+        Meter.CreateObservableGauge("tau.context_shards", () => shards.Count, "{shard}", "Context shards holding sessions' oldest positions on this silo");
+        Meter.CreateObservableGauge("tau.context_shard_bytes", () => shards.Bytes, "By", "Bytes of λ/V cache held by the context shards on this silo");
+        ShardRebuilds = Meter.CreateCounter<long>("tau.context_shard_rebuilds", "{shard}", "Context shards lost and computed again from their sessions' tokens");
         Meter.CreateObservableGauge("tau.batch_waiting", () => batcher.Waiting, "{step}", "Decode steps waiting for the next continuous batch");
         Meter.CreateObservableCounter("tau.batched_steps", () => batcher.Steps, "{step}", "Decode steps run in continuous batches");
         Meter.CreateObservableCounter("tau.batches", () => batcher.Batches, "{batch}", "Forward passes run by the continuous batcher");
@@ -37,6 +40,7 @@ public sealed class TauMetrics : IDisposable
     public Histogram<double> TimeToFirstToken { get; }
     public Histogram<double> InterTokenLatency { get; }
     public Counter<long> GeneratedTokens { get; }
+    public Counter<long> ShardRebuilds { get; }
 
     public void Dispose() => Meter.Dispose();
 }

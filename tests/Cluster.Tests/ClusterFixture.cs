@@ -11,6 +11,7 @@ public sealed class TestWorld : IDisposable
     public const string Tiny = "tiny";              // tau, bytes tokenizer, GQA, head dimension 32
     public const string TinyCausal = "tiny-causal";
     public const string Tiny384 = "tiny-384";       // one head of 384: the real manifold's dimension
+    public const string Long = "long";              // tau, 128K context, head dimension 16: sessions that need context shards
     public const string Chain32 = "chain32";        // a manifold under the manifolds root, dimension 32
     public const string RealDomain = TestPaths.RealManifoldName;
 
@@ -24,6 +25,7 @@ public sealed class TestWorld : IDisposable
         TauModel.CreateRandom(tiny, 1).Save(Path.Combine(models, Tiny));
         TauModel.CreateRandom(tiny with { Attention = AttentionKind.Causal }, 2).Save(Path.Combine(models, TinyCausal));
         TauModel.CreateRandom(tiny with { NHead = 1, NKvHead = 1, NEmbd = 384, NLayer = 1, Taumode = new TaumodeConfig() }, 3).Save(Path.Combine(models, Tiny384));
+        TauModel.CreateRandom(tiny with { NEmbd = 32, SequenceLen = 1 << 17 }, 4).Save(Path.Combine(models, Long));
         Manifold.WriteAsync(Path.Combine(manifolds, Chain32), Laplacian.Chain(32), TauModeKind.Mean).GetAwaiter().GetResult();
 
         Options = new TauClusterOptions
@@ -54,9 +56,22 @@ public sealed class ClusterFixture : IAsyncLifetime
     public IClusterClient Client => Cluster.Client;
     public TauSessionClient Sessions => new(Client);
 
+    private readonly short silos = 3;
+
+    public ClusterFixture()
+    {
+    }
+
+    /// <summary>A cluster of its own size and options (xunit's shared fixture uses the public constructor).</summary>
+    internal ClusterFixture(short silos, Action<TauClusterOptions> configure)
+    {
+        this.silos = silos;
+        configure(World.Options);
+    }
+
     public async Task InitializeAsync()
     {
-        var builder = new InProcessTestClusterBuilder(3);
+        var builder = new InProcessTestClusterBuilder(silos);
         builder.ConfigureSilo((_, silo) => silo.AddTauServices(World.Options));
         builder.ConfigureClient(client => client.AddTauClient());
         Cluster = builder.Build();

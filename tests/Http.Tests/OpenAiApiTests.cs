@@ -216,7 +216,7 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
         await Post("/v1/completions", """{"model": "tiny", "prompt": "count me", "max_tokens": 3}""");
         string metrics = await Server.Http().GetStringAsync("/metrics");
         foreach (var name in new[] { "tau_generated_tokens_total", "tau_time_to_first_token_seconds_bucket", "tau_inter_token_latency_seconds_bucket",
-                     "tau_active_sessions", "tau_cache_bytes{", "tau_queue_depth", "orleans_" })
+                     "tau_active_sessions", "tau_cache_bytes{", "tau_queue_depth", "tau_context_shards", "tau_context_shard_bytes", "orleans_" })
             Assert.Contains(name, metrics);
         Assert.Contains("cache=\"kv_baseline\"", metrics);
         Assert.Equal("""{"status":"ok"}""", await Server.Http().GetStringAsync("/healthz"));

@@ -1,0 +1,106 @@
+using System.Runtime.InteropServices;
+using TauCluster.Engine;
+
+namespace TauCluster.Grains;
+
+/// <summary>
+/// A session's context shards: the grains that hold its oldest positions, whole segments each, in position order. The
+/// session's λ index asks them once per layer of a forward pass (<see cref="Gather"/>), all in parallel, and merges
+/// their partials before its own. A shard that fails to answer is reported lost with its first position, so the
+/// session computes it again from its tokens.
+/// </summary>
+public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelConfig config, float temperature) : IExternalContext
+{
+    private readonly List<Shard> shards = [];
+
+    private sealed record Shard(IContextShardGrain Grain, string Key, int Start, int Segments, long Bytes);
+
+    public int Count => shards.Count;
+    public long Bytes => shards.Sum(s => s.Bytes);
+
+    /// <summary>Bytes of the last <see cref="Gather"/>: λs sent to every shard, and partials received.</summary>
+    public (long Sent, long Received) LastGather { get; private set; }
+
+    public IReadOnlyList<ContextShardInfo> Describe() =>
+        shards.Select(s => new ContextShardInfo(s.Key, s.Start, s.Segments * LambdaIndex.SegmentSize, s.Bytes, "", true)).ToList();
+
+    public IEnumerable<IContextShardGrain> Grains => shards.Select(s => s.Grain);
+
+    /// <summary>
+    /// Moves the cache's oldest <paramref name="segments"/> sealed segments into a new shard. The cache keeps them until
+    /// the shard has every stream, so a failed move changes nothing.
+    /// </summary>
+    public async Task Offload(IndexedTauCache cache, int segments)
+    {
+        int start = cache.ExternalLength;
+        var layout = new ShardLayout(start, segments, config.NLayer, config.NHead, config.NKvHead, config.HeadDim, temperature);
+        string key = $"{sessionId}/{start}/{Guid.NewGuid():N}";   // a rebuilt shard is a new grain: never the lost one's stale address
+        var grain = grains.GetGrain<IContextShardGrain>(key);
+        var data = cache.PeekSegments(segments);
+        long bytes = 0;
+        for (int s = 0; s < segments; s++)
+            for (int stream = 0; stream < data[s].Length; stream++)
+            {
+                var (lambdas, values) = data[s][stream].ToPositionOrder();
+                bytes += data[s][stream].Bytes;
+                await grain.Load(new ShardLoad(layout, s, stream, MemoryMarshal.AsBytes(lambdas.AsSpan()).ToArray(), MemoryMarshal.AsBytes(values.AsSpan()).ToArray()));
+            }
+        cache.External ??= this;
+        shards.Add(new Shard(grain, key, start, segments, bytes));
+        cache.DetachSegments(segments);
+    }
+
+    public SoftmaxPartials Gather(int layer, ReadOnlySpan<float> queryLambdas)
+    {
+        int queries = queryLambdas.Length, total = shards.Sum(s => s.Segments);
+        var request = MemoryMarshal.AsBytes(queryLambdas).ToArray();
+        var answers = shards.Select(s => s.Grain.Query(new ShardQuery(s.Start, layer, request))).ToArray();
+        try
+        {
+            Task.WaitAll(answers);   // a forward pass runs on a pool thread, never the grain scheduler: waiting here blocks no grain
+        }
+        catch (AggregateException)
+        {
+        }
+        var result = new SoftmaxPartials(queries * total, config.HeadDim);
+        long received = 0;
+        for (int i = 0, offset = 0; i < shards.Count; offset += shards[i].Segments, i++)
+        {
+            var shard = shards[i];
+            if (!answers[i].IsCompletedSuccessfully)
+                throw new ContextShardLostException(shard.Start, $"context shard '{shard.Key}' did not answer", answers[i].Exception?.InnerException);
+            var part = SoftmaxPartials.FromBytes(answers[i].Result, config.HeadDim);
+            if (part.Count != queries * shard.Segments)
+                throw new ContextShardLostException(shard.Start, $"context shard '{shard.Key}' answered {part.Count} partials, not {queries * shard.Segments}");
+            for (int q = 0; q < queries; q++) result.CopyFrom(part, q * shard.Segments, q * total + offset, shard.Segments);
+            received += answers[i].Result.Length;
+        }
+        LastGather = ((long)request.Length * shards.Count, received);
+        return result;
+    }
+
+    public int CutTo(int length)
+    {
+        int keep = 0;
+        while (keep < shards.Count && shards[keep].Start + shards[keep].Segments * LambdaIndex.SegmentSize <= length) keep++;
+        int kept = keep == shards.Count ? Held : shards[keep].Start;
+        Forget(shards.Skip(keep).ToList());
+        shards.RemoveRange(keep, shards.Count - keep);
+        return kept;
+    }
+
+    /// <summary>Drops every shard (the session is deleted, or its cache released).</summary>
+    public void DropAll()
+    {
+        Forget([.. shards]);
+        shards.Clear();
+    }
+
+    private int Held => shards.Count == 0 ? 0 : shards[^1].Start + shards[^1].Segments * LambdaIndex.SegmentSize;
+
+    /// <summary>Best effort: a shard on a dead silo is gone anyway, and an unreachable one is collected when idle.</summary>
+    private static void Forget(IEnumerable<Shard> dropped)
+    {
+        foreach (var shard in dropped) _ = shard.Grain.Drop().ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+    }
+}
