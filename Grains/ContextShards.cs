@@ -9,7 +9,7 @@ namespace TauCluster.Grains;
 /// their partials before its own. A shard that fails to answer is reported lost with its first position, so the
 /// session computes it again from its tokens.
 /// </summary>
-public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelConfig config, float temperature) : IExternalContext
+public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelConfig config, float temperature, TauMetrics metrics) : IExternalContext
 {
     private readonly List<Shard> shards = [];
 
@@ -17,9 +17,6 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
 
     public int Count => shards.Count;
     public long Bytes => shards.Sum(s => s.Bytes);
-
-    /// <summary>Bytes of the last <see cref="Gather"/>: λs sent to every shard, and partials received.</summary>
-    public (long Sent, long Received) LastGather { get; private set; }
 
     public IReadOnlyList<ContextShardInfo> Describe() =>
         shards.Select(s => new ContextShardInfo(s.Key, s.Start, s.Segments * LambdaIndex.SegmentSize, s.Bytes, "", true)).ToList();
@@ -75,7 +72,9 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
             for (int q = 0; q < queries; q++) result.CopyFrom(part, q * shard.Segments, q * total + offset, shard.Segments);
             received += answers[i].Result.Length;
         }
-        LastGather = ((long)request.Length * shards.Count, received);
+        metrics.ShardQueries.Add(1);
+        metrics.ShardQueryBytes.Add((long)request.Length * shards.Count, new KeyValuePair<string, object?>("direction", "sent"));
+        metrics.ShardQueryBytes.Add(received, new KeyValuePair<string, object?>("direction", "received"));
         return result;
     }
 

@@ -473,7 +473,7 @@ public sealed class SessionGrain(
         {
             long segmentBytes = cache.PeekSegments(1)[0].Sum(s => s.Bytes);
             int perShard = (int)Math.Clamp(budget / segmentBytes, 1, cache.SealedSegments);
-            c.Shards ??= new ContextShards(GrainFactory, Id, c.Inference.Model.Config, cache.Domain.Temperature);
+            c.Shards ??= new ContextShards(GrainFactory, Id, c.Inference.Model.Config, cache.Domain.Temperature, metrics);
             try
             {
                 await c.Shards.Offload(cache, perShard);

@@ -24,6 +24,8 @@ public sealed class TauMetrics : IDisposable
         }, "By", "Bytes held by the live session caches, and what (K, V) caches of the same tokens would take");
         Meter.CreateObservableGauge("tau.context_shards", () => shards.Count, "{shard}", "Context shards holding sessions' oldest positions on this silo");
         Meter.CreateObservableGauge("tau.context_shard_bytes", () => shards.Bytes, "By", "Bytes of λ/V cache held by the context shards on this silo");
+        ShardQueries = Meter.CreateCounter<long>("tau.context_shard_queries", "{query}", "Layers of forward passes that asked a session's context shards (one round trip to each)");
+        ShardQueryBytes = Meter.CreateCounter<long>("tau.context_shard_query_bytes", "By", "Payload bytes of context-shard queries: λs sent, partials received");
         ShardRebuilds = Meter.CreateCounter<long>("tau.context_shard_rebuilds", "{shard}", "Context shards lost and computed again from their sessions' tokens");
         Meter.CreateObservableGauge("tau.batch_waiting", () => batcher.Waiting, "{step}", "Decode steps waiting for the next continuous batch");
         Meter.CreateObservableCounter("tau.batched_steps", () => batcher.Steps, "{step}", "Decode steps run in continuous batches");
@@ -41,6 +43,8 @@ public sealed class TauMetrics : IDisposable
     public Histogram<double> InterTokenLatency { get; }
     public Counter<long> GeneratedTokens { get; }
     public Counter<long> ShardRebuilds { get; }
+    public Counter<long> ShardQueries { get; }
+    public Counter<long> ShardQueryBytes { get; }
 
     public void Dispose() => Meter.Dispose();
 }

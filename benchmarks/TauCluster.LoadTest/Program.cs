@@ -1,8 +1,7 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
+using TauCluster.Benchmarks;
 
 // Load test, loopback only and bounded: starts two silo processes (one localhost cluster), drives N concurrent
 // streaming chat sessions × M tokens through their HTTP APIs, deletes the sessions and checks that the silos'
@@ -14,27 +13,17 @@ using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(timeoutSec
 var silos = new List<Process>();
 try
 {
-    string siloDll = FindSilo();
     string clusterId = $"load-{Guid.NewGuid():N}"[..16];
-    int primaryPort = FreePort();
+    int primaryPort = SiloProcesses.FreePort();
     var urls = new List<Uri>();
     for (int i = 0; i < 2; i++)
     {
-        int httpPort = FreePort();
-        var start = new ProcessStartInfo("dotnet", [siloDll,
-            $"--urls=http://127.0.0.1:{httpPort}", $"--Tau:ClusterId={clusterId}", $"--Tau:ServiceId={clusterId}",
-            $"--Tau:SiloPort={(i == 0 ? primaryPort : FreePort())}", $"--Tau:GatewayPort={FreePort()}", $"--Tau:PrimarySiloPort={primaryPort}",
-            "--Tau:Http:EnableAdmin=true", "--Logging:LogLevel:Default=Warning"]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        var silo = Process.Start(start)!;
-        silo.OutputDataReceived += (_, _) => { };
-        silo.ErrorDataReceived += (_, e) => { if (e.Data is { Length: > 0 }) Console.Error.WriteLine($"[silo{i}] {e.Data}"); };
-        silo.BeginOutputReadLine();
-        silo.BeginErrorReadLine();
+        var (silo, url, _) = SiloProcesses.Start($"silo{i}", clusterId, primaryPort, primary: i == 0, ["--Tau:Http:EnableAdmin=true"]);
         silos.Add(silo);
-        urls.Add(new Uri($"http://127.0.0.1:{httpPort}"));
+        urls.Add(url);
     }
     using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(timeoutSeconds) };
-    foreach (var url in urls) await WaitHealthy(http, url, deadline.Token);
+    foreach (var url in urls) await SiloProcesses.WaitHealthy(http, url, deadline.Token);
 
     // Warm up both silos (model loaded, code jitted), then take the memory baseline.
     foreach (var url in urls) await Chat(http, url, null, 4, 0, deadline.Token);   // no session: nothing stays behind
@@ -56,8 +45,8 @@ try
     var ttft = runs.Where(r => r.Error is null).Select(r => r.TtftMs).Order().ToArray();
     long generated = runs.Sum(r => r.Tokens);
     int errors = runs.Count(r => r.Error is not null) + deleteErrors;
-    long cacheBytes = metrics.Sum(m => Gauge(m, "tau_cache_bytes{otel_scope_name=\"TauCluster\",cache=\"tau\"}"));
-    long activeSessions = metrics.Sum(m => Gauge(m, "tau_active_sessions{otel_scope_name=\"TauCluster\"}"));
+    long cacheBytes = metrics.Sum(m => SiloProcesses.Gauge(m, "tau_cache_bytes{otel_scope_name=\"TauCluster\",cache=\"tau\"}"));
+    long activeSessions = metrics.Sum(m => SiloProcesses.Gauge(m, "tau_active_sessions{otel_scope_name=\"TauCluster\"}"));
     long heapBefore = baseline.Sum(b => b.Heap), heapAfter = after.Sum(a => a.Heap);
     bool memoryBack = cacheBytes == 0 && activeSessions == 0 && heapAfter <= heapBefore + 16L * 1024 * 1024;
 
@@ -89,11 +78,7 @@ catch (OperationCanceledException) when (deadline.IsCancellationRequested)
 }
 finally
 {
-    foreach (var silo in silos)
-    {
-        try { silo.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-        silo.Dispose();
-    }
+    SiloProcesses.Stop(silos);
 }
 
 static async Task<Run> Chat(HttpClient http, Uri silo, string? session, int maxTokens, int seed, CancellationToken cancellation)
@@ -144,42 +129,7 @@ static async Task<(long Heap, long WorkingSet)> CollectGarbage(HttpClient http, 
     return (json["heap_bytes"]!.GetValue<long>(), json["working_set_bytes"]!.GetValue<long>());
 }
 
-static async Task WaitHealthy(HttpClient http, Uri silo, CancellationToken cancellation)
-{
-    while (true)
-    {
-        try
-        {
-            using var response = await http.GetAsync(new Uri(silo, "/v1/models"), cancellation);
-            if (response.IsSuccessStatusCode) return;
-        }
-        catch (HttpRequestException) { }
-        await Task.Delay(250, cancellation);
-    }
-}
-
-static long Gauge(string prometheus, string series) =>
-    prometheus.Split('\n').Where(l => l.StartsWith(series, StringComparison.Ordinal)).Select(l => (long)double.Parse(l[(series.Length + 1)..].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)).Sum();
-
 static double Percentile(double[] sorted, double p) => sorted.Length == 0 ? double.NaN : sorted[(int)Math.Min(sorted.Length - 1, Math.Floor(p * sorted.Length))];
-
-static string FindSilo()
-{
-    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-    {
-        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
-        var silo = Path.Combine(dir.FullName, "Silo", "bin", configuration, "net10.0", "TauCluster.Silo.dll");
-        if (File.Exists(silo)) return silo;
-    }
-    throw new FileNotFoundException("Silo/bin/<configuration>/net10.0/TauCluster.Silo.dll not found: build the solution first");
-}
-
-static int FreePort()
-{
-    using var listener = new TcpListener(IPAddress.Loopback, 0);
-    listener.Start();
-    return ((IPEndPoint)listener.LocalEndpoint).Port;
-}
 
 int Option(string name, int fallback)
 {

@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using TauCluster.Benchmarks;
+using TauCluster.Engine;
+using TauCluster.Grains;
+
+// Context shards end to end, loopback only: three silo processes of one cluster. Silo 0 has a cache budget, so a long
+// session opened there moves its oldest segments to shards on silos 1 and 2; silo 1 keeps sessions whole. The same
+// session (same ids, greedy) runs on each, one after the other, and its decode steps are timed from the client; the
+// sharded silo's counters give the bytes its shard queries moved per token and layer. Prints one JSON object.
+//   dotnet run -c Release --project benchmarks/TauCluster.ShardBench -- [--context 65536] [--tokens 32] [--budget-mb 200]
+
+int context = Option("--context", 65536), tokens = Option("--tokens", 32), budgetMb = Option("--budget-mb", 200);
+var root = Path.Combine(Path.GetTempPath(), $"tau-shard-bench-{Guid.NewGuid():N}");
+var silos = new List<Process>();
+try
+{
+    // The paper's shape (6 layers, n_embd 384, one head) with byte tokens and room for the context.
+    var config = new ModelConfig(VocabSize: 256, NLayer: 6, NHead: 1, NKvHead: 1, NEmbd: 384, SequenceLen: context + tokens + 8,
+        Softcap: 15, Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
+    TauModel.CreateRandom(config, seed: 7).Save(Path.Combine(root, "bench"));
+
+    string clusterId = $"shards-{Guid.NewGuid():N}"[..16];
+    int primaryPort = SiloProcesses.FreePort();
+    var started = Enumerable.Range(0, 3).Select(i => SiloProcesses.Start($"silo{i}", clusterId, primaryPort, primary: i == 0,
+        [$"--Tau:Models:bench={Path.Combine(root, "bench")}", $"--Tau:ContextBudgetBytes={(i == 0 ? budgetMb * (1L << 20) : 0)}"])).ToList();
+    silos.AddRange(started.Select(s => s.Process));
+    using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(30) };
+    foreach (var s in started) await SiloProcesses.WaitHealthy(http, s.Http, CancellationToken.None);
+
+    var prompt = Enumerable.Range(0, context).Select(i => 32 + (int)((uint)(i * 2654435761L >> 9) % 95)).ToArray();
+    var spec = new SessionSpec("bench", null, new SamplingSettings(0, 0, 1, 1));
+
+    async Task<JsonObject> Run(string label, int silo)
+    {
+        using var host = await Connect(clusterId, started[silo].GatewayPort);
+        var sessions = new TauSessionClient(host.Services.GetRequiredService<IClusterClient>());
+        string id = $"{label}-{Guid.NewGuid():N}";
+        await sessions.Open(id, spec);
+        var prefill = Stopwatch.StartNew();
+        await sessions.Append(id, PromptInput.FromIds(prompt));
+        double prefillSeconds = prefill.Elapsed.TotalSeconds;
+
+        string before = await http.GetStringAsync(new Uri(started[silo].Http, "/metrics"));
+        var gaps = new List<double>();
+        var ids = new List<int>();
+        var clock = Stopwatch.StartNew();
+        double last = 0;
+        await foreach (var token in sessions.Generate(id, tokens))
+        {
+            double now = clock.Elapsed.TotalMilliseconds;
+            if (ids.Count > 0) gaps.Add(now - last);   // the first token comes from the prefill's logits
+            last = now;
+            ids.Add(token.Id);
+        }
+        string after = await http.GetStringAsync(new Uri(started[silo].Http, "/metrics"));
+        var info = await sessions.Info(id);
+        var shards = await sessions.Session(id).GetShards();
+        long Delta(string series) => SiloProcesses.Gauge(after, series) - SiloProcesses.Gauge(before, series);
+        long queries = Delta("tau_context_shard_queries_total{");
+        gaps.Sort();
+        await sessions.Session(id).Delete();
+        return new JsonObject
+        {
+            ["silo"] = silo,
+            ["prefill_seconds"] = Math.Round(prefillSeconds, 1),
+            ["ms_per_token_median"] = Math.Round(gaps[gaps.Count / 2], 2),
+            ["ms_per_token_mean"] = Math.Round(gaps.Average(), 2),
+            ["session_cache_bytes"] = info.CacheBytes,
+            ["shards"] = shards.Length,
+            ["shard_silos"] = shards.Select(s => s.Silo).Distinct().Count(),
+            ["shard_bytes"] = info.ShardBytes,
+            ["shard_queries"] = queries,
+            ["bytes_sent_per_token_per_layer"] = queries == 0 ? 0 : Delta("tau_context_shard_query_bytes_total{otel_scope_name=\"TauCluster\",direction=\"sent\"}") / (double)queries,
+            ["bytes_received_per_token_per_layer"] = queries == 0 ? 0 : Delta("tau_context_shard_query_bytes_total{otel_scope_name=\"TauCluster\",direction=\"received\"}") / (double)queries,
+            ["ids"] = new JsonArray(ids.Select(i => (JsonNode)i).ToArray()),
+        };
+    }
+
+    var whole = await Run("whole", 1);
+    var sharded = await Run("sharded", 0);
+    bool same = whole["ids"]!.ToJsonString() == sharded["ids"]!.ToJsonString();
+    whole.Remove("ids");
+    sharded.Remove("ids");
+    var summary = new JsonObject
+    {
+        ["context"] = context,
+        ["decode_tokens"] = tokens,
+        ["model"] = "6 layers, n_embd 384, 1 head (D = 384), bytes vocabulary",
+        ["budget_bytes"] = budgetMb * (1L << 20),
+        ["whole"] = whole,
+        ["sharded"] = sharded,
+        ["sharded_over_whole"] = Math.Round(sharded["ms_per_token_median"]!.GetValue<double>() / whole["ms_per_token_median"]!.GetValue<double>(), 2),
+        ["same_tokens"] = same,
+    };
+    Console.WriteLine(summary.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+    return same ? 0 : 1;
+}
+finally
+{
+    SiloProcesses.Stop(silos);
+    try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+}
+
+static async Task<IHost> Connect(string clusterId, int gatewayPort)
+{
+    var builder = Host.CreateApplicationBuilder();
+    builder.Logging.ClearProviders();
+    builder.UseOrleansClient(client =>
+    {
+        client.UseStaticClustering(new IPEndPoint(IPAddress.Loopback, gatewayPort));
+        client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (clusterId, clusterId));
+        client.Services.AddTauErrors();
+    });
+    var host = builder.Build();
+    await host.StartAsync();
+    return host;
+}
+
+int Option(string name, int fallback)
+{
+    int at = Array.IndexOf(args, name);
+    return at >= 0 && at + 1 < args.Length && int.TryParse(args[at + 1], out int value) && value > 0 ? value : fallback;
+}
