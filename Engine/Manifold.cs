@@ -13,7 +13,8 @@ public static class Manifold
 {
     public const string ParquetFile = "manifold.parquet";
     public const string MetadataFile = "manifold.json";
-    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+    // Indented like arrowspace's own files; relaxed escaping keeps '+' and non-ASCII names readable (a file, not HTML).
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static Laplacian Load(string directory) => LoadAsync(directory).GetAwaiter().GetResult();
 

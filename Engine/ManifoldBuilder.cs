@@ -119,7 +119,7 @@ public static class ManifoldBuilder
         RequireFinite(items);
 
         progress?.Invoke($"clustering {n} items × {d} features into {centroids} centroids (k-means++, seed {options.Seed})");
-        var clusters = KMeans(items, centroids, options.Seed, options.MaxIterations);
+        var clusters = KMeans(items, centroids, options.Seed, options.MaxIterations, progress);
         progress?.Invoke($"k-means {(clusters.Converged ? "converged" : "stopped")} after {clusters.Iterations} iterations; building the {d}-feature graph (k = {k})");
         var graph = BuildFeatureGraph(clusters.Centroids, centroids, d, k, options.Sigma, options.P, options.Name, options.TauMode);
         var settings = new ManifoldBuildSettings(options.Name, items.Source, n, d, centroids, k, graph.Sigma, graph.SigmaFromData, options.P,
@@ -167,7 +167,7 @@ public static class ManifoldBuilder
     /// Deterministic for a seed: draws come from one <see cref="Xoshiro256"/>, ties go to the lowest centroid, sums are
     /// taken in item order in double. A cluster left empty keeps its previous centroid.
     /// </summary>
-    public static KMeansResult KMeans(ItemMatrix items, int clusters, ulong seed, int maxIterations)
+    public static KMeansResult KMeans(ItemMatrix items, int clusters, ulong seed, int maxIterations, Action<string>? progress = null)
     {
         int n = items.Rows, d = items.Columns;
         if (clusters < 1 || clusters > n) throw new ManifoldBuildException($"centroids = {clusters} must lie in [1, {n}]");
@@ -226,6 +226,7 @@ public static class ManifoldBuilder
                 Interlocked.Add(ref changed, localChanged);
             });
             if (changed == 0) { converged = true; break; }   // the centroids are already the means of these clusters
+            progress?.Invoke($"k-means iteration {iteration}: {changed} of {n} items changed cluster");
 
             Array.Clear(sums);
             Array.Clear(counts);
