@@ -19,6 +19,7 @@ try
         ["model", "init", .. var rest] => Commands.ModelInit(rest),
         ["bench", "decode", .. var rest] => Bench.Decode(rest),
         ["bench", "sessions", .. var rest] => await Bench.Sessions(rest, interrupt.Token),
+        ["manifold", "build", .. var rest] => await Commands.ManifoldBuild(rest, interrupt.Token),
         ["manifold", "inspect", var dir] => Commands.ManifoldInspect(dir),
         [] or ["--help"] or ["-h"] or ["help"] => Commands.Help(),
         _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}' (try: tau help)"),

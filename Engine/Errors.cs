@@ -9,6 +9,12 @@ public sealed class ModelFormatException(string message, Exception? inner = null
 /// <summary>A Laplacian or manifold that is not square, finite, symmetric or of the right dimension.</summary>
 public sealed class LaplacianException(string message, Exception? inner = null) : TauException(message, inner);
 
+/// <summary>A NumPy .npy file that is not a little-endian float32/float64 2-D C-order array, or is cut short.</summary>
+public sealed class NpyFormatException(string message, Exception? inner = null) : TauException(message, inner);
+
+/// <summary>Items or settings from which no manifold can be built: too few items or features, k ≥ D, non-finite values.</summary>
+public sealed class ManifoldBuildException(string message) : TauException(message);
+
 /// <summary>Sampling or generation options outside their valid range.</summary>
 public sealed class InvalidOptionsException(string message) : TauException(message);
 

@@ -116,6 +116,38 @@ public sealed class Laplacian
                 yield return (i, columns[k], values[k]);
     }
 
+    /// <summary>L as a dense row-major D×D matrix, for the dense eigen solver.</summary>
+    public double[] ToDense()
+    {
+        var dense = new double[(long)Dimension * Dimension];
+        foreach (var (i, j, v) in Entries()) dense[(long)i * Dimension + j] = v;
+        return dense;
+    }
+
+    /// <summary>
+    /// The connected components of the graph whose edges are the non-zero off-diagonal entries, counted by
+    /// union–find; an isolated feature is a component of its own. Each is one zero eigenvalue of L.
+    /// </summary>
+    public int ConnectedComponents()
+    {
+        var parent = Enumerable.Range(0, Dimension).ToArray();
+        int Root(int i)
+        {
+            while (parent[i] != i) i = parent[i] = parent[parent[i]];
+            return i;
+        }
+        int components = Dimension;
+        foreach (var (i, j, _) in Entries())
+        {
+            if (i == j) continue;
+            int a = Root(i), b = Root(j);
+            if (a == b) continue;
+            parent[Math.Max(a, b)] = Math.Min(a, b);
+            components--;
+        }
+        return components;
+    }
+
     /// <summary>The entry L[i][j] (0 where not stored).</summary>
     public double this[int i, int j]
     {

@@ -13,6 +13,8 @@ public static class Manifold
 {
     public const string ParquetFile = "manifold.parquet";
     public const string MetadataFile = "manifold.json";
+    // Indented like arrowspace's own files; relaxed escaping keeps '+' and non-ASCII names readable (a file, not HTML).
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static Laplacian Load(string directory) => LoadAsync(directory).GetAwaiter().GetResult();
 
@@ -147,22 +149,36 @@ public static class Manifold
     }
 
     /// <summary>Writes a Laplacian as an arrowspace manifold directory (COO triplets, UInt64/Float64 columns).</summary>
-    public static async Task WriteAsync(string directory, Laplacian laplacian, TauModeKind tauMode, CancellationToken cancellation = default)
+    public static Task WriteAsync(string directory, Laplacian laplacian, TauModeKind tauMode, CancellationToken cancellation = default) =>
+        WriteAsync(directory, laplacian, tauMode, null, cancellation);
+
+    /// <summary>
+    /// Writes a Laplacian as an arrowspace manifold directory, with more metadata in manifold.json: the entries of
+    /// <paramref name="extraMetadata"/>'s <c>builder_config</c> join arrowspace's builder_config (nfeatures and
+    /// synthesis stay the writer's, so they always match the matrix), its other keys go at the top level.
+    /// </summary>
+    public static async Task WriteAsync(string directory, Laplacian laplacian, TauModeKind tauMode, JsonObject? extraMetadata, CancellationToken cancellation = default)
     {
         Directory.CreateDirectory(directory);
         var entries = laplacian.Entries().ToArray();
         await WriteTripletsAsync(Path.Combine(directory, ParquetFile), laplacian.Name, (ulong)laplacian.Dimension, (ulong)laplacian.Dimension,
             entries.Select(e => (ulong)e.Row).ToArray(), entries.Select(e => (ulong)e.Column).ToArray(), entries.Select(e => e.Value).ToArray(), cancellation);
-        var metadata = new JsonObject
+        var builderConfig = new JsonObject
         {
-            ["name_id"] = laplacian.Name,
-            ["builder_config"] = new JsonObject
-            {
-                ["nfeatures"] = new JsonObject { ["Usize"] = laplacian.Dimension },
-                ["synthesis"] = new JsonObject { ["TauMode"] = tauMode.ToString() },
-            },
+            ["nfeatures"] = new JsonObject { ["Usize"] = laplacian.Dimension },
+            ["synthesis"] = new JsonObject { ["TauMode"] = tauMode.ToString() },
         };
-        await File.WriteAllTextAsync(Path.Combine(directory, MetadataFile), metadata.ToJsonString(), cancellation);
+        var metadata = new JsonObject { ["name_id"] = laplacian.Name, ["builder_config"] = builderConfig };
+        foreach (var (key, node) in extraMetadata ?? [])
+        {
+            if (key == "builder_config" && node is JsonObject extraConfig)
+            {
+                foreach (var (setting, value) in extraConfig)
+                    if (setting is not ("nfeatures" or "synthesis")) builderConfig[setting] = value?.DeepClone();
+            }
+            else if (key != "name_id") metadata[key] = node?.DeepClone();
+        }
+        await File.WriteAllTextAsync(Path.Combine(directory, MetadataFile), metadata.ToJsonString(IndentedJson), cancellation);
     }
 
     /// <summary>Writes raw triplets in arrowspace's column layout; tests use it to make malformed manifolds too.</summary>

@@ -94,6 +94,10 @@ public sealed class TauCommandTests : IDisposable
     [InlineData(2, "unknown command", "frobnicate")]
     [InlineData(1, "unknown model 'no-such-model'", "generate", "--model", "no-such-model", "--prompt", "x")]
     [InlineData(1, "manifold directory not found", "manifold", "inspect", "/no/such/dir")]
+    [InlineData(2, "option '--from' is required", "manifold", "build", "--out", "/no/such/out")]
+    [InlineData(2, "option '--k' has an invalid value 'many'", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--k", "many")]
+    [InlineData(2, "--tau-mode 'loud' must be median, mean, fixed or percentile", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--tau-mode", "loud")]
+    [InlineData(1, "input not found: /no/such.npy", "manifold", "build", "--from", "/no/such.npy", "--out", "/no/such/out")]
     public void Bad_input_is_one_line_on_stderr_and_a_nonzero_exit(int exitCode, string message, params string[] args)
     {
         var r = Tau(args);
@@ -127,6 +131,60 @@ public sealed class TauCommandTests : IDisposable
         Assert.Equal(384, info.GetProperty("dimension").GetInt32());
         Assert.Equal(6408, info.GetProperty("non_zeros").GetInt32());
         Assert.Equal("median", info.GetProperty("tau_mode").GetString());
+
+        // One connected graph (the hubs join every feature): one zero eigenvalue, a positive Fiedler value, λmax ≈ 57.9.
+        var spectrum = info.GetProperty("spectrum");
+        Assert.Equal(1, spectrum.GetProperty("zero_eigenvalues").GetInt32());
+        Assert.Equal(1, spectrum.GetProperty("connected_components").GetInt32());
+        Assert.True(spectrum.GetProperty("fiedler").GetDouble() > 0);
+        Assert.InRange(spectrum.GetProperty("largest").GetDouble(), 57, 59);
+        Assert.Equal(6, spectrum.GetProperty("smallest").GetArrayLength());
+        Assert.Equal(384, spectrum.GetProperty("histogram").GetProperty("counts").EnumerateArray().Sum(c => c.GetInt32()));
+        Assert.Equal(spectrum.GetProperty("largest").GetDouble(), spectrum.GetProperty("quantiles").GetProperty("1").GetDouble());
+    }
+
+    /// <summary>A [rows, columns] float32 .npy file of values in [1, 2): every pair of features positively similar.</summary>
+    private string PositiveItemsNpy(int rows, int columns)
+    {
+        var rng = new Xoshiro256(11);
+        var values = Enumerable.Range(0, rows * columns).Select(_ => (float)(1 + rng.NextDouble())).ToArray();
+        string header = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {columns}), }}";
+        header = header.PadRight((10 + header.Length + 1 + 63) / 64 * 64 - 10 - 1) + "\n";
+        Directory.CreateDirectory(home);
+        var path = Path.Combine(home, "items.npy");
+        using var file = File.Create(path);
+        file.Write([0x93, .. "NUMPY"u8, 1, 0, (byte)header.Length, (byte)(header.Length >> 8)]);
+        file.Write(System.Text.Encoding.ASCII.GetBytes(header));
+        file.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        return path;
+    }
+
+    [Fact]
+    public void Manifold_build_writes_a_deterministic_manifold_that_inspect_and_the_engine_read()
+    {
+        var npy = PositiveItemsNpy(200, 16);
+        string[] build = ["manifold", "build", "--from", npy, "--centroids", "12", "--k", "4", "--seed", "3", "--tau-mode", "mean", "--name", "demo"];
+        var first = Tau([.. build, "--out", Path.Combine(home, "m1")]);
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        Assert.Contains("16×16 Laplacian 'demo'", first.Stdout);
+        Assert.Contains("1 connected component(s)", first.Stdout);
+        var second = Tau([.. build, "--out", Path.Combine(home, "m2")]);
+        Assert.True(second.ExitCode == 0, second.Stderr);
+        Assert.Equal(Manifold.Load(Path.Combine(home, "m1")).Entries(), Manifold.Load(Path.Combine(home, "m2")).Entries());
+
+        var info = Json(Tau("manifold", "inspect", Path.Combine(home, "m1")));
+        Assert.Equal("demo", info.GetProperty("name").GetString());
+        Assert.Equal(16, info.GetProperty("dimension").GetInt32());
+        Assert.Equal("mean", info.GetProperty("tau_mode").GetString());
+        Assert.Equal(1, info.GetProperty("spectrum").GetProperty("zero_eigenvalues").GetInt32());
+
+        var again = Tau([.. build, "--out", Path.Combine(home, "m1")]);
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("exists and is not empty", again.Stderr);
+        var tooMany = Tau("manifold", "build", "--from", npy, "--out", Path.Combine(home, "m3"), "--k", "16");
+        Assert.Equal(1, tooMany.ExitCode);
+        Assert.Contains("k = 16 must lie in [1, 15]", tooMany.Stderr);
+        Assert.Single(tooMany.Stderr.Trim().Split('\n'));
     }
 
     [Fact]
