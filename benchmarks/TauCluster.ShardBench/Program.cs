@@ -13,15 +13,15 @@ using TauCluster.Grains;
 // session opened there moves its oldest segments to shards on silos 1 and 2; silo 1 keeps sessions whole. The same
 // session (same ids, greedy) runs on each, one after the other, and its decode steps are timed from the client; the
 // sharded silo's counters give the bytes its shard queries moved per token and layer. Prints one JSON object.
-//   dotnet run -c Release --project benchmarks/TauCluster.ShardBench -- [--context 65536] [--tokens 32] [--budget-mb 200]
+//   dotnet run -c Release --project benchmarks/TauCluster.ShardBench -- [--context 65536] [--tokens 64] [--warmup 16] [--budget-mb 200]
 
-int context = Option("--context", 65536), tokens = Option("--tokens", 32), budgetMb = Option("--budget-mb", 200);
+int context = Option("--context", 65536), tokens = Option("--tokens", 64), warmup = Option("--warmup", 16), budgetMb = Option("--budget-mb", 200);
 var root = Path.Combine(Path.GetTempPath(), $"tau-shard-bench-{Guid.NewGuid():N}");
 var silos = new List<Process>();
 try
 {
     // The paper's shape (6 layers, n_embd 384, one head) with byte tokens and room for the context.
-    var config = new ModelConfig(VocabSize: 256, NLayer: 6, NHead: 1, NKvHead: 1, NEmbd: 384, SequenceLen: context + tokens + 8,
+    var config = new ModelConfig(VocabSize: 256, NLayer: 6, NHead: 1, NKvHead: 1, NEmbd: 384, SequenceLen: context + warmup + tokens + 8,
         Softcap: 15, Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
     TauModel.CreateRandom(config, seed: 7).Save(Path.Combine(root, "bench"));
 
@@ -46,6 +46,8 @@ try
         await sessions.Append(id, PromptInput.FromIds(prompt));
         double prefillSeconds = prefill.Elapsed.TotalSeconds;
 
+        await foreach (var _ in sessions.Generate(id, warmup)) { }   // JIT and caches warm before the timed steps
+        await Task.Delay(1000);   // the scrape endpoint caches its answer for a moment
         string before = await http.GetStringAsync(new Uri(started[silo].Http, "/metrics"));
         var gaps = new List<double>();
         var ids = new List<int>();
@@ -54,15 +56,16 @@ try
         await foreach (var token in sessions.Generate(id, tokens))
         {
             double now = clock.Elapsed.TotalMilliseconds;
-            if (ids.Count > 0) gaps.Add(now - last);   // the first token comes from the prefill's logits
+            if (ids.Count > 0) gaps.Add(now - last);   // time between consecutive tokens as the client sees them
             last = now;
             ids.Add(token.Id);
         }
+        await Task.Delay(1000);
         string after = await http.GetStringAsync(new Uri(started[silo].Http, "/metrics"));
         var info = await sessions.Info(id);
         var shards = await sessions.Session(id).GetShards();
         long Delta(string series) => SiloProcesses.Gauge(after, series) - SiloProcesses.Gauge(before, series);
-        long queries = Delta("tau_context_shard_queries_total{");
+        long queries = Delta("tau_context_shard_queries_total{otel_scope_name=\"TauCluster\"}");
         gaps.Sort();
         await sessions.Session(id).Delete();
         return new JsonObject
@@ -91,6 +94,7 @@ try
     {
         ["context"] = context,
         ["decode_tokens"] = tokens,
+        ["warmup_tokens"] = warmup,
         ["model"] = "6 layers, n_embd 384, 1 head (D = 384), bytes vocabulary",
         ["budget_bytes"] = budgetMb * (1L << 20),
         ["whole"] = whole,
