@@ -81,17 +81,31 @@ public static class Attention
         int n = v.Rows;
         var ds = ScoreGradients(v, p, dy, dv, accumulateKv, scratch);
         if (!accumulateKv) dLambdaK[..n].Clear();
+        T inverseTemperature = T.One / temperature;
         for (int i = 0; i < n; i++)
         {
-            var dsRow = Row(ds, i);
-            T lq = lambdaQ[i], dq = T.Zero;
-            for (int j = 0; j <= i; j++)
+            // g_j = ds_ij · sign(λq_i − λk_j) / temperature; dλq_i = −Σ_j g_j; dλk_j += g_j
+            var g = Row(ds, i)[..(i + 1)];
+            T lq = lambdaQ[i];
+            int j = 0;
+            if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
             {
-                T g = dsRow[j] / temperature;
-                if (lq > lambdaK[j]) { dq -= g; dLambdaK[j] += g; }
-                else if (lq < lambdaK[j]) { dq += g; dLambdaK[j] -= g; }
+                Vector<T> query = new(lq), scale = new(inverseTemperature);
+                for (; j <= i + 1 - Vector<T>.Count; j += Vector<T>.Count)
+                {
+                    var keys = new Vector<T>(lambdaK[j..]);
+                    var sign = Vector.ConditionalSelect(Vector.GreaterThan(query, keys), Vector<T>.One, Vector<T>.Zero)
+                        - Vector.ConditionalSelect(Vector.LessThan(query, keys), Vector<T>.One, Vector<T>.Zero);
+                    (new Vector<T>(g[j..]) * sign * scale).CopyTo(g[j..]);
+                }
             }
-            dLambdaQ[i] = dq;
+            for (; j <= i; j++)
+            {
+                T sign = lq > lambdaK[j] ? T.One : lq < lambdaK[j] ? -T.One : T.Zero;
+                g[j] = g[j] * sign * inverseTemperature;
+            }
+            dLambdaQ[i] = -TensorPrimitives.Sum<T>(g);
+            TensorPrimitives.Add(dLambdaK[..(i + 1)], g, dLambdaK[..(i + 1)]);
         }
     }
 

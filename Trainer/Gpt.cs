@@ -159,17 +159,17 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 }
             });
 
-            // tau: the λ of every q and k head vector against the Laplacian
+            // tau: the λ of every q and k head vector against the Laplacian (keeping L·x and E, τ for the backward)
             if (laplacian is not null)
                 ForRows(r =>
                 {
                     int b = r / SeqLen, t = r % SeqLen;
                     for (int h = 0; h < H; h++)
-                        a.LambdaQ[(b * H + h) * SeqLen + t] = T.CreateTruncating(TauLambda.Lambda(
-                            QueryHead(a.Qkv, r, h), laplacian, taumode, out a.TauQ[(b * H + h) * SeqLen + t]));
+                        a.LambdaQ[(b * H + h) * SeqLen + t] = T.CreateTruncating(TauLambda.Lambda(QueryHead(a.Qkv, r, h), laplacian, taumode,
+                            a.LaplacianTimes.AsSpan((r * Heads + h) * D, D), out a.PartsQ[(b * H + h) * SeqLen + t]));
                     for (int g = 0; g < Hkv; g++)
-                        a.LambdaK[(b * Hkv + g) * SeqLen + t] = T.CreateTruncating(TauLambda.Lambda(
-                            KeyHead(a.Qkv, r, g), laplacian, taumode, out a.TauK[(b * Hkv + g) * SeqLen + t]));
+                        a.LambdaK[(b * Hkv + g) * SeqLen + t] = T.CreateTruncating(TauLambda.Lambda(KeyHead(a.Qkv, r, g), laplacian, taumode,
+                            a.LaplacianTimes.AsSpan((r * Heads + H + g) * D, D), out a.PartsK[(b * Hkv + g) * SeqLen + t]));
                 });
 
             // head h attends with kv head ⌊h / (H/Hkv)⌋ to the positions ≤ its own: y_h = Σ_j softmax_j(score) v_j
@@ -265,17 +265,13 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 ForRows(r =>
                 {
                     int b = r / SeqLen, t = r % SeqLen;
-                    for (int h = 0; h < H; h++)
+                    for (int head = 0; head < Heads; head++)
                     {
-                        int at = (b * H + h) * SeqLen + t;
-                        TauLambda.LambdaBackward(QueryHead(a.Qkv, r, h), laplacian, taumode.Eps, a.TauQ[at],
-                            double.CreateTruncating(dLambdaQ[at]), dQkv.AsSpan(r * Qkv + h * D, D));
-                    }
-                    for (int g = 0; g < Hkv; g++)
-                    {
-                        int at = (b * Hkv + g) * SeqLen + t;
-                        TauLambda.LambdaBackward(KeyHead(a.Qkv, r, g), laplacian, taumode.Eps, a.TauK[at],
-                            double.CreateTruncating(dLambdaK[at]), dQkv.AsSpan(r * Qkv + (H + g) * D, D));
+                        bool query = head < H;
+                        int at = query ? (b * H + head) * SeqLen + t : (b * Hkv + head - H) * SeqLen + t;
+                        TauLambda.LambdaBackward<T>(a.Qkv.AsSpan(r * Qkv + head * D, D), a.LaplacianTimes.AsSpan((r * Heads + head) * D, D),
+                            query ? a.PartsQ[at] : a.PartsK[at], taumode.Eps, double.CreateTruncating(query ? dLambdaQ[at] : dLambdaK[at]),
+                            dQkv.AsSpan(r * Qkv + head * D, D));
                     }
                 });
 
@@ -382,7 +378,8 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         public readonly T[] Norm1 = new T[maxRows * m.C], Inv1 = new T[maxRows];
         public readonly T[] QkvRaw = new T[maxRows * m.Qkv], Qkv = new T[maxRows * m.Qkv], HeadInv = new T[maxRows * m.Heads];
         public readonly T[] LambdaQ = new T[m.laplacian is null ? 0 : maxRows * m.H], LambdaK = new T[m.laplacian is null ? 0 : maxRows * m.Hkv];
-        public readonly double[] TauQ = new double[m.laplacian is null ? 0 : maxRows * m.H], TauK = new double[m.laplacian is null ? 0 : maxRows * m.Hkv];
+        public readonly LambdaParts[] PartsQ = new LambdaParts[m.laplacian is null ? 0 : maxRows * m.H], PartsK = new LambdaParts[m.laplacian is null ? 0 : maxRows * m.Hkv];
+        public readonly T[] LaplacianTimes = new T[m.laplacian is null ? 0 : maxRows * m.Heads * m.D];
         public readonly T[] Weights = new T[checked(sequences * m.H * m.SeqLen * m.SeqLen)];
         public readonly T[] Y = new T[maxRows * m.C], Mid = new T[maxRows * m.C], Norm2 = new T[maxRows * m.C], Inv2 = new T[maxRows];
         public readonly T[] Up = new T[maxRows * m.Mlp], Act = new T[maxRows * m.Mlp];

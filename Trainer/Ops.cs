@@ -54,7 +54,18 @@ public static class Ops
     /// <summary>Backward of clamp: dx = dy where min ≤ x ≤ max, else 0 (x is the clamp's input).</summary>
     public static void ClampBackward<T>(ReadOnlySpan<T> x, T min, T max, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
     {
-        for (int i = 0; i < x.Length; i++) dx[i] = x[i] >= min && x[i] <= max ? dy[i] : T.Zero;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+        {
+            Vector<T> lo = new(min), hi = new(max);
+            for (; i <= x.Length - Vector<T>.Count; i += Vector<T>.Count)
+            {
+                var v = new Vector<T>(x[i..]);
+                var inside = Vector.BitwiseAnd(Vector.GreaterThanOrEqual(v, lo), Vector.LessThanOrEqual(v, hi));
+                Vector.ConditionalSelect(inside, new Vector<T>(dy[i..]), Vector<T>.Zero).CopyTo(dx[i..]);
+            }
+        }
+        for (; i < x.Length; i++) dx[i] = x[i] >= min && x[i] <= max ? dy[i] : T.Zero;
     }
 
     /// <summary>
@@ -115,7 +126,11 @@ public static class Ops
     public static void ReluSquaredBackward<T>(ReadOnlySpan<T> u, ReadOnlySpan<T> dg, Span<T> du) where T : IFloatingPointIeee754<T>
     {
         T two = Of<T>(2);
-        for (int i = 0; i < u.Length; i++) du[i] = u[i] > T.Zero ? dg[i] * two * u[i] : T.Zero;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+            for (; i <= u.Length - Vector<T>.Count; i += Vector<T>.Count)
+                (new Vector<T>(dg[i..]) * two * Vector.Max(new Vector<T>(u[i..]), Vector<T>.Zero)).CopyTo(du[i..]);
+        for (; i < u.Length; i++) du[i] = u[i] > T.Zero ? dg[i] * two * u[i] : T.Zero;
     }
 
     /// <summary>y = s·tanh(x / s).</summary>
@@ -129,7 +144,14 @@ public static class Ops
     /// <summary>Backward of the softcap from its output: dx = dy·(1 − (y/s)²).</summary>
     public static void SoftcapBackward<T>(ReadOnlySpan<T> y, T cap, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
     {
-        for (int i = 0; i < y.Length; i++)
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+            for (; i <= y.Length - Vector<T>.Count; i += Vector<T>.Count)
+            {
+                var t = new Vector<T>(y[i..]) / cap;
+                (new Vector<T>(dy[i..]) * (Vector<T>.One - t * t)).CopyTo(dx[i..]);
+            }
+        for (; i < y.Length; i++)
         {
             T t = y[i] / cap;
             dx[i] = dy[i] * (T.One - t * t);
@@ -146,13 +168,14 @@ public static class Ops
     public static void CapLogits<T>(Span<T> z, double softcap, Span<T> slope) where T : IFloatingPointIeee754<T>
     {
         T limit = Of<T>(LogitLimit);
-        for (int i = 0; i < z.Length; i++) slope[i] = z[i] >= -limit && z[i] <= limit ? T.One : T.Zero;
+        slope.Fill(T.One);
+        ClampBackward<T>(z, -limit, limit, slope, slope);
         Clamp<T>(z, -limit, limit, z);
         if (softcap <= 0) return;
         T cap = Of<T>(softcap);
         Softcap<T>(z, cap, z);
         SoftcapBackward<T>(z, cap, slope, slope);
-        for (int i = 0; i < z.Length; i++) if (z[i] < -limit || z[i] > limit) slope[i] = T.Zero;
+        ClampBackward<T>(z, -limit, limit, slope, slope);
         Clamp<T>(z, -limit, limit, z);
     }
 

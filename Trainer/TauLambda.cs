@@ -44,6 +44,23 @@ public sealed class SparseLaplacian
         return total;
     }
 
+    /// <summary>
+    /// lx = L·x (each row summed in double, then rounded to T) and returns xᵀLx = Σᵢ xᵢ(Lx)ᵢ from the unrounded rows,
+    /// which is <see cref="QuadraticForm{T}"/> bit for bit.
+    /// </summary>
+    public double MultiplyAndQuadraticForm<T>(ReadOnlySpan<T> x, Span<T> lx) where T : IFloatingPointIeee754<T>
+    {
+        double total = 0;
+        for (int i = 0; i < Dimension; i++)
+        {
+            double rowDot = 0;
+            for (int k = rowStart[i]; k < rowStart[i + 1]; k++) rowDot += values[k] * double.CreateTruncating(x[columns[k]]);
+            lx[i] = T.CreateTruncating(rowDot);
+            total += double.CreateTruncating(x[i]) * rowDot;
+        }
+        return total;
+    }
+
     /// <summary>lx = L·x in double.</summary>
     public void Multiply<T>(ReadOnlySpan<T> x, Span<double> lx) where T : IFloatingPointIeee754<T>
     {
@@ -55,6 +72,9 @@ public sealed class SparseLaplacian
         }
     }
 }
+
+/// <summary>What the backward of λ needs from its forward: τ (floored), E, xᵀLx and xᵀx.</summary>
+public readonly record struct LambdaParts(double Tau, double Energy, double Quadratic, double Norm2);
 
 /// <summary>
 /// The taumode λ of a head vector and its gradient (DESIGN.md §1):
@@ -72,6 +92,18 @@ public static class TauLambda
         return Lambda(x, laplacian, settings.Eps, tau);
     }
 
+    /// <summary>λ(x), also writing L·x to <paramref name="lx"/> and returning the parts the backward needs, so that it need not recompute them.</summary>
+    public static double Lambda<T>(ReadOnlySpan<T> x, SparseLaplacian laplacian, in TaumodeSettings settings, Span<T> lx, out LambdaParts parts)
+        where T : IFloatingPointIeee754<T>
+    {
+        double tau = FlooredTau(x, settings);
+        double norm2 = Norm2(x);
+        double quadratic = laplacian.MultiplyAndQuadraticForm(x, lx);
+        double energy = Math.Max(quadratic, 0.0) / (norm2 + settings.Eps);
+        parts = new LambdaParts(tau, energy, quadratic, norm2);
+        return energy / (energy + tau);
+    }
+
     /// <summary>λ(x) = E / (E + τ) for a given τ.</summary>
     public static double Lambda<T>(ReadOnlySpan<T> x, SparseLaplacian laplacian, double eps, double tau)
         where T : IFloatingPointIeee754<T>
@@ -84,10 +116,16 @@ public static class TauLambda
     public static double RayleighEnergy<T>(ReadOnlySpan<T> x, SparseLaplacian laplacian, double eps, out double quadratic, out double norm2)
         where T : IFloatingPointIeee754<T>
     {
-        norm2 = 0;
-        foreach (T v in x) norm2 += double.CreateTruncating(v) * double.CreateTruncating(v);
+        norm2 = Norm2(x);
         quadratic = laplacian.QuadraticForm(x);
         return Math.Max(quadratic, 0.0) / (norm2 + eps);
+    }
+
+    private static double Norm2<T>(ReadOnlySpan<T> x) where T : IFloatingPointIeee754<T>
+    {
+        double norm2 = 0;
+        foreach (T v in x) norm2 += double.CreateTruncating(v) * double.CreateTruncating(v);
+        return norm2;
     }
 
     /// <summary>τ = max(max(τ_mode(x), 1e-10), eps).</summary>
@@ -129,19 +167,28 @@ public static class TauLambda
     public static void LambdaBackward<T>(ReadOnlySpan<T> x, SparseLaplacian laplacian, double eps, double tau, double dLambda, Span<T> dx,
         bool accumulate = false) where T : IFloatingPointIeee754<T>
     {
-        double energy = RayleighEnergy(x, laplacian, eps, out double quadratic, out double norm2);
-        if (quadratic <= 0 || dLambda == 0)
+        var lx = new T[x.Length];
+        double quadratic = laplacian.MultiplyAndQuadraticForm(x, lx);
+        double norm2 = Norm2(x);
+        var parts = new LambdaParts(tau, Math.Max(quadratic, 0.0) / (norm2 + eps), quadratic, norm2);
+        LambdaBackward(x, lx, parts, eps, dLambda, dx, accumulate);
+    }
+
+    /// <summary>The same from the forward's L·x and parts.</summary>
+    public static void LambdaBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> lx, in LambdaParts parts, double eps, double dLambda, Span<T> dx,
+        bool accumulate = false) where T : IFloatingPointIeee754<T>
+    {
+        if (parts.Quadratic <= 0 || dLambda == 0)
         {
             if (!accumulate) dx.Clear();
             return;
         }
-        Span<double> lx = x.Length <= 512 ? stackalloc double[x.Length] : new double[x.Length];
-        laplacian.Multiply(x, lx);
-        double denominator = energy + tau;
-        double scale = dLambda * tau / (denominator * denominator) * 2.0 / (norm2 + eps);
+        double denominator = parts.Energy + parts.Tau;
+        T scale = T.CreateTruncating(dLambda * parts.Tau / (denominator * denominator) * 2.0 / (parts.Norm2 + eps));
+        T energy = T.CreateTruncating(parts.Energy);
         for (int i = 0; i < x.Length; i++)
         {
-            T g = T.CreateTruncating(scale * (lx[i] - energy * double.CreateTruncating(x[i])));
+            T g = scale * (lx[i] - energy * x[i]);
             dx[i] = accumulate ? dx[i] + g : g;
         }
     }
