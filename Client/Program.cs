@@ -20,6 +20,7 @@ try
         ["bench", "decode", .. var rest] => Bench.Decode(rest),
         ["bench", "sessions", .. var rest] => await Bench.Sessions(rest, interrupt.Token),
         ["manifold", "inspect", var dir] => Commands.ManifoldInspect(dir),
+        ["train", .. var rest] => Commands.Train(rest, interrupt.Token),
         [] or ["--help"] or ["-h"] or ["help"] => Commands.Help(),
         _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}' (try: tau help)"),
     };
