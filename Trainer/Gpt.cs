@@ -27,6 +27,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly ParallelOptions parallel;
     private readonly ParallelOptions? gemmParallel;   // null on one thread: everything runs inline
     private readonly int C, D, H, Hkv, V, Qkv, Mlp, Heads, SeqLen;
+    private readonly ParameterTensor[] linearLayers;
     private readonly T[] transposed;           // Wᵀ of every linear layer, at the layer's offset: the forward multiplies by these
     private readonly T[] ropeCos, ropeSin;
     private readonly Layer[] layers;
@@ -71,6 +72,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         Parameters = new T[Layout.Count];
         Gradients = new T[Layout.Count];
         transposed = new T[Layout.Count];
+        linearLayers = Layout.LinearLayers.ToArray();
         (ropeCos, ropeSin) = Ops.RopeTables<T>(sequenceLength, D, config.RopeBase);
         layers = Enumerable.Range(0, config.NLayer).Select(_ => new Layer(this, maxSequences, maxRows)).ToArray();
         residual = Enumerable.Range(0, config.NLayer + 1).Select(_ => new T[maxRows * C]).ToArray();
@@ -320,7 +322,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     private void TransposeWeights()
     {
-        var linear = Layout.LinearLayers.ToArray();
+        var linear = linearLayers;
         ForEach(linear.Length, i => Gemm.Transpose(
             Matrix<T>.Dense(Parameters, linear[i].Rows, linear[i].Cols, linear[i].Offset),
             Matrix<T>.Dense(transposed, linear[i].Cols, linear[i].Rows, linear[i].Offset)));

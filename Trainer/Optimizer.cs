@@ -12,6 +12,7 @@ public sealed class AdamW
     private const int ChunkLength = 1 << 14;
 
     private readonly (int Offset, int Length, bool Decay)[] chunks;
+    private readonly double[] partialSums;
 
     public AdamW(ParameterLayout layout, double beta1, double beta2, double epsilon, double weightDecay)
     {
@@ -22,6 +23,7 @@ public sealed class AdamW
             .SelectMany(t => Enumerable.Range(0, (t.Length + ChunkLength - 1) / ChunkLength)
                 .Select(c => (t.Offset + c * ChunkLength, Math.Min(ChunkLength, t.Length - c * ChunkLength), t != layout.Embedding)))
             .ToArray();
+        partialSums = new double[chunks.Length];
     }
 
     public double Beta1 { get; }
@@ -62,7 +64,7 @@ public sealed class AdamW
     /// <summary>‖g‖₂ over all parameters, summed in a fixed order (chunk by chunk, in double).</summary>
     public double GradientNorm(float[] gradients, ParallelOptions parallel)
     {
-        var partial = new double[chunks.Length];
+        var partial = partialSums;
         Parallel.For(0, chunks.Length, parallel, c => partial[c] = TensorPrimitives.SumOfSquares(gradients.AsSpan(chunks[c].Offset, chunks[c].Length)));
         double total = 0;
         foreach (double p in partial) total += p;

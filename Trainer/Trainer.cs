@@ -85,6 +85,9 @@ public sealed class Trainer
         options.Validate();
         if (File.Exists(Path.Combine(options.OutputDirectory, StateFile)))
             throw new InvalidTrainingOptionsException($"--out {options.OutputDirectory} already holds a training run; resume it (--resume) or choose another directory");
+        if (System.IO.Directory.Exists(options.OutputDirectory) && System.IO.Directory.EnumerateFileSystemEntries(options.OutputDirectory)
+                .Any(e => Path.GetFileName(e) is not (LogFile or ".checkpoint")))
+            throw new InvalidTrainingOptionsException($"--out {options.OutputDirectory} exists and is not empty");
         var laplacian = options.ManifoldDirectory is { } manifold ? Manifold.Load(manifold) : null;
         laplacian?.RequireDimension(options.Embedding / options.Heads, $"--embd {options.Embedding} / --heads {options.Heads}");
         var corpus = ByteCorpus.Load(options.CorpusPath, options.ValidationFraction, options.SequenceLength);
@@ -224,7 +227,7 @@ public sealed class Trainer
             ["adam_updates"] = optimizer.Updates,
             ["rng_state"] = new JsonArray(Hex(s.S0), Hex(s.S1), Hex(s.S2), Hex(s.S3)),
             ["corpus"] = new JsonObject { ["path"] = Path.GetFullPath(Options.CorpusPath), ["bytes"] = corpus.Length, ["sha256"] = corpus.Sha256 },
-            ["options"] = JsonSerializer.SerializeToNode(Options with { OutputDirectory = "." }, Json),
+            ["options"] = JsonSerializer.SerializeToNode(Options with { OutputDirectory = ".", CorpusPath = Path.GetFullPath(Options.CorpusPath) }, Json),
             ["elapsed_seconds"] = elapsedSeconds,
             ["train_loss"] = new JsonArray(trainLosses.Select(l => (JsonNode)l).ToArray()),
             ["validation_loss"] = new JsonArray(validationLosses.Select(v => (JsonNode)new JsonObject { ["step"] = v.Step, ["loss"] = v.Loss }).ToArray()),

@@ -203,12 +203,16 @@ public sealed class TrainingTests : IDisposable
     }
 
     [Fact]
-    public void A_directory_with_a_run_is_not_overwritten_and_resume_needs_a_run()
+    public void Output_directory_must_be_new_or_a_run_to_resume_on_the_same_corpus()
     {
         var options = Tiny("once", steps: 2);
         Trainer.Create(options).Run();
         Assert.Contains("already holds a training run", Assert.Throws<InvalidTrainingOptionsException>(() => Trainer.Create(options)).Message);
         Assert.Contains("holds no training run", Assert.Throws<InvalidTrainingOptionsException>(() => Trainer.Resume(Path.Combine(root, "nothing"))).Message);
+        Directory.CreateDirectory(Path.Combine(root, "occupied"));
+        File.WriteAllText(Path.Combine(root, "occupied", "notes.txt"), "mine");
+        Assert.Contains("exists and is not empty",
+            Assert.Throws<InvalidTrainingOptionsException>(() => Trainer.Create(options with { OutputDirectory = Path.Combine(root, "occupied") })).Message);
         File.WriteAllText(Path.Combine(root, "other.txt"), Text + Text + Text + Text + Text + Text + Text + Text + Text);
         Assert.Contains("is not the corpus this run trained on",
             Assert.Throws<InvalidTrainingOptionsException>(() => Trainer.Resume(options.OutputDirectory, Path.Combine(root, "other.txt"))).Message);
