@@ -1,10 +1,11 @@
 using TauCluster.Engine;
+using Xunit.Abstractions;
 using static TauCluster.Training.Tests.GradientCheck;
 
 namespace TauCluster.Training.Tests;
 
 /// <summary>The whole model: its gradient against finite differences, and its forward against the Engine's inference.</summary>
-public sealed class ModelTests
+public sealed class ModelTests(ITestOutputHelper output)
 {
     /// <summary>2 layers, C = 16, 4 query heads sharing 2 kv heads (D = 4), vocabulary 11, fixed τ (its gradient is exact).</summary>
     private static ModelConfig TinyConfig(AttentionKind attention, int sequenceLength = 6) => new ModelConfig(
@@ -69,7 +70,7 @@ public sealed class ModelTests
         return max;
     }
 
-    private static void AssertSameLogitsAsEngine(TauModel model, int length, ulong seed)
+    private void AssertSameLogitsAsEngine(TauModel model, int length, ulong seed)
     {
         var rng = new Xoshiro256(seed);
         var tokens = Enumerable.Range(0, length).Select(_ => (int)(rng.NextUInt64() % (ulong)model.Config.VocabSize)).ToArray();
@@ -79,6 +80,7 @@ public sealed class ModelTests
         var ours = gpt.Logits.ToArray();
 
         var index = new InferenceSession(model).AppendAllLogits(tokens);
+        output.WriteLine($"max |training − inference| = {MaxAbsDiff(ours, index):E2} over logits up to {ours.Max(Math.Abs):F2}");
         Assert.True(MaxAbsDiff(ours, index) <= 1e-4f, $"training forward differs from inference by {MaxAbsDiff(ours, index)}");
         if (model.Config.Attention == AttentionKind.Tau)
         {
