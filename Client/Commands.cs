@@ -247,7 +247,7 @@ public static class Commands
               --laplacian chain | --manifold DIR   tau's Laplacian (the manifold is copied into DIR)  [chain]
               --tau-mode fixed|median|mean|percentile  --tau T  --tau-temperature T   [manifold's mode or fixed, 1, 1]
             Optimisation (AdamW, warm-up then cosine decay, global gradient-norm clipping):
-              --batch N  --steps N  --lr X  --min-lr-fraction F  --warmup N           [{{d.BatchSize}}, {{d.Steps}}, {{d.LearningRate}}, {{d.MinLearningRateFraction}}, {{d.WarmupSteps}}]
+              --batch N  --steps N  --lr X  --min-lr-fraction F  --warmup N           [{{d.BatchSize}}, {{d.Steps}}, {{d.LearningRate}}, {{d.MinLearningRateFraction}}, min(100, N/10)]
               --weight-decay W  --beta1 B  --beta2 B  --adam-eps E  --clip X (0 = off) [{{d.WeightDecay}}, {{d.Beta1}}, {{d.Beta2}}, {{d.AdamEpsilon}}, {{d.GradientClip}}]
               --seed S                    weights and batches; the same options give the same model  [0]
             Evaluation and checkpoints:
@@ -351,7 +351,7 @@ public static class Commands
             Steps = a.Int("--steps") ?? d.Steps,
             LearningRate = a.Double("--lr") ?? d.LearningRate,
             MinLearningRateFraction = a.Double("--min-lr-fraction") ?? d.MinLearningRateFraction,
-            WarmupSteps = a.Int("--warmup") ?? Math.Min(d.WarmupSteps, a.Int("--steps") ?? d.Steps),
+            WarmupSteps = a.Int("--warmup"),
             WeightDecay = a.Double("--weight-decay") ?? d.WeightDecay,
             Beta1 = a.Double("--beta1") ?? d.Beta1,
             Beta2 = a.Double("--beta2") ?? d.Beta2,

@@ -169,7 +169,7 @@ public sealed class Trainer
             float scale = (float)(Options.GradientClip / (norm + 1e-6));
             System.Numerics.Tensors.TensorPrimitives.Multiply(model.Gradients, scale, model.Gradients);
         }
-        double rate = LearningRateSchedule.At(Step, Options.Steps, Options.WarmupSteps, Options.LearningRate, Options.MinLearningRateFraction);
+        double rate = LearningRateSchedule.At(Step, Options.Steps, Options.EffectiveWarmupSteps, Options.LearningRate, Options.MinLearningRateFraction);
         optimizer.Update(model.Parameters, model.Gradients, rate, parallel);
         trainLosses.Add(loss);
         Step++;
@@ -227,7 +227,12 @@ public sealed class Trainer
             ["adam_updates"] = optimizer.Updates,
             ["rng_state"] = new JsonArray(Hex(s.S0), Hex(s.S1), Hex(s.S2), Hex(s.S3)),
             ["corpus"] = new JsonObject { ["path"] = Path.GetFullPath(Options.CorpusPath), ["bytes"] = corpus.Length, ["sha256"] = corpus.Sha256 },
-            ["options"] = JsonSerializer.SerializeToNode(Options with { OutputDirectory = ".", CorpusPath = Path.GetFullPath(Options.CorpusPath) }, Json),
+            ["options"] = JsonSerializer.SerializeToNode(Options with
+            {
+                OutputDirectory = ".",
+                CorpusPath = Path.GetFullPath(Options.CorpusPath),
+                ManifoldDirectory = Options.ManifoldDirectory is { } m ? Path.GetFullPath(m) : null,
+            }, Json),
             ["elapsed_seconds"] = elapsedSeconds,
             ["train_loss"] = new JsonArray(trainLosses.Select(l => (JsonNode)l).ToArray()),
             ["validation_loss"] = new JsonArray(validationLosses.Select(v => (JsonNode)new JsonObject { ["step"] = v.Step, ["loss"] = v.Loss }).ToArray()),

@@ -45,7 +45,8 @@ public sealed record TrainingOptions
     /// <summary>The cosine decay ends at this fraction of <see cref="LearningRate"/>.</summary>
     public double MinLearningRateFraction { get; init; } = 0.1;
 
-    public int WarmupSteps { get; init; } = 100;
+    /// <summary>Steps of linear warm-up; null for min(100, Steps / 10).</summary>
+    public int? WarmupSteps { get; init; }
     public double WeightDecay { get; init; } = 0.1;
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.95;
@@ -66,6 +67,7 @@ public sealed record TrainingOptions
     public int CheckpointEvery { get; init; }
 
     public int EffectiveKvHeads => KvHeads > 0 ? KvHeads : Heads;
+    public int EffectiveWarmupSteps => WarmupSteps ?? Math.Min(100, Steps / 10);
     public int EffectiveCheckpointEvery => CheckpointEvery > 0 ? CheckpointEvery : EvalEvery;
 
     /// <summary>The model's config.json (the manifold directory is filled in when the model is saved with one).</summary>
@@ -93,7 +95,7 @@ public sealed record TrainingOptions
         Require(Steps >= 1, "--steps", Steps, "must be at least 1");
         Require(double.IsFinite(LearningRate) && LearningRate > 0, "--lr", LearningRate, "must be positive");
         Require(MinLearningRateFraction is >= 0 and <= 1, "--min-lr-fraction", MinLearningRateFraction, "must lie in [0, 1]");
-        Require(WarmupSteps >= 0 && WarmupSteps <= Steps, "--warmup", WarmupSteps, $"must lie in [0, --steps = {Steps}]");
+        Require(EffectiveWarmupSteps >= 0 && EffectiveWarmupSteps <= Steps, "--warmup", EffectiveWarmupSteps, $"must lie in [0, --steps = {Steps}]");
         Require(double.IsFinite(WeightDecay) && WeightDecay >= 0, "--weight-decay", WeightDecay, "must be 0 or positive");
         Require(Beta1 is >= 0 and < 1, "--beta1", Beta1, "must lie in [0, 1)");
         Require(Beta2 is >= 0 and < 1, "--beta2", Beta2, "must lie in [0, 1)");
