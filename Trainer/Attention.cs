@@ -13,10 +13,11 @@ namespace TauCluster.Training;
 /// </list>
 /// then p_i = softmax_j≤i(s_ij) and y_i = Σ_j p_ij v_j. Grouped-query attention runs this once per query head with its
 /// kv head; the backward of the heads that share a kv head adds into the same dk, dv (the first one writes).
-/// Products are dense n×n matrix products (the upper triangle costs, but the blocked kernels more than pay for it).
+/// The products run on the blocked kernels, block row by block row, skipping the blocks above the diagonal.
 /// </summary>
 public static class Attention
 {
+    private const int Block = 32;
     /// <summary>Scratch the backward needs per call: a transposed [D, n] block and an [n, n] block.</summary>
     public static int ScratchLength(int n, int headDim) => n * headDim + n * n;
 
@@ -26,7 +27,7 @@ public static class Attention
         int n = q.Rows;
         var keysT = Matrix<T>.Dense(scratch, k.Cols, n);
         Gemm.Transpose(k, keysT);
-        Gemm.Multiply(q, keysT, p, accumulate: false);           // q·kᵀ
+        CausalScores(q, keysT, p);                                // q·kᵀ
         T sqrtD = T.Sqrt(T.CreateTruncating(q.Cols));
         for (int i = 0; i < n; i++)
         {
@@ -35,7 +36,7 @@ public static class Attention
             Ops.Softmax(row[..(i + 1)]);
             row[(i + 1)..].Clear();
         }
-        Gemm.Multiply(p, v, y, accumulate: false);               // y = p·v
+        CausalRows(p, v, y, accumulate: false);                   // y = p·v
     }
 
     public static void TauForward<T>(ReadOnlySpan<T> lambdaQ, ReadOnlySpan<T> lambdaK, T temperature, Matrix<T> v, Matrix<T> p, Matrix<T> y)
@@ -52,7 +53,7 @@ public static class Attention
             Ops.Softmax(scores);
             row[(i + 1)..].Clear();
         }
-        Gemm.Multiply(p, v, y, accumulate: false);
+        CausalRows(p, v, y, accumulate: false);
     }
 
     /// <summary>
@@ -66,8 +67,8 @@ public static class Attention
         var ds = ScoreGradients(v, p, dy, dv, accumulateKv, scratch);
         T sqrtD = T.Sqrt(T.CreateTruncating(d));
         for (int i = 0; i < n; i++) TensorPrimitives.Divide(Row(ds, i)[..(i + 1)], sqrtD, Row(ds, i)[..(i + 1)]);
-        Gemm.Multiply(ds, k, dq, accumulate: false);
-        Gemm.Multiply(ds.Transposed, q, dk, accumulateKv);
+        CausalRows(ds, k, dq, accumulate: false);
+        CausalKeys(ds, q, dk, accumulateKv);
     }
 
     /// <summary>
@@ -114,11 +115,11 @@ public static class Attention
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = v.Rows, d = v.Cols;
-        Gemm.Multiply(p.Transposed, dy, dv, accumulateKv);
+        CausalKeys(p, dy, dv, accumulateKv);                       // dv (+)= pᵀ·dy
         var valuesT = Matrix<T>.Dense(scratch, d, n);
         Gemm.Transpose(v, valuesT);
         var ds = Matrix<T>.Dense(scratch, n, n, n * d);
-        Gemm.Multiply(dy, valuesT, ds, accumulate: false);       // dp = dy·vᵀ
+        CausalScores(dy, valuesT, ds);                            // dp = dy·vᵀ
         for (int i = 0; i < n; i++)
         {
             var row = Row(ds, i);
@@ -126,6 +127,37 @@ public static class Attention
             row[(i + 1)..].Clear();
         }
         return ds;
+    }
+
+    /// <summary>s = a·b on and below the diagonal: block row [i0, i1) needs the columns j &lt; i1 only (the rest is left as it was).</summary>
+    private static void CausalScores<T>(Matrix<T> a, Matrix<T> b, Matrix<T> s) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int i0 = 0; i0 < s.Rows; i0 += Block)
+        {
+            int i1 = Math.Min(s.Rows, i0 + Block);
+            Gemm.Multiply(a.Slice(i0, i1 - i0, 0, a.Cols), b.Slice(0, b.Rows, 0, i1), s.Slice(i0, i1 - i0, 0, i1), accumulate: false);
+        }
+    }
+
+    /// <summary>c (+)= w·x for a lower-triangular w: block row [i0, i1) of c needs w's columns and x's rows j &lt; i1.</summary>
+    private static void CausalRows<T>(Matrix<T> w, Matrix<T> x, Matrix<T> c, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int i0 = 0; i0 < c.Rows; i0 += Block)
+        {
+            int i1 = Math.Min(c.Rows, i0 + Block);
+            Gemm.Multiply(w.Slice(i0, i1 - i0, 0, i1), x.Slice(0, i1, 0, x.Cols), c.Slice(i0, i1 - i0, 0, c.Cols), accumulate);
+        }
+    }
+
+    /// <summary>c (+)= wᵀ·x for a lower-triangular w: block row [j0, j1) of c (keys) needs w's rows and x's rows i ≥ j0.</summary>
+    private static void CausalKeys<T>(Matrix<T> w, Matrix<T> x, Matrix<T> c, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = w.Rows;
+        for (int j0 = 0; j0 < c.Rows; j0 += Block)
+        {
+            int j1 = Math.Min(c.Rows, j0 + Block);
+            Gemm.Multiply(w.Slice(j0, n - j0, j0, j1 - j0).Transposed, x.Slice(j0, n - j0, 0, x.Cols), c.Slice(j0, j1 - j0, 0, c.Cols), accumulate);
+        }
     }
 
     private static Span<T> Row<T>(Matrix<T> m, int i) => m.Data.AsSpan(m.Offset + i * m.RowStride, m.Cols);

@@ -15,6 +15,9 @@ public readonly record struct Matrix<T>(T[] Data, int Offset, int Rows, int Cols
 
     public Matrix<T> Transposed => new(Data, Offset, Cols, Rows, ColStride, RowStride);
 
+    /// <summary>The [rows, cols] block starting at (row, col).</summary>
+    public Matrix<T> Slice(int row, int rows, int col, int cols) => new(Data, Offset + row * RowStride + col * ColStride, rows, cols, RowStride, ColStride);
+
     public ref T this[int i, int j] => ref Data[Offset + i * RowStride + j * ColStride];
 }
 

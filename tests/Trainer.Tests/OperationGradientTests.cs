@@ -219,11 +219,14 @@ public sealed class OperationGradientTests
             }
     }
 
-    /// <summary>Two query heads sharing one kv head (GQA): the second head's backward adds into dk/dλk and dv.</summary>
+    /// <summary>
+    /// Two query heads sharing one kv head (GQA): the second head's backward adds into dk/dλk and dv. 40 positions span
+    /// two of the causal product's 32-row blocks.
+    /// </summary>
     [Fact]
     public void Tau_attention_backward_matches_finite_differences_for_a_kv_group()
     {
-        const int n = 6, d = 4;
+        const int n = 40, d = 4;
         var rng = new Xoshiro256(40);
         // x = [λq of head 1 | λq of head 2 | λk | v]
         var x = Enumerable.Range(0, 3 * n).Select(_ => rng.NextDouble()).Concat(Random(n * d, 41)).ToArray();
@@ -262,7 +265,7 @@ public sealed class OperationGradientTests
     [Fact]
     public void Dot_product_attention_backward_matches_finite_differences_for_a_kv_group()
     {
-        const int n = 6, d = 4;
+        const int n = 40, d = 4;
         // x = [q of head 1 | q of head 2 | k | v], each [n, d]
         var x = Random(4 * n * d, 50);
         var dy1 = Random(n * d, 51);
