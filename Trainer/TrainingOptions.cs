@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using TauCluster.Engine;
 
 namespace TauCluster.Training;
@@ -66,8 +67,13 @@ public sealed record TrainingOptions
     /// <summary>Steps between checkpoints; 0 means at every evaluation.</summary>
     public int CheckpointEvery { get; init; }
 
+    [JsonIgnore]
     public int EffectiveKvHeads => KvHeads > 0 ? KvHeads : Heads;
+
+    [JsonIgnore]
     public int EffectiveWarmupSteps => WarmupSteps ?? Math.Min(100, Steps / 10);
+
+    [JsonIgnore]
     public int EffectiveCheckpointEvery => CheckpointEvery > 0 ? CheckpointEvery : EvalEvery;
 
     /// <summary>The model's config.json (the manifold directory is filled in when the model is saved with one).</summary>
