@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using TauCluster.Engine;
 using TauCluster.Grains;
+using TauCluster.Training;
 
 namespace TauCluster.Client;
 
@@ -30,6 +31,10 @@ public static class Commands
               tau manifold build --from FILE.npy|FILE.safetensors|MODEL_DIR [--tensor NAME] --out DIR [--centroids N] [--k K]
                                  [--sigma S] [--p P] [--seed S] [--iterations N] [--tau-mode median|mean|fixed|percentile] [--name NAME]
               tau manifold inspect DIR
+              tau train --corpus FILE --out DIR [--attention tau|causal] [--layers N] [--embd C] [--heads H]
+                        [--kv-heads K] [--seq-len N] [--batch N] [--steps N] [--lr X] [--warmup N] [--seed S]
+                        [--manifold DIR | --laplacian chain] [--eval-every N] [--val-fraction F] [more: tau train --help]
+              tau train --resume --out DIR [--corpus FILE] [--threads N]
 
             Without --cluster, tau starts an embedded one-silo cluster in this process; its sessions are kept
             under $TAU_HOME (default ~/.cache/taucluster). Without --model it runs the built-in default model,
@@ -260,6 +265,160 @@ public static class Commands
             $"{s.Items} items → {s.Centroids} centroids ({s.Iterations} k-means iterations{(s.Converged ? "" : ", not converged")}), " +
             $"k {s.Neighbours}, sigma {s.Sigma:G6}{(s.SigmaFromData ? " (median edge distance)" : "")}, p {s.P:G6}, seed {s.Seed}, tau mode {s.TauMode.ToString().ToLowerInvariant()}; {clock.Elapsed.TotalSeconds:F1} s"));
         return 0;
+    }
+
+    private static readonly string[] TrainOptions =
+    [
+        "--corpus", "--out", "--attention", "--layers", "--embd", "--heads", "--kv-heads", "--seq-len", "--rope-base", "--softcap",
+        "--manifold", "--laplacian", "--tau-mode", "--tau", "--tau-temperature", "--batch", "--steps", "--lr", "--min-lr-fraction",
+        "--warmup", "--weight-decay", "--beta1", "--beta2", "--adam-eps", "--clip", "--seed", "--eval-every", "--eval-sequences",
+        "--val-fraction", "--checkpoint-every", "--threads",
+    ];
+
+    public static int TrainHelp()
+    {
+        var d = new TrainingOptions { CorpusPath = "", OutputDirectory = "" };
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $$"""
+            tau train — train a byte-level Tauformer (or dot-product) GPT on a text file, on this machine's cores
+
+              tau train --corpus FILE --out DIR [options]     start a run (DIR must not hold one)
+              tau train --resume --out DIR [--corpus FILE]     continue DIR's run from its last checkpoint
+
+            Model (vocabulary 256, one token per byte, "tokenizer": "bytes"):
+              --attention tau|causal      tau: λ-distance attention; causal: the q·k/√D baseline   [{{d.Attention.ToString().ToLowerInvariant()}}]
+              --layers N  --embd C  --heads H  --kv-heads K (must divide H)          [{{d.Layers}}, {{d.Embedding}}, {{d.Heads}}, = H]
+              --seq-len N  --rope-base B  --softcap S (0 = off)                       [{{d.SequenceLength}}, {{d.RopeBase}}, {{d.Softcap}}]
+              --laplacian chain | --manifold DIR   tau's Laplacian (the manifold is copied into DIR)  [chain]
+              --tau-mode fixed|median|mean|percentile  --tau T  --tau-temperature T   [manifold's mode or fixed, 1, 1]
+            Optimisation (AdamW, warm-up then cosine decay, global gradient-norm clipping):
+              --batch N  --steps N  --lr X  --min-lr-fraction F  --warmup N           [{{d.BatchSize}}, {{d.Steps}}, {{d.LearningRate}}, {{d.MinLearningRateFraction}}, min(100, N/10)]
+              --weight-decay W  --beta1 B  --beta2 B  --adam-eps E  --clip X (0 = off) [{{d.WeightDecay}}, {{d.Beta1}}, {{d.Beta2}}, {{d.AdamEpsilon}}, {{d.GradientClip}}]
+              --seed S                    weights and batches; the same options give the same model  [0]
+            Evaluation and checkpoints:
+              --val-fraction F            the last F of the file is held out for validation       [{{d.ValidationFraction}}]
+              --eval-every N  --eval-sequences N   validation loss every N steps, over N windows   [{{d.EvalEvery}}, {{d.EvalSequences}}]
+              --checkpoint-every N        [every evaluation]
+              --threads N                 cores to use (results do not depend on it)               [all]
+
+            At every checkpoint DIR is a model that `tau generate --model DIR` serves (config.json, model.safetensors),
+            plus training.json and training_state-STEP.safetensors (optimizer state, to resume) and train_log.csv
+            (step, lr, train_loss, val_loss, grad_norm, tokens_per_second, elapsed_seconds). Ctrl+C saves a checkpoint
+            and stops; a run killed any other way resumes from its last checkpoint with the same result.
+            """));
+        return 0;
+    }
+
+    public static int Train(IReadOnlyList<string> args, CancellationToken cancellation)
+    {
+        if (args is ["--help"] or ["-h"]) return TrainHelp();
+        var a = new ParsedArguments(args, TrainOptions, ["--resume"]);
+        string output = a.Required("--out");
+        int threads = a.Int("--threads") ?? 0;
+        if (threads < 0) throw new UsageException($"--threads {threads} must be positive");
+        Trainer trainer;
+        try
+        {
+            if (a.Has("--resume"))
+            {
+                var extra = TrainOptions.Where(o => o is not ("--out" or "--corpus" or "--threads") && a.Has(o)).ToArray();
+                if (extra.Length > 0)
+                    throw new UsageException($"--resume continues the run in {output} with its own settings; {string.Join(", ", extra)} cannot be changed");
+                trainer = Trainer.Resume(output, a.String("--corpus"), threads);
+                Console.WriteLine($"resuming {output} at step {trainer.Step} of {trainer.Options.Steps}");
+            }
+            else
+            {
+                trainer = Trainer.Create(TrainingOptionsFrom(a, output), threads);
+            }
+        }
+        catch (InvalidTrainingOptionsException e)
+        {
+            throw new UsageException(e.Message);
+        }
+
+        var o = trainer.Options;
+        var c = trainer.ModelConfig;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"training {c.Attention.ToString().ToLowerInvariant()} model: {c.NLayer} layers, n_embd {c.NEmbd}, {c.NHead} heads / {c.NKvHead} kv heads, seq {o.SequenceLength}, batch {o.BatchSize}, {o.Steps} steps → {output}"));
+        int every = Math.Max(1, Math.Min(10, o.EvalEvery));
+        try
+        {
+            trainer.Run(cancellation, p =>
+            {
+                if (p.Step % every != 0 && p.ValidationLoss is null && p.Step != p.Steps) return;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"step {p.Step,6}/{p.Steps}  lr {p.LearningRate:E2}  loss {p.TrainLoss:F4}{(p.ValidationLoss is { } v ? $"  val {v:F4}" : "")}  |g| {p.GradientNorm:F3}  {p.TokensPerSecond,8:F0} tok/s  {TimeSpan.FromSeconds(Math.Round(p.ElapsedSeconds))}{(p.Checkpointed ? "  [checkpoint]" : "")}"));
+            });
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"checkpoint saved at step {trainer.Step}; continue with: tau train --resume --out {output}");
+            throw;
+        }
+        var last = trainer.ValidationLosses.Count > 0 ? trainer.ValidationLosses[^1] : default;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"done: {output} holds the model after {trainer.Step} steps (validation loss {last.Loss:F4} nats/byte = {last.Loss / Math.Log(2):F3} bits/byte); try: tau generate --model {output} --prompt TEXT"));
+        return 0;
+    }
+
+    private static TrainingOptions TrainingOptionsFrom(ParsedArguments a, string output)
+    {
+        var d = new TrainingOptions { CorpusPath = a.Required("--corpus"), OutputDirectory = output };
+        var attention = a.String("--attention") switch
+        {
+            null or "tau" => AttentionKind.Tau,
+            "causal" => AttentionKind.Causal,
+            var other => throw new UsageException($"--attention '{other}' must be tau or causal"),
+        };
+        if (a.String("--laplacian") is { } l && l != "chain") throw new UsageException($"--laplacian '{l}' must be chain (or give --manifold DIR)");
+        if (a.Has("--laplacian") && a.Has("--manifold")) throw new UsageException("give --laplacian chain or --manifold DIR, not both");
+        TaumodeConfig? taumode = null;
+        if (a.Has("--tau-mode") || a.Has("--tau") || a.Has("--tau-temperature"))
+        {
+            var t = new TaumodeConfig();
+            TauModeKind? mode = a.String("--tau-mode") is { } m ? ParseTauMode(m) : null;
+            taumode = new TaumodeConfig(mode, a.Double("--tau") ?? t.Tau, t.Eps, a.Double("--tau-temperature") ?? t.Temperature, t.Percentile);
+        }
+        return d with
+        {
+            Attention = attention,
+            Layers = a.Int("--layers") ?? d.Layers,
+            Embedding = a.Int("--embd") ?? d.Embedding,
+            Heads = a.Int("--heads") ?? d.Heads,
+            KvHeads = a.Int("--kv-heads") ?? d.KvHeads,
+            SequenceLength = a.Int("--seq-len") ?? d.SequenceLength,
+            RopeBase = a.Double("--rope-base") ?? d.RopeBase,
+            Softcap = a.Double("--softcap") ?? d.Softcap,
+            ManifoldDirectory = a.String("--manifold"),
+            Taumode = taumode,
+            BatchSize = a.Int("--batch") ?? d.BatchSize,
+            Steps = a.Int("--steps") ?? d.Steps,
+            LearningRate = a.Double("--lr") ?? d.LearningRate,
+            MinLearningRateFraction = a.Double("--min-lr-fraction") ?? d.MinLearningRateFraction,
+            WarmupSteps = a.Int("--warmup"),
+            WeightDecay = a.Double("--weight-decay") ?? d.WeightDecay,
+            Beta1 = a.Double("--beta1") ?? d.Beta1,
+            Beta2 = a.Double("--beta2") ?? d.Beta2,
+            AdamEpsilon = a.Double("--adam-eps") ?? d.AdamEpsilon,
+            GradientClip = a.Double("--clip") ?? d.GradientClip,
+            Seed = a.ULong("--seed") ?? d.Seed,
+            EvalEvery = a.Int("--eval-every") ?? d.EvalEvery,
+            EvalSequences = a.Int("--eval-sequences") ?? d.EvalSequences,
+            ValidationFraction = a.Double("--val-fraction") ?? d.ValidationFraction,
+            CheckpointEvery = a.Int("--checkpoint-every") ?? d.CheckpointEvery,
+        };
+    }
+
+    private static TauModeKind ParseTauMode(string text)
+    {
+        try
+        {
+            return ModelConfig.ParseTauMode(text, "--tau-mode");
+        }
+        catch (ModelFormatException e)
+        {
+            throw new UsageException(e.Message);
+        }
     }
 
     /// <summary>Describes a manifold as one JSON object: size, τ mode, diagonal, random-vector energies and the Laplacian's spectrum.</summary>

@@ -21,6 +21,7 @@ try
         ["bench", "sessions", .. var rest] => await Bench.Sessions(rest, interrupt.Token),
         ["manifold", "build", .. var rest] => await Commands.ManifoldBuild(rest, interrupt.Token),
         ["manifold", "inspect", var dir] => Commands.ManifoldInspect(dir),
+        ["train", .. var rest] => Commands.Train(rest, interrupt.Token),
         [] or ["--help"] or ["-h"] or ["help"] => Commands.Help(),
         _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}' (try: tau help)"),
     };
