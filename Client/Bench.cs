@@ -109,7 +109,7 @@ public static class Bench
     /// <summary>The model the embedded silo would serve under the same name, resolved by the same model store.</summary>
     private static TauModel LocalModel(TauClusterOptions options, string? nameOrDirectory, out string name)
     {
-        name = Commands.LocalName("model", nameOrDirectory ?? ModelStore.DefaultName, options.Models);
+        name = Commands.LocalName("model", nameOrDirectory ?? ModelStore.PaperName, options.Models);
         return new ModelStore(Microsoft.Extensions.Options.Options.Create(options), Microsoft.Extensions.Logging.Abstractions.NullLogger<ModelStore>.Instance).Get(name);
     }
 

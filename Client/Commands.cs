@@ -236,12 +236,7 @@ public static class Commands
         string from = a.Required("--from"), output = a.Required("--out");
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
             throw new UsageException($"--out {output} exists and is not empty");
-        TauModeKind tauMode = TauModeKind.Median;
-        if (a.String("--tau-mode") is { } modeText)
-        {
-            try { tauMode = ModelConfig.ParseTauMode(modeText, "--tau-mode"); }
-            catch (ModelFormatException) { throw new UsageException($"--tau-mode '{modeText}' must be median, mean, fixed or percentile"); }
-        }
+        TauModeKind tauMode = a.String("--tau-mode") is { } modeText ? ParseTauMode(modeText) : TauModeKind.Median;
         var options = new ManifoldBuildOptions
         {
             Centroids = a.Int("--centroids"),
@@ -489,7 +484,7 @@ public static class Commands
         {
             model = LocalName("model", model, options.Models);
             if (domain is not null) domain = LocalName("domain", domain, options.Manifolds);
-            if (model == ModelStore.DefaultName) DefaultModel.EnsureCreated(options.DataDirectory, message => Progress(message));
+            if (model == ModelStore.PaperName) PaperModel.EnsureCreated(options.DataDirectory, message => Progress(message));
         }
         Progress("starting an embedded silo …");
         return new OpenCluster(await ClusterConnection.StartEmbedded(options, cancellation), model, domain);

@@ -16,7 +16,11 @@ public static class Manifold
     // Indented like arrowspace's own files; relaxed escaping keeps '+' and non-ASCII names readable (a file, not HTML).
     private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static Laplacian Load(string directory) => LoadAsync(directory).GetAwaiter().GetResult();
+    /// <remarks>
+    /// Runs the reader on the thread pool: waiting on it from a single-threaded scheduler (an Orleans grain loading a
+    /// model) would otherwise deadlock, as its continuations would queue behind the wait.
+    /// </remarks>
+    public static Laplacian Load(string directory) => Task.Run(() => LoadAsync(directory)).GetAwaiter().GetResult();
 
     public static async Task<Laplacian> LoadAsync(string directory, CancellationToken cancellation = default)
     {

@@ -11,13 +11,14 @@ namespace TauCluster.Grains;
 public sealed class ModelStore(IOptions<TauClusterOptions> options, ILogger<ModelStore> logger)
 {
     public const string DefaultName = "default";
+    public const string PaperName = "paper";
     private readonly ConcurrentDictionary<string, Lazy<TauModel>> loaded = new(StringComparer.Ordinal);
     private TauClusterOptions Options => options.Value;
 
-    /// <summary>Every model a request may name: the default, the configured ones and the models root's folders.</summary>
+    /// <summary>Every model a request may name: the built-in ones, the configured ones and the models root's folders.</summary>
     public IReadOnlyList<string> Names()
     {
-        var names = new SortedSet<string>(StringComparer.Ordinal) { DefaultName };
+        var names = new SortedSet<string>(StringComparer.Ordinal) { DefaultName, PaperName };
         names.UnionWith(Options.Models.Keys);
         if (Options.ModelsRoot is { } root && Directory.Exists(root))
             foreach (var dir in Directory.EnumerateDirectories(root))
@@ -53,17 +54,30 @@ public sealed class ModelStore(IOptions<TauClusterOptions> options, ILogger<Mode
             logger.LogInformation("Loading model {Model} from {Directory}", name, dir);
             return TauModel.Load(dir);
         }
-        if (name == DefaultName) return DefaultModel.LoadOrCreate(Options.DataDirectory, message => logger.LogInformation("{Message}", message));
+        if (name == DefaultName)
+        {
+            logger.LogInformation("Loading the built-in default model from {Directory}", DefaultModel.Directory);
+            return TauModel.Load(DefaultModel.Directory);
+        }
+        if (name == PaperName) return PaperModel.LoadOrCreate(Options.DataDirectory, message => logger.LogInformation("{Message}", message));
         throw new UnknownNameException("model", name, $"known models: {string.Join(", ", Names())}");
     }
 }
 
 /// <summary>
-/// The model served when none is named: the paper's bench shape (6 layers, n_embd 384, one head) with seeded random
-/// weights, the GPT-2 tokenizer and the chain Laplacian, written on first use. Its text is noise: there is no
-/// trained Tauformer yet.
+/// The model served when none is named: a byte-level Tauformer trained on the King James Bible by <c>tau train</c>,
+/// on a manifold built by <c>tau manifold build</c> (MODELS.md). It ships with the build, next to the assemblies.
 /// </summary>
 public static class DefaultModel
+{
+    public static string Directory => Path.Combine(AppContext.BaseDirectory, "DefaultModel");
+}
+
+/// <summary>
+/// The paper's bench shape (6 layers, n_embd 384, one head) with seeded random weights, the GPT-2 tokenizer and the
+/// chain Laplacian, written on first use: what the benchmarks time. Its text is noise.
+/// </summary>
+public static class PaperModel
 {
     public const ulong Seed = 20260101;
 
@@ -71,27 +85,27 @@ public static class DefaultModel
         VocabSize: 50257, NLayer: 6, NHead: 1, NKvHead: 1, NEmbd: 384, SequenceLen: 4096, RopeBase: 10000, Softcap: 15,
         Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median), Tokenizer: "gpt2");
 
-    public static string DirectoryIn(string dataDirectory) => Path.Combine(dataDirectory, "models", ModelStore.DefaultName);
+    public static string DirectoryIn(string dataDirectory) => Path.Combine(dataDirectory, "models", ModelStore.PaperName);
 
     public static TauModel LoadOrCreate(string dataDirectory, Action<string>? progress = null) =>
         TauModel.Load(EnsureCreated(dataDirectory, progress));
 
-    /// <summary>Writes the default model into the data directory unless it is there; returns its directory.</summary>
+    /// <summary>Writes the paper model into the data directory unless it is there; returns its directory.</summary>
     public static string EnsureCreated(string dataDirectory, Action<string>? progress = null)
     {
         var dir = DirectoryIn(dataDirectory);
         if (File.Exists(Path.Combine(dir, TauModel.WeightsFile))) return dir;
-        progress?.Invoke($"creating the default model in {dir} (seeded random weights, once)");
+        progress?.Invoke($"creating the paper-shape model in {dir} (seeded random weights, once)");
         var staging = $"{dir}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         TauModel.CreateRandom(Config, Seed).Save(staging);
-        Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+        System.IO.Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
         try
         {
-            Directory.Move(staging, dir);
+            System.IO.Directory.Move(staging, dir);
         }
         catch (IOException) when (File.Exists(Path.Combine(dir, TauModel.WeightsFile)))
         {
-            Directory.Delete(staging, recursive: true);   // another process made it first
+            System.IO.Directory.Delete(staging, recursive: true);   // another process made it first
         }
         return dir;
     }

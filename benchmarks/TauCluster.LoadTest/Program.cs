@@ -85,7 +85,7 @@ static async Task<Run> Chat(HttpClient http, Uri silo, string? session, int maxT
 {
     var body = new JsonObject
     {
-        ["model"] = "default",
+        ["model"] = "paper",
         ["session"] = session,
         ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = $"Session {seed}: what does this CVE record say?" }),
         ["max_tokens"] = maxTokens,

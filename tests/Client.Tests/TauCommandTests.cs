@@ -96,7 +96,7 @@ public sealed class TauCommandTests : IDisposable
     [InlineData(1, "manifold directory not found", "manifold", "inspect", "/no/such/dir")]
     [InlineData(2, "option '--from' is required", "manifold", "build", "--out", "/no/such/out")]
     [InlineData(2, "option '--k' has an invalid value 'many'", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--k", "many")]
-    [InlineData(2, "--tau-mode 'loud' must be median, mean, fixed or percentile", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--tau-mode", "loud")]
+    [InlineData(2, "--tau-mode = \"loud\" must be fixed, median, mean or percentile", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--tau-mode", "loud")]
     [InlineData(1, "input not found: /no/such.npy", "manifold", "build", "--from", "/no/such.npy", "--out", "/no/such/out")]
     public void Bad_input_is_one_line_on_stderr_and_a_nonzero_exit(int exitCode, string message, params string[] args)
     {

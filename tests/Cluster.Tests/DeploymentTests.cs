@@ -45,6 +45,11 @@ public sealed partial class DeploymentTests
             var folder = Path.GetFileName(Path.GetDirectoryName(project)!);
             if (!seen.Add(folder)) continue;
             Assert.Contains($"COPY {folder}/ {folder}/", dockerfile);
+            foreach (Match m in OutsideContent().Matches(File.ReadAllText(project)))   // files a project ships from outside its folder
+            {
+                var content = Path.GetRelativePath(root, Path.GetFullPath(Path.Combine(Path.GetDirectoryName(project)!, m.Groups[1].Value.Replace('\\', '/')))).Replace('\\', '/');
+                Assert.Contains($"COPY {content}/ {content}/", dockerfile);
+            }
             foreach (Match m in ProjectReference().Matches(File.ReadAllText(project)))
                 pending.Push(Path.GetFullPath(Path.Combine(Path.GetDirectoryName(project)!, m.Groups[1].Value.Replace('\\', '/'))));
         }
@@ -53,4 +58,7 @@ public sealed partial class DeploymentTests
 
     [GeneratedRegex("<ProjectReference Include=\"([^\"]+)\"")]
     private static partial Regex ProjectReference();
+
+    [GeneratedRegex("<None Include=\"(\\.\\.[^\"*]+?)\\\\\\*\\*")]
+    private static partial Regex OutsideContent();
 }
