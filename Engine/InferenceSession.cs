@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace TauCluster.Engine;
 
 /// <summary>
@@ -136,13 +134,13 @@ public sealed class InferenceSession
         hasLogits = false;
         if (length >= tokens.Count && length >= Cache.Length) return;
         length = Math.Min(length, tokens.Count);
-        var recompute = tokens.GetRange(0, length);
         tokens.RemoveRange(length, tokens.Count - length);
         Cache.Truncate(length);
         if (Cache.Length < length)
         {
-            tokens.RemoveRange(Cache.Length, length - Cache.Length);
-            Append(CollectionsMarshal.AsSpan(recompute)[Cache.Length..]);
+            int[] recompute = tokens.GetRange(Cache.Length, length - Cache.Length).ToArray();   // only what the cut shard held before the cut
+            tokens.RemoveRange(Cache.Length, recompute.Length);
+            Append(recompute);
             hasLogits = false;
         }
     }

@@ -17,12 +17,11 @@ public sealed class ContextShardGrain(LocalShards registry, ILocalSiloDetails si
     private ShardLayout? layout;
     private LambdaSegment?[] segments = [];   // [segment · streams + stream]
     private int loaded;
+    private long bytes;
 
     private string Key => this.GetPrimaryKeyString();
     private int Streams => layout is null ? 0 : layout.Layers * layout.KvHeads;
     private bool Complete => layout is not null && loaded == segments.Length;
-
-    public long Bytes { get; private set; }
 
     public Task Load(ShardLoad load)
     {
@@ -34,7 +33,7 @@ public sealed class ContextShardGrain(LocalShards registry, ILocalSiloDetails si
             layout = l;
             segments = new LambdaSegment?[l.Segments * l.Layers * l.KvHeads];
             loaded = 0;
-            Bytes = 0;
+            bytes = 0;
         }
         if ((uint)load.Segment >= (uint)l.Segments || (uint)load.Stream >= (uint)Streams)
             throw new InvalidOptionsException($"context shard '{Key}': no segment {load.Segment}, stream {load.Stream} in {l}");
@@ -42,10 +41,10 @@ public sealed class ContextShardGrain(LocalShards registry, ILocalSiloDetails si
             MemoryMarshal.Cast<byte, float>(load.Lambdas).ToArray(), MemoryMarshal.Cast<byte, float>(load.Values).ToArray(), l.Width, l.Temperature);
         ref var slot = ref segments[load.Segment * Streams + load.Stream];
         if (slot is null) loaded++;
-        else Bytes -= slot.Bytes;
+        else bytes -= slot.Bytes;
         slot = segment;
-        Bytes += segment.Bytes;
-        registry.Update(Key, Bytes);
+        bytes += segment.Bytes;
+        registry.Update(Key, bytes);
         return Task.CompletedTask;
     }
 
@@ -73,11 +72,11 @@ public sealed class ContextShardGrain(LocalShards registry, ILocalSiloDetails si
     }
 
     public Task<ContextShardInfo> GetInfo() => Task.FromResult(new ContextShardInfo(Key, layout?.Start ?? 0,
-        layout is null ? 0 : layout.Segments * LambdaIndex.SegmentSize, Bytes, silo.SiloAddress.ToString(), Complete));
+        layout is null ? 0 : layout.Segments * LambdaIndex.SegmentSize, bytes, silo.SiloAddress.ToString(), Complete));
 
     public Task Drop()
     {
-        (layout, segments, loaded, Bytes) = (null, [], 0, 0);
+        (layout, segments, loaded, bytes) = (null, [], 0, 0);
         registry.Remove(Key);
         DeactivateOnIdle();
         return Task.CompletedTask;

@@ -18,9 +18,6 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
     public int Count => shards.Count;
     public long Bytes => shards.Sum(s => s.Bytes);
 
-    public IReadOnlyList<ContextShardInfo> Describe() =>
-        shards.Select(s => new ContextShardInfo(s.Key, s.Start, s.Segments * LambdaIndex.SegmentSize, s.Bytes, "", true)).ToList();
-
     public IEnumerable<IContextShardGrain> Grains => shards.Select(s => s.Grain);
 
     /// <summary>
