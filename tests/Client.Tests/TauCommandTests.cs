@@ -122,11 +122,10 @@ public sealed class TauCommandTests : IDisposable
         Assert.Contains("exceed the model's context of 128", longPrompt.Stderr);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Manifold_inspect_describes_the_real_manifold()
     {
-        var dir = TestPaths.RealManifoldDirectory();
-        if (!TestPaths.Available(dir is not null, "../shared/manifolds")) return;
+        var dir = TestPaths.RequireRealManifoldDirectory();
         var info = Json(Tau("manifold", "inspect", dir!));
         Assert.Equal(384, info.GetProperty("dimension").GetInt32());
         Assert.Equal(6408, info.GetProperty("non_zeros").GetInt32());

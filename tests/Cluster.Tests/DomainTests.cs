@@ -113,10 +113,10 @@ public sealed class DomainTests(ClusterFixture fixture)
         Assert.Equal(1, (await domain.Register(single)).Version);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task The_real_manifold_is_a_domain_for_a_384_dimensional_model()
     {
-        if (!TestPaths.Available(TestPaths.RealManifoldDirectory() is not null, "../shared/manifolds")) return;
+        TestPaths.RequireRealManifoldDirectory();
         var id = $"d-{Guid.NewGuid():N}";
         await fixture.Sessions.Open(id, Spec(TestWorld.RealDomain, TestWorld.Tiny384));
         await fixture.Sessions.Append(id, PromptInput.FromText("CVE-2024"));

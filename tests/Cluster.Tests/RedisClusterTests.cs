@@ -109,15 +109,11 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         return (Start("dotnet", [BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}"), siloPort);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Sigkilled_silo_loses_no_session_and_changes_no_token()
     {
         var redis = RedisServer();
-        if (!TestPaths.Available(redis is not null, "redis-server"))
-        {
-            output.WriteLine("SKIPPED: redis-server is not installed");
-            return;
-        }
+        TestPaths.Require(redis is not null, "redis-server");
         redisPort = TestPaths.FreePort();
         Start(redis!, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], new Dictionary<string, string>(), "redis");
         await WaitForPort(redisPort, TimeSpan.FromSeconds(20));

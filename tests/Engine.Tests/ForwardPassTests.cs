@@ -54,13 +54,13 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         AssertDecodeMatchesPrefill(model, 40, seed * 7);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(2, 2, 11UL)]
     [InlineData(2, 1, 12UL)]
     [InlineData(1, 1, 13UL)]
     public void Decode_after_prefill_equals_full_prefill_row_on_real_manifold(int heads, int kvHeads, ulong seed)
     {
-        if (TestSupport.RealManifold(output) is not { } manifold) return;
+        var manifold = TestSupport.RealManifold();
         var config = TestSupport.SmallConfig(AttentionKind.Tau, heads, kvHeads, embd: 384 * heads, layers: 2, mode: null);
         var model = TauModel.CreateRandom(config, seed, manifold);
         Assert.Equal(TauModeKind.Median, model.DefaultDomain!.Settings.Mode);   // taumode.mode absent: the manifold's own mode
@@ -114,10 +114,10 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         Assert.True(worst <= 2e-4, $"engine differs from the double-precision reference by {worst}");
     }
 
-    [Fact]
+    [SkippableFact]
     public void Logits_match_reference_on_real_manifold()
     {
-        if (TestSupport.RealManifold(output) is not { } manifold) return;
+        var manifold = TestSupport.RealManifold();
         var config = TestSupport.SmallConfig(AttentionKind.Tau, 1, 1, embd: 384, layers: 1, vocab: 40, mode: null, temperature: 1e-3);
         var model = TauModel.CreateRandom(config, 5, manifold);
         var tokens = TestSupport.RandomTokens(6, config.VocabSize, 8);

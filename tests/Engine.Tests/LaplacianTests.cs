@@ -1,13 +1,11 @@
-using Xunit.Abstractions;
-
 namespace TauCluster.Engine.Tests;
 
-public sealed class LaplacianTests(ITestOutputHelper output)
+public sealed class LaplacianTests
 {
-    [Fact]
+    [SkippableFact]
     public void Real_manifold_loads_as_a_384_dimensional_symmetric_laplacian_with_median_mode()
     {
-        if (TestSupport.RealManifold(output) is not { } l) return;
+        var l = TestSupport.RealManifold();
         Assert.Equal(384, l.Dimension);
         Assert.Equal(6408, l.NonZeros);
         Assert.Equal(TauModeKind.Median, l.DefaultTauMode);

@@ -1,5 +1,3 @@
-using Xunit.Abstractions;
-
 namespace TauCluster.Engine.Tests;
 
 /// <summary>Shared fixtures: the real manifold from ../shared, small model shapes, temporary folders.</summary>
@@ -10,14 +8,13 @@ public static class TestSupport
     private static readonly Lazy<Laplacian?> RealLaplacian = new(() => TestPaths.RealManifoldDirectory() is { } p ? Manifold.Load(p) : null);
 
     /// <summary>
-    /// The real cve-minilm-384 manifold, or null (the caller returns early, and says so) when ../shared is absent.
-    /// In CI its absence is a failure: CI always has ../shared beside the clone.
+    /// The real cve-minilm-384 manifold; where ../shared is absent the calling test is skipped (it must be skippable),
+    /// and under CI it fails: CI always has ../shared beside the clone.
     /// </summary>
-    public static Laplacian? RealManifold(ITestOutputHelper? output = null)
+    public static Laplacian RealManifold()
     {
-        if (TestPaths.Available(RealLaplacian.Value is not null, $"../shared/manifolds/{ManifoldName}")) return RealLaplacian.Value;
-        output?.WriteLine($"SKIPPED: ../shared/manifolds/{ManifoldName} not found beside the repository");
-        return null;
+        TestPaths.Require(RealLaplacian.Value is not null, $"../shared/manifolds/{ManifoldName}");
+        return RealLaplacian.Value!;
     }
 
     public static ModelConfig SmallConfig(AttentionKind attention, int heads = 2, int kvHeads = 2, int embd = 32, int layers = 2,

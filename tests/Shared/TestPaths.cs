@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Xunit;
 
 namespace TauCluster.Tests;
 
@@ -29,13 +30,23 @@ internal static class TestPaths
     }
 
     /// <summary>
-    /// For a test that needs something this machine may lack (the real manifold, redis-server, docker-compose):
-    /// false, and the test returns early, where it is absent; a failure where CI=true, since CI must have it.
+    /// For a test that needs something this machine may lack (the real manifold, redis-server, docker-compose): where it
+    /// is absent the test is skipped, and counted as skipped (it must be a [SkippableFact] or [SkippableTheory]); where
+    /// CI=true it fails instead, since CI must have it.
     /// </summary>
-    public static bool Available(bool present, string what)
+    public static void Require(bool present, string what)
     {
-        if (!present && InCi) throw new InvalidOperationException($"{what} is missing, and CI=true requires it");
-        return present;
+        if (present) return;
+        if (InCi) throw new InvalidOperationException($"{what} is missing, and CI=true requires it");
+        throw new SkipException($"{what} is missing on this machine");
+    }
+
+    /// <summary>../shared/manifolds/cve-minilm-384, or a skip (a failure under CI) where it is absent.</summary>
+    public static string RequireRealManifoldDirectory()
+    {
+        var dir = RealManifoldDirectory();
+        Require(dir is not null, $"../shared/manifolds/{RealManifoldName}");
+        return dir!;
     }
 
     public static int FreePort()
