@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace TauCluster.Engine;
 
 /// <summary>
@@ -145,6 +147,9 @@ public sealed class InferenceSession
         }
     }
 
+    /// <summary>This session's step through a <see cref="DecodeBatcher"/>, made on its first batched step and reused.</summary>
+    internal BatchedStep? BatchedStep { get; set; }
+
     /// <summary>The forward-pass buffers and the lane a batched decode step runs this session in.</summary>
     internal Lane DecodeLane => new(Cache, 1);
 
@@ -156,6 +161,9 @@ public sealed class InferenceSession
         tokens.Add(token);
         hasLogits = true;
     }
+
+    /// <summary>One token's check, for callers (async ones) where a collection expression would be an array.</summary>
+    internal void Validate(int token) => Validate(MemoryMarshal.CreateReadOnlySpan(ref token, 1));
 
     /// <summary>Refuses ids outside the vocabulary and growth past sequence_len, before anything changes.</summary>
     internal void Validate(ReadOnlySpan<int> newTokens)

@@ -18,7 +18,7 @@ public sealed class LayerWorkerGrain(LocalSessions sessions, DecodeBatcher batch
         var compute = sessions.Get(step.Session);
         // A session with context shards waits on them in every layer: it runs alone rather than hold up a batch.
         if (step.Sample && step.Tokens.Length == 1 && !compute.Inference.HasExternalContext)
-            return batcher.Step(compute.Inference, step.Tokens[0], compute.Sampler);
+            return batcher.Step(compute.Inference, step.Tokens[0], compute.Sampler).AsTask();
         return Task.Run(() =>
         {
             if (step.Tokens.Length > 0) compute.Inference.Append(step.Tokens);
