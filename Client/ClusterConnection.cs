@@ -38,7 +38,9 @@ public sealed class ClusterConnection : IAsyncDisposable
         options.SiloPort = FreePort();
         options.GatewayPort = FreePort();
         var builder = Host.CreateApplicationBuilder();
-        QuietLogging(builder.Logging);
+        // No logs: the silo serves this one command, and whatever fails in it fails the command's call, which tau
+        // reports as its one error line. The silo's own log of it would only repeat it, over many lines and with stack traces.
+        builder.Logging.ClearProviders();
         builder.UseOrleans(silo => silo.UseTauClustering(options).AddTauServices(options));
         var host = builder.Build();
         await host.StartAsync(cancellation);

@@ -43,6 +43,11 @@ catch (Exception e) when (e is TauException or IOException or UnauthorizedAccess
 }
 catch (Exception e)
 {
-    Console.Error.WriteLine($"tau: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}");
+    Console.Error.WriteLine($"tau: {e.GetType().Name}: {WithoutStackTraces(e.Message)}");
     return 3;
 }
+
+// One line, without the stack traces that some messages carry (Orleans prints its inner exceptions into its own).
+static string WithoutStackTraces(string message) => string.Join(' ', message.ReplaceLineEndings("\n").Split('\n')
+    .Select(line => line.Trim())
+    .Where(line => line.Length > 0 && !line.StartsWith("at ", StringComparison.Ordinal) && !line.StartsWith("--- End of", StringComparison.Ordinal)));

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using TauCluster.Engine;
 
 namespace TauCluster.Client.Tests;
@@ -20,17 +21,22 @@ public sealed class TauCommandTests : IDisposable
 
     private Result TauWithInput(string? input, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tau.dll"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        start.Environment["TAU_HOME"] = home;
-        using var process = Process.Start(start)!;
+        using var process = Process.Start(TauStart(args))!;
         if (input is not null) process.StandardInput.Write(input);
         process.StandardInput.Close();
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), "tau did not finish");
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private ProcessStartInfo TauStart(string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tau.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        start.Environment["TAU_HOME"] = home;
+        return start;
     }
 
     /// <summary>A small byte-tokenizer model made through <c>tau model init</c>.</summary>
@@ -71,7 +77,9 @@ public sealed class TauCommandTests : IDisposable
         Assert.Equal(12, stats.GetProperty("generated_tokens").GetInt32());
         long cache = stats.GetProperty("cache_bytes").GetInt64(), baseline = stats.GetProperty("baseline_cache_bytes").GetInt64();
         Assert.Equal(33 * baseline, 64 * cache);   // (D + 1) / 2D with D = 32
-        Assert.True(stats.GetProperty("ttft_ms").GetDouble() > 0);
+        // Times are reported, not asserted: only that the documented fields are there, as numbers.
+        Assert.Equal(JsonValueKind.Number, stats.GetProperty("ttft_ms").ValueKind);
+        Assert.Equal(JsonValueKind.Number, stats.GetProperty("tokens_per_second").ValueKind);
 
         var other = Json(Tau([.. request[..^2], "8", "--json"]));
         Assert.NotEqual(ids, other.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
@@ -235,5 +243,314 @@ public sealed class TauCommandTests : IDisposable
         var path = Tau("generate", "--prompt", "x", "--model", "/some/dir", "--cluster", "127.0.0.1:1");
         Assert.Equal(2, path.ExitCode);
         Assert.Contains("must name a model configured on the silos", path.Stderr);
+    }
+    [Fact]
+    public void Chat_fork_copies_the_conversation_into_a_new_session_and_the_chat_goes_on_in_its_own()
+    {
+        var model = SmallModel();
+        var r = TauWithInput("hello\n/info\n/fork kid\nagain\n/info\n/fork\n/quit\n",
+            "chat", "--model", model, "--session", "talk", "--max-tokens", "4", "--temperature", "0");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var lengths = lines.Where(l => l.StartsWith("{\"session\":\"talk\"", StringComparison.Ordinal))
+            .Select(l => JsonDocument.Parse(l).RootElement.GetProperty("length").GetInt32()).ToArray();
+        var forks = lines.Select(l => Regex.Match(l, @"^\(forked into (\S+) at (\d+) tokens; continuing in talk\)$")).Where(m => m.Success)
+            .Select(m => (Id: m.Groups[1].Value, Length: int.Parse(m.Groups[2].Value))).ToArray();
+        Assert.Equal(2, lengths.Length);
+        Assert.Equal(2, forks.Length);
+
+        // /fork kid copies the conversation as it stood; the next turn goes to talk, and /fork without an ID names a new session.
+        Assert.Equal(("kid", lengths[0]), forks[0]);
+        Assert.True(lengths[1] > lengths[0], $"the second turn did not grow talk ({lengths[0]} → {lengths[1]})");
+        Assert.Equal(lengths[1], forks[1].Length);
+        Assert.DoesNotContain(forks[1].Id, new[] { "talk", "kid" });
+
+        // Each fork is a session of its own, kept in the same TAU_HOME, on the parent's model.
+        var parent = Json(Tau("sessions", "info", "talk"));
+        Assert.Equal(lengths[1], parent.GetProperty("length").GetInt32());
+        foreach (var (id, length) in forks)
+        {
+            var info = Json(Tau("sessions", "info", id));
+            Assert.True(info.GetProperty("exists").GetBoolean(), id);
+            Assert.Equal(length, info.GetProperty("length").GetInt32());
+            Assert.Equal(parent.GetProperty("model").GetString(), info.GetProperty("model").GetString());
+        }
+    }
+
+    [Fact]
+    public void Bench_decode_json_has_a_result_per_attention_and_context_with_the_cache_bytes_of_the_model_shape()
+    {
+        var model = SmallModel();   // 2 layers, 1 kv head, head dimension D = n_embd / n_head = 32
+        string[] attentions = ["tau-index", "tau-dense", "causal"];
+        int[] contexts = [8, 16, 200];
+        var bench = Json(Tau("bench", "decode", "--model", model, "--contexts", string.Join(',', contexts),
+            "--attention", string.Join(',', attentions), "--steps", "2", "--json"));
+        var results = bench.GetProperty("results").EnumerateArray().ToArray();
+        Assert.Equal(from a in attentions from c in contexts select $"{a} {c}",
+            results.Select(r => $"{r.GetProperty("attention").GetString()} {r.GetProperty("context").GetInt32()}"));
+        Assert.All(results, r => Assert.Equal(["attention", "cache_bytes_per_token", "context", "ms_per_token"], r.EnumerateObject().Select(p => p.Name).Order()));
+        Assert.All(results, r => Assert.True(r.GetProperty("ms_per_token").GetDouble() > 0, r.ToString()));
+
+        // Per token, layer and kv head: (λk, V) is D + 1 floats, (K, V) is 2D.
+        const int layers = 2, kvHeads = 1, d = 32;
+        const int tau = layers * kvHeads * (d + 1) * sizeof(float), causal = layers * kvHeads * 2 * d * sizeof(float);
+        long Bytes(string attention, int context) => results.Single(r => r.GetProperty("attention").GetString() == attention
+            && r.GetProperty("context").GetInt32() == context).GetProperty("cache_bytes_per_token").GetInt64();
+        foreach (int context in contexts)
+        {
+            Assert.Equal(tau, Bytes("tau-dense", context));
+            Assert.Equal(causal, Bytes("causal", context));
+        }
+        // The λ index holds just (λk, V) while its keys fit in one block of 64; past that it also keeps each key's
+        // position and its runs' block sums, within 0.55 × (K, V) (BENCHMARKS.md).
+        Assert.Equal(tau, Bytes("tau-index", 8));
+        Assert.Equal(tau, Bytes("tau-index", 16));
+        Assert.InRange(Bytes("tau-index", 200), tau + 1, (long)(0.55 * causal));
+    }
+
+    [Fact]
+    public void Bench_sessions_json_has_a_result_per_session_count_and_the_bare_engine_rate()
+    {
+        var model = SmallModel();
+        var bench = Json(Tau("bench", "sessions", "--model", model, "--sessions", "1,3", "--tokens", "4", "--json"));
+        Assert.Equal(["engine_tokens_per_second", "results"], bench.EnumerateObject().Select(p => p.Name).Order());
+        var results = bench.GetProperty("results").EnumerateArray().ToArray();
+        Assert.Equal([1, 3], results.Select(r => r.GetProperty("sessions").GetInt32()));
+        Assert.All(results, r => Assert.Equal(["sessions", "tokens_per_second"], r.EnumerateObject().Select(p => p.Name).Order()));
+        Assert.All(results, r => Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0, r.ToString()));
+        Assert.True(bench.GetProperty("engine_tokens_per_second").GetDouble() > 0, bench.ToString());
+    }
+
+    [Fact]
+    public void A_corrupt_session_file_is_an_unexpected_error_on_one_line_with_exit_code_3()
+    {
+        var model = SmallModel();
+        Json(Tau("generate", "--model", model, "--prompt", "x", "--max-tokens", "2", "--session", "broken", "--json"));
+        // The embedded silo keeps the session in a file under $TAU_HOME/state; cut it in half.
+        var file = Assert.Single(Directory.GetFiles(Path.Combine(home, "state"), "*broken*", SearchOption.AllDirectories));
+        var bytes = File.ReadAllBytes(file);
+        File.WriteAllBytes(file, bytes[..(bytes.Length / 2)]);
+
+        var r = Tau("sessions", "info", "broken");
+        Assert.Equal(3, r.ExitCode);
+        var line = Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.StartsWith("tau: ", line);
+        Assert.Contains("broken", line);
+        Assert.DoesNotContain("   at ", line);
+        Assert.DoesNotContain(".cs:line", line);
+        Assert.Equal("", r.Stdout);
+    }
+
+    private const string CorpusText = "the quick brown fox jumps over the lazy dog. a stitch in time saves nine. ";
+
+    private string Corpus()
+    {
+        var path = Path.Combine(home, "corpus.txt");
+        if (!File.Exists(path))
+        {
+            Directory.CreateDirectory(home);
+            File.WriteAllText(path, string.Concat(Enumerable.Repeat(CorpusText, 60)));
+        }
+        return path;
+    }
+
+    /// <summary>A tiny run that prints a line per step (it evaluates every step, on one window).</summary>
+    private string[] TinyRun(string output, int steps, int checkpointEvery = 100) =>
+        ["train", "--corpus", Corpus(), "--out", output, "--layers", "1", "--embd", "16", "--heads", "2", "--seq-len", "16", "--batch", "2",
+         "--steps", $"{steps}", "--eval-every", "1", "--eval-sequences", "1", "--checkpoint-every", $"{checkpointEvery}", "--threads", "1", "--seed", "3"];
+
+    private static int StepOf(string line) => int.Parse(Regex.Match(line, @"^step +(\d+)/\d+ ").Groups[1].Value);
+
+    /// <summary>A bound on any wait for a process, so that a hang fails the test instead of stalling the run.</summary>
+    private static CancellationTokenSource HangGuard() => new(TimeSpan.FromMinutes(3));
+
+    /// <summary>Reads <paramref name="process"/>'s stdout until a line satisfies <paramref name="stop"/>; the lines read.</summary>
+    private static async Task<List<string>> ReadLinesUntil(Process process, Func<string, bool> stop)
+    {
+        using var hang = HangGuard();
+        var lines = new List<string>();
+        while (await process.StandardOutput.ReadLineAsync(hang.Token) is { } line)
+        {
+            lines.Add(line);
+            if (stop(line)) return lines;
+        }
+        Assert.Fail($"tau's stdout ended before the line awaited; it printed:\n{string.Join('\n', lines)}\n{await process.StandardError.ReadToEndAsync(hang.Token)}");
+        return lines;
+    }
+
+    private static void Signal(Process process, string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", $"{process.Id}"]);
+        kill.WaitForExit();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
+    [Theory]
+    [InlineData("option '--out' is required", "--corpus", "CORPUS")]
+    [InlineData("option '--corpus' is required", "--out", "OUT")]
+    [InlineData("unexpected argument 'CORPUS'", "CORPUS", "--out", "OUT")]
+    [InlineData("unknown option '--bogus'", "--corpus", "CORPUS", "--out", "OUT", "--bogus", "1")]
+    [InlineData("option '--lr' needs a value", "--corpus", "CORPUS", "--out", "OUT", "--lr")]
+    [InlineData("option '--steps' is given twice", "--corpus", "CORPUS", "--out", "OUT", "--steps", "2", "--steps", "3")]
+    [InlineData("option '--steps' has an invalid value 'many'", "--corpus", "CORPUS", "--out", "OUT", "--steps", "many")]
+    [InlineData("option '--lr' has an invalid value 'fast'", "--corpus", "CORPUS", "--out", "OUT", "--lr", "fast")]
+    [InlineData("--attention 'dot' must be tau or causal", "--corpus", "CORPUS", "--out", "OUT", "--attention", "dot")]
+    [InlineData("--laplacian 'ring' must be chain (or give --manifold DIR)", "--corpus", "CORPUS", "--out", "OUT", "--laplacian", "ring")]
+    [InlineData("give --laplacian chain or --manifold DIR, not both", "--corpus", "CORPUS", "--out", "OUT", "--laplacian", "chain", "--manifold", "OUT")]
+    [InlineData("--tau-mode = \"loud\" must be fixed, median, mean or percentile", "--corpus", "CORPUS", "--out", "OUT", "--tau-mode", "loud")]
+    [InlineData("--embd 30 must be a multiple of --heads (4)", "--corpus", "CORPUS", "--out", "OUT", "--embd", "30")]
+    [InlineData("--kv-heads 3 must divide --heads (4)", "--corpus", "CORPUS", "--out", "OUT", "--kv-heads", "3")]
+    [InlineData("--steps 0 must be at least 1", "--corpus", "CORPUS", "--out", "OUT", "--steps", "0")]
+    [InlineData("--val-fraction 1.5 must lie strictly between 0 and 1", "--corpus", "CORPUS", "--out", "OUT", "--val-fraction", "1.5")]
+    [InlineData("--threads -1 must be positive", "--corpus", "CORPUS", "--out", "OUT", "--threads", "-1")]
+    [InlineData("--resume continues the run in OUT with its own settings; --layers, --steps cannot be changed", "--resume", "--out", "OUT", "--steps", "5", "--layers", "2")]
+    public void Train_refuses_bad_options_with_one_line_and_exit_code_2(string message, params string[] args)
+    {
+        string output = Path.Combine(home, "run"), corpus = Corpus();
+        string Fill(string text) => text.Replace("OUT", output).Replace("CORPUS", corpus);
+        var r = Tau(["train", .. args.Select(Fill)]);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Equal($"tau: {Fill(message)}", Assert.Single(r.Stderr.Trim().Split('\n')));
+        Assert.Equal("", r.Stdout);
+        Assert.False(Directory.Exists(output), "a refused run wrote its output directory");
+    }
+
+    [Fact]
+    public void Train_refuses_an_output_directory_that_is_not_new_and_resume_of_one_without_a_run()
+    {
+        var occupied = Path.Combine(home, "occupied");
+        Directory.CreateDirectory(occupied);
+        File.WriteAllText(Path.Combine(occupied, "notes.txt"), "mine");
+        var done = Path.Combine(home, "done");
+        var first = Tau(TinyRun(done, steps: 2));
+        Assert.True(first.ExitCode == 0, first.Stderr);
+
+        foreach (var (args, message) in new (string[], string)[]
+        {
+            (TinyRun(occupied, steps: 2), $"--out {occupied} exists and is not empty"),
+            (TinyRun(done, steps: 2), $"--out {done} already holds a training run; resume it (--resume) or choose another directory"),
+            (["train", "--resume", "--out", occupied], $"--out {occupied} holds no training run to resume (training.json not found)"),
+        })
+        {
+            var r = Tau(args);
+            Assert.Equal(2, r.ExitCode);
+            Assert.Equal($"tau: {message}", Assert.Single(r.Stderr.Trim().Split('\n')));
+        }
+        Assert.Equal(["notes.txt"], Directory.GetFileSystemEntries(occupied).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void Train_help_exits_0_and_lists_the_options_that_train_accepts()
+    {
+        var help = Tau("train", "--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Equal("", help.Stderr);
+        Assert.Equal(help.Stdout, Tau("train", "-h").Stdout);
+        // The options of its indented lines (the closing paragraph mentions `tau generate --model DIR`).
+        var listed = help.Stdout.Split('\n').Where(l => l.StartsWith("  ", StringComparison.Ordinal))
+            .SelectMany(l => Regex.Matches(l, @"--[a-z][a-z0-9-]*").Select(m => m.Value)).ToHashSet();
+        // Every option the README gives for tau train is there …
+        Assert.Subset(listed, new HashSet<string> { "--corpus", "--out", "--attention", "--layers", "--embd", "--heads", "--kv-heads",
+            "--seq-len", "--batch", "--steps", "--lr", "--manifold", "--laplacian", "--resume" });
+        // … and train knows every option it lists: with --resume, all but --corpus and --threads are refused as unchangeable, by name.
+        var output = Path.Combine(home, "run");
+        var changeable = new[] { "--resume", "--out", "--corpus", "--threads" };
+        var r = Tau(["train", "--resume", "--out", output, .. listed.Except(changeable).SelectMany(o => new[] { o, "1" })]);
+        Assert.Equal(2, r.ExitCode);
+        var refused = Regex.Match(r.Stderr, @"^tau: --resume continues the run in .* with its own settings; (.*) cannot be changed\n$");
+        Assert.True(refused.Success, r.Stderr);
+        Assert.Equal(listed.Except(changeable).Order(), refused.Groups[1].Value.Split(", ").Order());
+    }
+
+    /// <summary>Whether <paramref name="process"/> ignores SIGINT, as a process started from a background job inherits.</summary>
+    private static bool IgnoresSigint(Process process)
+    {
+        var mask = File.ReadLines($"/proc/{process.Id}/status").Single(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))["SigIgn:".Length..].Trim();
+        return (ulong.Parse(mask, System.Globalization.NumberStyles.HexNumber) & (1UL << (2 - 1))) != 0;
+    }
+
+    [SkippableFact]
+    public async Task Ctrl_C_stops_training_with_a_checkpoint_that_generate_serves()
+    {
+        var output = Path.Combine(home, "interrupted");
+        // No checkpoint before the end of a run it cannot reach: what is on disk after Ctrl+C is Ctrl+C's own.
+        using var process = Process.Start(TauStart(TinyRun(output, steps: 100_000, checkpointEvery: 100_000)))!;
+        try
+        {
+            await Interrupt(process, output);
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill();
+        }
+
+        var served = Json(Tau("generate", "--model", output, "--prompt", "the quick ", "--max-tokens", "6", "--temperature", "0", "--json"));
+        Assert.Equal(10, served.GetProperty("stats").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(6, served.GetProperty("ids").GetArrayLength());
+    }
+
+    private static async Task Interrupt(Process process, string output)
+    {
+        process.StandardInput.Close();
+        var stderr = process.StandardError.ReadToEndAsync();
+        var lines = await ReadLinesUntil(process, line => line.StartsWith("step ", StringComparison.Ordinal));
+        Assert.False(File.Exists(Path.Combine(output, "training.json")));
+        TestPaths.Require(!IgnoresSigint(process), "SIGINT delivery to tau (the tests run with SIGINT ignored, as in a background job)");
+
+        Signal(process, "INT");
+        using (var hang = HangGuard())
+        {
+            lines.AddRange((await process.StandardOutput.ReadToEndAsync(hang.Token)).Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            await process.WaitForExitAsync(hang.Token);
+        }
+        Assert.Equal(130, process.ExitCode);
+        // It stops after the step it is in, the last it printed, and saves that step.
+        int step = StepOf(lines.Last(l => l.StartsWith("step ", StringComparison.Ordinal)));
+        Assert.Equal([$"checkpoint saved at step {step}; continue with: tau train --resume --out {output}", "tau: interrupted"],
+            (await stderr).Trim().Split('\n'));
+        using var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "training.json")));
+        Assert.Equal(step, state.RootElement.GetProperty("step").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_killed_run_resumes_to_the_same_weights_and_losses_as_an_uninterrupted_run()
+    {
+        const int steps = 2000;
+        var whole = Path.Combine(home, "whole");
+        var uninterrupted = Tau(TinyRun(whole, steps));
+        Assert.True(uninterrupted.ExitCode == 0, uninterrupted.Stderr);
+
+        var killed = Path.Combine(home, "killed");
+        using (var process = Process.Start(TauStart(TinyRun(killed, steps)))!)
+        {
+            process.StandardInput.Close();
+            // It cannot finish first: its line per step is far more than the pipe (64 KiB) and this reader's buffer
+            // hold, and nothing reads them after the first checkpoint's line, so it blocks long before the end.
+            await ReadLinesUntil(process, line => line.EndsWith("[checkpoint]", StringComparison.Ordinal));
+            process.Kill();   // SIGKILL: no handler runs, nothing more is saved
+            using var hang = HangGuard();
+            await process.WaitForExitAsync(hang.Token);
+            Assert.Equal(128 + 9, process.ExitCode);
+        }
+        int checkpoint;
+        using (var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(killed, "training.json"))))
+            checkpoint = state.RootElement.GetProperty("step").GetInt32();
+        Assert.InRange(checkpoint, 100, steps - 100);
+        Assert.Equal(0, checkpoint % 100);
+
+        var resumed = Tau("train", "--resume", "--out", killed, "--threads", "1");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        var lines = resumed.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal($"resuming {killed} at step {checkpoint} of {steps}", lines[0]);
+        Assert.Equal(checkpoint + 1, StepOf(lines.First(l => l.StartsWith("step ", StringComparison.Ordinal))));
+        // The same final line (validation loss included), the same model files byte for byte, the same losses step by step.
+        var wholeLines = uninterrupted.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal(wholeLines[^1].Replace(whole, killed), lines[^1]);
+        foreach (var file in new[] { TauModel.WeightsFile, TauModel.ConfigFile })
+            Assert.Equal(File.ReadAllBytes(Path.Combine(whole, file)), File.ReadAllBytes(Path.Combine(killed, file)));
+        var log = File.ReadAllLines(Path.Combine(killed, "train_log.csv")).Skip(1).Select(r => r.Split(',')).ToArray();
+        var wholeLog = File.ReadAllLines(Path.Combine(whole, "train_log.csv")).Skip(1).Select(r => r.Split(',')).ToArray();
+        Assert.Equal(Enumerable.Range(1, steps).Select(i => $"{i}"), log.Select(r => r[0]));
+        Assert.Equal(wholeLog.Select(r => (r[1], r[2], r[3])), log.Select(r => (r[1], r[2], r[3])));   // lr, train_loss, val_loss
     }
 }
