@@ -157,7 +157,7 @@ public sealed class SessionGrain(
                 await ResetTokens();                                            // nothing in common: a new conversation starts over
             else if (keep < Tokens.Count)
             {
-                Forget(keep);                                                   // it diverged: keep the cache of what still agrees
+                Forget(keep, nothingFollows: rest.Length == 0);                 // it diverged: keep the cache of what still agrees
                 await Save();
             }
             if (rest.Length == 0)
@@ -200,11 +200,15 @@ public sealed class SessionGrain(
         return (lo, tokenizer.Encode(text[kept.Length..]).ToArray());
     }
 
-    /// <summary>Forgets the session's tokens after the first <paramref name="keep"/>; the cache keeps what agrees, the generator runs on.</summary>
-    private void Forget(int keep)
+    /// <summary>
+    /// Forgets the session's tokens after the first <paramref name="keep"/>; the cache keeps what agrees, the generator runs on.
+    /// A cut cache has no logits: when no new tokens follow (a retried request, a prompt that ends inside the transcript),
+    /// the last kept token stays out of the cache, so that the next step runs it again and has logits to sample from.
+    /// </summary>
+    private void Forget(int keep, bool nothingFollows)
     {
         Tokens.RemoveRange(keep, Tokens.Count - keep);
-        compute?.Inference.Truncate(Math.Min(keep, compute.Inference.Length));
+        compute?.Inference.Truncate(Math.Min(nothingFollows ? keep - 1 : keep, compute.Inference.Length));
     }
 
     private static int[] Tokenize(TauModel model, PromptInput prompt)

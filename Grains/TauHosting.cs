@@ -27,6 +27,7 @@ public static class TauHosting
         services.AddSingleton<LocalSessions>();
         services.AddSingleton<LocalShards>();
         services.AddPlacementDirector<AwayFromCallerPlacement, AwayFromCallerPlacementDirector>();
+        services.AddMetrics();   // the IMeterFactory TauMetrics' meter comes from (hosts register it already; this makes sure)
         services.AddSingleton<TauMetrics>();
         services.AddSingleton(_ => new DecodeBatcher());
         services.AddTauErrors();

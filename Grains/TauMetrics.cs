@@ -5,14 +5,16 @@ namespace TauCluster.Grains;
 /// <summary>
 /// TauCluster's own meter, exported beside Orleans' meters (Prometheus at /metrics on the silo): latency of the first
 /// token and between tokens, tokens generated, and the live sessions' caches against what K/V caches would take.
+/// The meter comes from the silo's own <see cref="IMeterFactory"/>, so that where several silos share a process (tests,
+/// an embedded silo beside another) each silo's exporter can take its own meter and not every meter of that name.
 /// </summary>
 public sealed class TauMetrics : IDisposable
 {
     public const string MeterName = "TauCluster";
 
-    public TauMetrics(LocalSessions sessions, LocalShards shards, Engine.DecodeBatcher batcher)
+    public TauMetrics(IMeterFactory meters, LocalSessions sessions, LocalShards shards, Engine.DecodeBatcher batcher)
     {
-        Meter = new Meter(MeterName);
+        Meter = meters.Create(MeterName);
         TimeToFirstToken = Meter.CreateHistogram("tau.time_to_first_token", "s", "From a generation request reaching its session to its first new token", advice: LatencyBuckets);
         InterTokenLatency = Meter.CreateHistogram("tau.inter_token_latency", "s", "Between consecutive generated tokens of one request", advice: LatencyBuckets);
         GeneratedTokens = Meter.CreateCounter<long>("tau.generated_tokens", "{token}", "Tokens generated");

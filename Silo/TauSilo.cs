@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Orleans.Dashboard;
+using Microsoft.Extensions.Diagnostics.Metrics;
 using OpenTelemetry.Metrics;
 using TauCluster.Grains;
 
@@ -31,8 +32,10 @@ public static class TauSilo
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter("Microsoft.Orleans")
             .AddMeter("System.Runtime")
-            .AddMeter(TauMetrics.MeterName)
             .AddPrometheusExporter());
+        // TauCluster's meter only as this silo's IMeterFactory made it (MeterScope.Local): AddMeter would take every meter
+        // of that name in the process, and with several silos in one process each /metrics would mix them.
+        builder.Services.AddMetrics(metrics => metrics.EnableMetrics(TauMetrics.MeterName, scopes: MeterScope.Local));
 
         var app = builder.Build();
         var gate = app.Services.GetRequiredService<GenerationGate>();

@@ -1,0 +1,96 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace TauCluster.Http.Tests;
+
+public sealed class MetricsServerFixture : IAsyncLifetime
+{
+    public SiloServer Server { get; private set; } = null!;
+    public async Task InitializeAsync() => Server = await SiloServer.Start();
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+}
+
+/// <summary>
+/// TauCluster's meter as /metrics exports it, on a silo of its own: nothing else runs there, so every session and
+/// token it counts is one of these tests' (the tests of one class run one at a time).
+/// </summary>
+public sealed class MetricsTests(MetricsServerFixture fixture) : IClassFixture<MetricsServerFixture>
+{
+    private SiloServer Server => fixture.Server;
+
+    private const string Generated = "tau_generated_tokens_total";
+    private const string Active = "tau_active_sessions";
+    private const string Cache = "tau_cache_bytes";
+
+    private async Task<PrometheusText> Scrape() => PrometheusText.Parse(await Server.Http().GetStringAsync("/metrics"));
+
+    /// <summary>
+    /// A scrape that reflects at least <paramref name="tokens"/> generated tokens. /metrics may answer from its 300 ms
+    /// scrape cache, so the tests poll for a scrape as new as the last request, then assert that scrape's values exactly.
+    /// </summary>
+    private Task<PrometheusText> ScrapeCounting(double tokens) =>
+        Poll.Until(Scrape, m => m.CounterValue(Generated) >= tokens, $"a scrape counting {tokens} generated tokens");
+
+    private async Task<JsonObject> Complete(string json)
+    {
+        using var response = await Server.Http().PostAsync("/v1/completions", new StringContent(json, Encoding.UTF8, "application/json"));
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsObject();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToJsonString());
+        return body;
+    }
+
+    [Fact]
+    public async Task A_live_session_shows_in_the_gauges_until_it_is_deleted_and_every_generated_token_is_counted_once()
+    {
+        var before = await Scrape();
+        double tokensBefore = before.CounterValue(Generated), activeBefore = before.Value(Active);
+        double tauBefore = before.Value(Cache, ("cache", "tau")), baselineBefore = before.Value(Cache, ("cache", "kv_baseline"));
+
+        string session = $"metered-{Guid.NewGuid():N}";
+        var reply = await Complete($$"""{"model": "tiny", "prompt": "count my cache", "max_tokens": 9, "temperature": 0, "session": "{{session}}"}""");
+        int generated = reply["usage"]!["completion_tokens"]!.GetValue<int>();
+        Assert.Equal(9, generated);
+        var info = (await Server.Http().GetFromJsonAsync<JsonObject>($"/v1/sessions/{session}"))!;
+        long cacheBytes = info["cache_bytes"]!.GetValue<long>(), baselineBytes = info["baseline_cache_bytes"]!.GetValue<long>();
+        Assert.True(cacheBytes > 0, info.ToJsonString());
+
+        var live = await ScrapeCounting(tokensBefore + generated);
+        Assert.Equal(tokensBefore + generated, live.Value(Generated));                         // each token once, no more
+        Assert.Equal(activeBefore + 1, live.Value(Active));
+        Assert.Equal(tauBefore + cacheBytes, live.Value(Cache, ("cache", "tau")));              // the only live cache is this session's
+        Assert.Equal(baselineBefore + baselineBytes, live.Value(Cache, ("cache", "kv_baseline")));
+        Assert.True(live.Value(Active) > 0 && live.Value(Cache, ("cache", "tau")) > 0);
+
+        using var deleted = await Server.Http().DeleteAsync($"/v1/sessions/{session}");
+        Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        // One more request, without a session: it runs in a session of its own that is gone when its reply has ended,
+        // and its token tells a scrape taken after the delete from a cached one.
+        var marker = await Complete("""{"model": "tiny", "prompt": "after the delete", "max_tokens": 1}""");
+        Assert.Equal(1, marker["usage"]!["completion_tokens"]!.GetValue<int>());
+
+        var after = await ScrapeCounting(tokensBefore + generated + 1);
+        Assert.Equal(tokensBefore + generated + 1, after.Value(Generated));
+        Assert.Equal(activeBefore, after.Value(Active));
+        Assert.Equal(tauBefore, after.Value(Cache, ("cache", "tau")));
+        Assert.Equal(baselineBefore, after.Value(Cache, ("cache", "kv_baseline")));
+    }
+
+    [Fact]
+    public async Task Streamed_tokens_are_counted_as_generated_tokens()
+    {
+        double tokensBefore = (await Scrape()).CounterValue(Generated);
+        using var response = await Server.Http().PostAsync("/v1/completions", new StringContent(
+            """{"model": "tiny", "prompt": "stream and count", "max_tokens": 13, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}}""",
+            Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        int? usage = null;
+        foreach (var line in (await response.Content.ReadAsStringAsync()).Split('\n'))
+            if (line.StartsWith("data: {", StringComparison.Ordinal) && JsonNode.Parse(line["data: ".Length..])!["usage"] is JsonObject u)
+                usage = u["completion_tokens"]!.GetValue<int>();
+        Assert.Equal(13, usage);
+        var metrics = await ScrapeCounting(tokensBefore + 13);
+        Assert.Equal(tokensBefore + 13, metrics.Value(Generated));
+    }
+}
