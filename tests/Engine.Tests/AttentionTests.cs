@@ -160,7 +160,10 @@ public sealed class AttentionTests
         var config = TestSupport.SmallConfig(AttentionKind.Tau, 2, 1, temperature: 1e-6, sequenceLen: 300);
         var model = TauModel.CreateRandom(config, 7);
         var logits = new InferenceSession(model).AppendAllLogits(TestSupport.RandomTokens(256, config.VocabSize, 7));
-        Assert.All(logits, l => Assert.True(float.IsFinite(l) && Math.Abs(l) <= 50));
+        // finite, and inside the softcap: logits = softcap · tanh(x / softcap) lie in [−15, 15]
+        Assert.Equal(15.0, config.Softcap);
+        Assert.All(logits, l => Assert.True(float.IsFinite(l) && Math.Abs(l) <= config.Softcap, $"logit {l}"));
+        Assert.True(logits.Distinct().Count() > config.VocabSize, "the logits should vary across tokens and positions");
     }
 
     [Theory]

@@ -6,6 +6,19 @@ namespace TauCluster.Engine.Tests;
 /// </summary>
 public sealed class ReferenceModel(ModelConfig c, ModelWeights w, double[,]? laplacian, TaumodeSettings settings)
 {
+    /// <summary>DESIGN.md §2's "chain": the path graph on D features, L[i][i] = degree, L[i][i±1] = −1, written out here.</summary>
+    public static double[,] Chain(int dimension)
+    {
+        var dense = new double[dimension, dimension];
+        for (int i = 0; i + 1 < dimension; i++)
+        {
+            dense[i, i + 1] = dense[i + 1, i] = -1;
+            dense[i, i] += 1;
+            dense[i + 1, i + 1] += 1;
+        }
+        return dense;
+    }
+
     public static double[,] Dense(Laplacian l)
     {
         var dense = new double[l.Dimension, l.Dimension];
