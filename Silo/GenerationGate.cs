@@ -7,14 +7,19 @@ namespace TauCluster.Silo;
 public sealed class GenerationGate(HttpApiOptions options)
 {
     private readonly SemaphoreSlim slots = new(options.MaxConcurrentGenerations, options.MaxConcurrentGenerations);
+    private readonly object watchersLock = new();
+    private readonly List<(Func<GenerationGate, bool> Condition, TaskCompletionSource Reached)> watchers = [];
     private int waiting;
 
     public int Waiting => Volatile.Read(ref waiting);
 
+    /// <summary>Generations holding a slot now.</summary>
+    public int Running => options.MaxConcurrentGenerations - slots.CurrentCount;
+
     /// <summary>A lease to dispose when the generation ends, or null when the queue is full.</summary>
     public async Task<IDisposable?> Enter(CancellationToken cancellation)
     {
-        if (slots.Wait(0)) return new Lease(slots);
+        if (slots.Wait(0)) return Admitted();
         if (Interlocked.Increment(ref waiting) > options.MaxQueuedGenerations)
         {
             Interlocked.Decrement(ref waiting);
@@ -22,22 +27,58 @@ public sealed class GenerationGate(HttpApiOptions options)
         }
         try
         {
+            Changed();
             await slots.WaitAsync(cancellation);
-            return new Lease(slots);
+            return Admitted();
         }
         finally
         {
             Interlocked.Decrement(ref waiting);
+            Changed();
         }
     }
 
-    private sealed class Lease(SemaphoreSlim slots) : IDisposable
+    /// <summary>
+    /// Completes once <paramref name="condition"/> holds of the gate, checked now and after every admission, queueing
+    /// and release: what a drain waits for (nothing running), and what tests wait on instead of polling /metrics.
+    /// </summary>
+    public Task When(Func<GenerationGate, bool> condition)
+    {
+        var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (watchersLock) watchers.Add((condition, reached));
+        Changed();
+        return reached.Task;
+    }
+
+    private Lease Admitted()
+    {
+        Changed();
+        return new Lease(this);
+    }
+
+    private void Changed()
+    {
+        lock (watchersLock)
+        {
+            if (watchers.Count == 0) return;
+            for (int i = watchers.Count - 1; i >= 0; i--)
+                if (watchers[i].Condition(this))
+                {
+                    watchers[i].Reached.TrySetResult();
+                    watchers.RemoveAt(i);
+                }
+        }
+    }
+
+    private sealed class Lease(GenerationGate gate) : IDisposable
     {
         private int released;
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref released, 1) == 0) slots.Release();
+            if (Interlocked.Exchange(ref released, 1) != 0) return;
+            gate.slots.Release();
+            gate.Changed();
         }
     }
 }

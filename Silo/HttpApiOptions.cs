@@ -20,6 +20,9 @@ public sealed class HttpApiOptions
     /// <summary>Serves POST /admin/gc (a blocking full collection, for load tests); off by default.</summary>
     public bool EnableAdmin { get; set; }
 
+    /// <summary>How long /metrics answers from its last scrape (the Prometheus exporter's cache); 0 scrapes every time.</summary>
+    public int MetricsCacheMilliseconds { get; set; } = 300;
+
     /// <summary>max_tokens when a request gives none.</summary>
     public int DefaultMaxTokens { get; set; } = 256;
 }

@@ -32,7 +32,7 @@ public static class TauSilo
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter("Microsoft.Orleans")
             .AddMeter("System.Runtime")
-            .AddPrometheusExporter());
+            .AddPrometheusExporter(prometheus => prometheus.ScrapeResponseCacheDurationMilliseconds = http.MetricsCacheMilliseconds));
         // TauCluster's meter only as this silo's IMeterFactory made it (MeterScope.Local): AddMeter would take every meter
         // of that name in the process, and with several silos in one process each /metrics would mix them.
         builder.Services.AddMetrics(metrics => metrics.EnableMetrics(TauMetrics.MeterName, scopes: MeterScope.Local));

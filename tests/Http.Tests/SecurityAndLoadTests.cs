@@ -58,15 +58,10 @@ public sealed class SecurityAndLoadTests
             var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
             Assert.Equal("overloaded", error["code"]!.GetValue<string>());
         }
-        // The slot comes back when the first client leaves; the silo serves again. The slot is freed when the departed
-        // client's handler unwinds, which no client can see, so this polls the real condition (a request admitted),
-        // bounded; every answer until then must be the same 503.
-        await Poll.Until(async () =>
-        {
-            using var retry = await server.Http().PostAsync("/v1/completions", Json("""{"model": "tiny", "prompt": "room now", "max_tokens": 2}"""));
-            Assert.True(retry.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{(int)retry.StatusCode}");
-            return retry.StatusCode;
-        }, status => status == HttpStatusCode.OK, "the slot released after the first client left");
+        // The slot comes back when the first client leaves (its handler unwinds and releases it), and the silo serves again.
+        await server.GateReaches(gate => gate.Running == 0);
+        using var retry = await server.Http().PostAsync("/v1/completions", Json("""{"model": "tiny", "prompt": "room now", "max_tokens": 2}"""));
+        Assert.Equal(HttpStatusCode.OK, retry.StatusCode);
     }
 
     private static async Task<double> QueueDepth(SiloServer server) =>
@@ -91,7 +86,8 @@ public sealed class SecurityAndLoadTests
         string body = $$"""{"model": "tiny", "prompt": "my turn", "max_tokens": 5, "temperature": 0, "session": "{{held}}"}""";
         var first = server.Http().PostAsync("/v1/completions", Json(body));
         var second = server.Http().PostAsync("/v1/completions", Json(body));
-        await Poll.Until(() => QueueDepth(server), depth => depth == 1, "tau_queue_depth = 1");
+        await server.GateReaches(gate => gate.Waiting == 1);
+        Assert.Equal(1, await QueueDepth(server));
         Assert.False(first.IsCompleted || second.IsCompleted);
 
         // A third finds the slot taken and the queue full: 503 at once, in OpenAI's error shape.
@@ -115,6 +111,7 @@ public sealed class SecurityAndLoadTests
             Assert.True(response.StatusCode == HttpStatusCode.OK, reply.ToJsonString());
             Assert.Equal(5, reply["usage"]!["completion_tokens"]!.GetValue<int>());
         }
-        await Poll.Until(() => QueueDepth(server), depth => depth == 0, "tau_queue_depth back to 0");
+        await server.GateReaches(gate => gate.Waiting == 0 && gate.Running == 0);
+        Assert.Equal(0, await QueueDepth(server));
     }
 }

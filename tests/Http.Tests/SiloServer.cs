@@ -31,6 +31,10 @@ public sealed class SiloServer : IAsyncDisposable
     public Uri Address { get; }
     public int GatewayPort { get; }
     public IGrainFactory Grains => App.Services.GetRequiredService<IGrainFactory>();
+    public GenerationGate Gate => App.Services.GetRequiredService<GenerationGate>();
+
+    /// <summary>Waits for a state of the silo's admission gate (it announces every change), failing after a minute.</summary>
+    public Task GateReaches(Func<GenerationGate, bool> condition) => Gate.When(condition).WaitAsync(TimeSpan.FromMinutes(1));
 
     public static async Task<SiloServer> Start(params (string Key, string Value)[] settings)
     {
@@ -48,6 +52,7 @@ public sealed class SiloServer : IAsyncDisposable
             ["Tau:GatewayPort"] = gatewayPort.ToString(),
             ["Tau:ClusterId"] = $"http-{Guid.NewGuid():N}",
             ["urls"] = "http://127.0.0.1:0",
+            ["Tau:Http:MetricsCacheMilliseconds"] = "0",   // every scrape is fresh: tests assert exact values without waiting
         };
         foreach (var (k, v) in settings) values[k] = v;
         var app = TauSilo.Build([], builder =>
