@@ -214,9 +214,11 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
         Span<float> scores = default;
         if (lane.Cache.NeedsScores)
         {
+            // Sized for the model's whole context on first use, never grown by a longer session: a thread that served a
+            // model of shorter context would otherwise allocate in the middle of a decode.
             var scratch = scoreScratch;
-            if (scratch is null || scratch.Length < keyCount)
-                scoreScratch = scratch = new float[Math.Max(keyCount, config.SequenceLen)];
+            if (scratch is null || scratch.Length < config.SequenceLen)
+                scoreScratch = scratch = new float[config.SequenceLen];
             scores = scratch;
         }
         lane.Cache.Attend(layer, h, queries.AsSpan(row * D, D), keyCount, scores, output.AsSpan(row * D, D));
