@@ -1,0 +1,99 @@
+using System.Numerics.Tensors;
+
+namespace TauCluster.Engine;
+
+/// <summary>
+/// Consecutive rows of a forward pass that belong to one session: its cache, and how many of its new tokens are in
+/// the pass. A prefill is one lane of many rows; a batched decode step is many lanes of one row each.
+/// </summary>
+internal readonly record struct Lane(AttentionCache Cache, int Rows);
+
+public sealed partial class TauModel
+{
+    /// <summary>
+    /// The whole forward pass of DESIGN.md §1 over a block of rows. Each lane's rows are its next tokens, at positions
+    /// cache.Length, cache.Length+1, …; each layer caches the lanes' keys and values before attending, and a row
+    /// attends causally to the keys of its own session at positions ≤ its own. Every row's numbers are computed the
+    /// same way whatever else is in the block, so a session's tokens do not depend on what it is batched with.
+    /// Writes the logits of each lane's last row, or of every row when asked.
+    /// </summary>
+    internal void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<Lane> lanes, ForwardBuffers b, bool everyRow)
+    {
+        var c = Config;
+        int T = tokens.Length, C = c.NEmbd, D = c.HeadDim, H = c.NHead, Hkv = c.NKvHead;
+        b.EnsureCapacity(T);
+
+        // x = wte[token], no norm after the embedding
+        for (int t = 0; t < T; t++)
+            Weights.TokenEmbedding.AsSpan(tokens[t] * C, C).CopyTo(b.X.AsSpan(t * C, C));
+
+        for (int layer = 0; layer < c.NLayer; layer++)
+        {
+            var w = Weights.Layers[layer];
+
+            // attention: h = rms(x); q, k, v = clamp(W h, −5, 5)
+            RmsRows(b.X, b.H, T, C);
+            b.MatMul.Run(w.Query, H * D, C, b.H, b.Q, T);
+            b.MatMul.Run(w.Key, Hkv * D, C, b.H, b.K, T);
+            b.MatMul.Run(w.Value, Hkv * D, C, b.H, b.V, T);
+            Kernels.Clamp(b.Q.AsSpan(0, T * H * D), -5f, 5f);
+            Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -5f, 5f);
+            Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -5f, 5f);
+
+            // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values
+            for (int l = 0, t = 0; l < lanes.Length; l++)
+                for (int i = 0; i < lanes[l].Rows; i++, t++)
+                {
+                    int position = lanes[l].Cache.Length + i;
+                    for (int h = 0; h < H; h++) RopeNorm(b.Q.AsSpan((t * H + h) * D, D), position);
+                    for (int h = 0; h < Hkv; h++)
+                    {
+                        RopeNorm(b.K.AsSpan((t * Hkv + h) * D, D), position);
+                        lanes[l].Cache.Append(layer, h, b.K.AsSpan((t * Hkv + h) * D, D), b.V.AsSpan((t * Hkv + h) * D, D));
+                    }
+                }
+
+            // y_h = Σⱼ softmax(score)ⱼ vⱼ over the row's own session (a session with context shards asks them first)
+            for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
+                lanes[l].Cache.PrepareLayer(layer, b.Q.AsSpan(t * H * D, lanes[l].Rows * H * D), lanes[l].Rows);
+            b.Attention.Run(lanes, layer, b.Q, b.Y);
+
+            // x = x + Wproj · concat(y₀ … y_{H−1})
+            b.MatMul.Run(w.AttentionProjection, C, C, b.Y, b.Out, T);
+            TensorPrimitives.Add(b.X.AsSpan(0, T * C), b.Out.AsSpan(0, T * C), b.X.AsSpan(0, T * C));
+
+            // MLP: x = x + Wfc2 · relu(Wfc1 · rms(x))²
+            RmsRows(b.X, b.H, T, C);
+            b.MatMul.Run(w.MlpUp, c.MlpDim, C, b.H, b.Up, T);
+            Kernels.ReluSquared(b.Up.AsSpan(0, T * c.MlpDim));
+            b.MatMul.Run(w.MlpDown, C, c.MlpDim, b.Up, b.Out, T);
+            TensorPrimitives.Add(b.X.AsSpan(0, T * C), b.Out.AsSpan(0, T * C), b.X.AsSpan(0, T * C));
+        }
+
+        // logits = clamp(Wlm · rms(x), −50, 50), then the optional softcap
+        int rows = 0;
+        for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
+            for (int i = everyRow ? 0 : lanes[l].Rows - 1; i < lanes[l].Rows; i++, rows++)
+                Kernels.RmsNorm(b.X.AsSpan((t + i) * C, C), b.H.AsSpan(rows * C, C));
+        b.MatMul.Run(Weights.LmHead, c.VocabSize, C, b.H, b.Logits, rows);
+        var logits = b.Logits.AsSpan(0, rows * c.VocabSize);
+        Kernels.Clamp(logits, -50f, 50f);
+        if (c.Softcap > 0)
+        {
+            Kernels.Softcap(logits, (float)c.Softcap);
+            Kernels.Clamp(logits, -50f, 50f);
+        }
+        foreach (var lane in lanes) lane.Cache.Commit(lane.Rows);
+    }
+
+    private void RopeNorm(Span<float> head, int position)
+    {
+        Kernels.Rope(head, position, RopeDivisors);
+        Kernels.RmsNorm(head, head);
+    }
+
+    private static void RmsRows(ReadOnlySpan<float> x, Span<float> y, int rows, int width)
+    {
+        for (int t = 0; t < rows; t++) Kernels.RmsNorm(x.Slice(t * width, width), y.Slice(t * width, width));
+    }
+}
