@@ -16,6 +16,13 @@ public sealed class TauSessionClient(IGrainFactory grains)
 
     public ISessionGrain Session(string id) => grains.GetGrain<ISessionGrain>(id);
 
+    /// <summary>
+    /// Raised each time a generation stream is lost to the cluster (its silo died, a message was rejected) and is about to
+    /// be requested again: what a caller logs or counts as a failover. It runs on the generating caller's flow, before the
+    /// retry's pause; it should be quick and must not throw.
+    /// </summary>
+    public event Action<StreamResume>? Resuming;
+
     public Task<SessionInfo> Open(string sessionId, SessionSpec spec, CancellationToken cancellation = default) =>
         Retry(() => Session(sessionId).Open(spec), cancellation);
 
@@ -46,7 +53,7 @@ public sealed class TauSessionClient(IGrainFactory grains)
         while (next < request.TargetLength)
         {
             var stream = session.Generate(request, cancellation).GetAsyncEnumerator(cancellation);
-            bool lost = false;
+            Exception? lostTo = null;
             try
             {
                 while (true)
@@ -55,7 +62,7 @@ public sealed class TauSessionClient(IGrainFactory grains)
                     if (failure is not null)
                     {
                         if (++attempts > MaxAttempts) throw failure;
-                        lost = true;
+                        lostTo = failure;
                         break;
                     }
                     if (!moved) break;
@@ -70,7 +77,8 @@ public sealed class TauSessionClient(IGrainFactory grains)
                 try { await stream.DisposeAsync(); }
                 catch (Exception e) when (IsTransient(e, cancellation)) { }   // the silo holding the stream is gone
             }
-            if (!lost) yield break;   // the target or a stop string was reached
+            if (lostTo is null) yield break;   // the target or a stop string was reached
+            Resuming?.Invoke(new StreamResume(sessionId, next, attempts, lostTo));
             await Task.Delay(RetryDelay, cancellation);
         }
     }
@@ -147,6 +155,12 @@ public static class TauClientHosting
     public static IServiceCollection AddTauErrors(this IServiceCollection services) =>
         services.Configure<Orleans.Serialization.ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("TauCluster"));
 }
+
+/// <summary>
+/// A generation stream that was lost and is being requested again: the session, the first position the caller has not
+/// received yet (it resumes there), the attempts in a row that brought no new token (1 for the first), and the failure.
+/// </summary>
+public sealed record StreamResume(string Session, int NextPosition, int Attempt, Exception Failure);
 
 /// <summary>One step of a completion: text to show (may be empty), the token it came with, and at the end the finish reason.</summary>
 public sealed record CompletionUpdate(string Text, int? TokenId, string? FinishReason);

@@ -80,23 +80,36 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
         int keep = 0;
         while (keep < shards.Count && shards[keep].Start + shards[keep].Segments * LambdaIndex.SegmentSize <= length) keep++;
         int kept = keep == shards.Count ? Held : shards[keep].Start;
-        Forget(shards.Skip(keep).ToList());
+        _ = Forget(shards.Skip(keep).ToList());   // a truncation is synchronous: the cut shards are dropped in the background
         shards.RemoveRange(keep, shards.Count - keep);
         return kept;
     }
 
-    /// <summary>Drops every shard (the session is deleted, or its cache released).</summary>
-    public void DropAll()
+    /// <summary>
+    /// Drops every shard (the session is deleted, or its cache released). The task ends when every shard has answered or
+    /// failed to; it never faults.
+    /// </summary>
+    public Task DropAll()
     {
-        Forget([.. shards]);
+        var dropped = Forget([.. shards]);
         shards.Clear();
+        return dropped;
     }
 
     private int Held => shards.Count == 0 ? 0 : shards[^1].Start + shards[^1].Segments * LambdaIndex.SegmentSize;
 
-    /// <summary>Best effort: a shard on a dead silo is gone anyway, and an unreachable one is collected when idle.</summary>
-    private static void Forget(IEnumerable<Shard> dropped)
+    /// <summary>
+    /// Best effort: a shard on a dead silo is gone anyway, and an unreachable one is collected when idle. The drops are sent
+    /// at once; the task ends when all of them have ended, and never faults.
+    /// </summary>
+    private static Task Forget(IEnumerable<Shard> dropped) => Task.WhenAll(dropped.Select(async shard =>
     {
-        foreach (var shard in dropped) _ = shard.Grain.Drop().ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
-    }
+        try
+        {
+            await shard.Grain.Drop();
+        }
+        catch (Exception)
+        {
+        }
+    }));
 }

@@ -238,7 +238,7 @@ public sealed class SessionGrain(
         catch
         {
             Tokens.RemoveRange(before, ids.Length);
-            ReleaseCompute();   // rebuilt from the persisted tokens on next use
+            _ = ReleaseCompute();   // rebuilt from the persisted tokens on next use
             throw;
         }
         await Save();
@@ -387,7 +387,7 @@ public sealed class SessionGrain(
             await state.ClearStateAsync();
             state.State = new SessionState();
             tokens = null;
-            ReleaseCompute();
+            await ReleaseCompute();   // a deleted session's shards are gone when Delete returns
             DeactivateOnIdle();
         }
         finally
@@ -408,7 +408,7 @@ public sealed class SessionGrain(
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        ReleaseCompute();
+        _ = ReleaseCompute();   // best effort: deactivation does not wait for shards on other silos
         return Task.CompletedTask;
     }
 
@@ -435,7 +435,7 @@ public sealed class SessionGrain(
             }
             catch
             {
-                ReleaseCompute();
+                _ = ReleaseCompute();
                 throw;
             }
         }
@@ -510,19 +510,19 @@ public sealed class SessionGrain(
 
     private SessionCompute Attach(SessionCompute c)
     {
-        ReleaseCompute();
+        _ = ReleaseCompute();
         local.Add(c);
         return compute = c;
     }
 
-    private void ReleaseCompute()
+    /// <summary>Forgets the in-memory cache and drops its context shards; the task ends when the shards have answered (it never faults).</summary>
+    private Task ReleaseCompute()
     {
-        if (compute is not null)
-        {
-            local.Remove(compute);
-            compute.Shards?.DropAll();
-        }
+        var released = compute;
         compute = null;
+        if (released is null) return Task.CompletedTask;
+        local.Remove(released);
+        return released.Shards?.DropAll() ?? Task.CompletedTask;
     }
 
     /// <summary>Tokens the cache has not seen yet: a prompt just appended, or the token sampled last.</summary>

@@ -29,8 +29,11 @@ public sealed class FailoverTests
 
             var id = await Start();
             string hostSilo = (await fixture.Sessions.Info(id)).Silo;
+            var sessions = fixture.Sessions;
+            var resumes = new List<StreamResume>();
+            sessions.Resuming += resumes.Add;
             var received = new List<GeneratedToken>();
-            await foreach (var t in fixture.Sessions.Generate(id, length))
+            await foreach (var t in sessions.Generate(id, length))
             {
                 received.Add(t);
                 if (received.Count == 13)
@@ -40,6 +43,9 @@ public sealed class FailoverTests
             Assert.Equal(uninterrupted.Select(t => t.Id), received.Select(t => t.Id));
             Assert.Equal(uninterrupted.Select(t => t.Position), received.Select(t => t.Position));
             Assert.Equal(string.Concat(uninterrupted.Select(t => t.Text)), string.Concat(received.Select(t => t.Text)));
+            // The stream was cut after the tokens the client had, and requested again.
+            Assert.NotEmpty(resumes);
+            Assert.InRange(resumes[0].NextPosition, received[13].Position, received[^1].Position);
             var after = await fixture.Sessions.Info(id);
             Assert.NotEqual(hostSilo, after.Silo);
             Assert.True(after.RebuiltTokens > 0, "the new activation rebuilt its cache by replaying the persisted tokens");

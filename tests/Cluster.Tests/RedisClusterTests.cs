@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -47,23 +45,33 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
 
     private readonly System.Text.StringBuilder cliOutput = new();
 
-    private Process Start(string file, IEnumerable<string> args, IDictionary<string, string> environment, string name, bool captureOutput = false)
+    /// <summary>
+    /// Starts a process whose output goes to the test log. With <paramref name="readyLine"/>, the task completes when the
+    /// process writes a line that contains it, and fails if the process exits first.
+    /// </summary>
+    private (Process Process, Task Ready) Start(string file, IEnumerable<string> args, IDictionary<string, string> environment, string name,
+        bool captureOutput = false, string? readyLine = null)
     {
         var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) start.ArgumentList.Add(a);
         foreach (var (k, v) in environment) start.Environment[k] = v;
-        var process = Process.Start(start)!;
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (readyLine is null) ready.SetResult();
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
         process.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null) return;
             if (captureOutput) lock (cliOutput) cliOutput.AppendLine(e.Data);
+            if (readyLine is not null && e.Data.Contains(readyLine, StringComparison.Ordinal)) ready.TrySetResult();
             Log($"[{name}] {e.Data}");
         };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Log($"[{name}] {e.Data}"); };
+        process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"{name} exited before it wrote '{readyLine}'"));
+        process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         processes.Add(process);
-        return process;
+        return (process, ready.Task);
     }
 
     private void Log(string line)
@@ -71,25 +79,8 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         try { output.WriteLine(line); } catch (InvalidOperationException) { }   // output after the test ended
     }
 
-    private static async Task WaitForPort(int port, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, port);
-                return;
-            }
-            catch (SocketException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100);
-            }
-        }
-    }
-
-    private (Process Process, int SiloPort) StartSilo(int index)
+    /// <summary>A silo process; it is ready when its host has started, which is after its silo has joined the cluster as active.</summary>
+    private (Process Process, int SiloPort, Task Ready) StartSilo(int index)
     {
         int siloPort = TestPaths.FreePort(), gatewayPort = TestPaths.FreePort(), httpPort = TestPaths.FreePort();
         var env = new Dictionary<string, string>
@@ -106,7 +97,9 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
             ["Tau__CheckpointEvery"] = "4",
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{httpPort}",
         };
-        return (Start("dotnet", [BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}"), siloPort);
+        var (process, ready) = Start("dotnet", [BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}",
+            readyLine: "Application started");   // Microsoft.Hosting.Lifetime, once every hosted service (the silo too) has started
+        return (process, siloPort, ready);
     }
 
     [SkippableFact]
@@ -115,9 +108,11 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         var redis = RedisServer();
         TestPaths.Require(redis is not null, "redis-server");
         redisPort = TestPaths.FreePort();
-        Start(redis!, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], new Dictionary<string, string>(), "redis");
-        await WaitForPort(redisPort, TimeSpan.FromSeconds(20));
+        var (_, redisReady) = Start(redis!, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            new Dictionary<string, string>(), "redis", readyLine: "Ready to accept connections");
+        await redisReady.WaitAsync(TimeSpan.FromSeconds(20));
         var silos = new[] { StartSilo(1), StartSilo(2) };
+        await Task.WhenAll(silos.Select(s => s.Ready)).WaitAsync(TimeSpan.FromSeconds(90));
 
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -131,25 +126,25 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         await host.StartAsync();
         var grains = host.Services.GetRequiredService<IClusterClient>();
         var management = grains.GetGrain<IManagementGrain>(0);
-        var deadline = DateTime.UtcNow.AddSeconds(90);
-        while ((await TauSessionClient.Retry(() => management.GetHosts(onlyActive: true), default)).Count < 2)
+        // Both silos are active in the table; each learns of the other through membership gossip or its next read of the
+        // table, and nothing outside a silo can wait for that: a bounded poll, which the first read passes almost always.
+        for (int attempt = 1; (await TauSessionClient.Retry(() => management.GetHosts(onlyActive: true), default)).Count < 2; attempt++)
         {
-            Assert.True(DateTime.UtcNow < deadline, "the two silos did not both join the cluster");
-            await Task.Delay(500);
+            Assert.True(attempt < 100, "the two silos did not both see the cluster of two");
+            await Task.Delay(200);
         }
         var sessions = new TauSessionClient(grains);
         var spec = new SessionSpec(TestWorld.Tiny, null, new SamplingSettings(0.9, 40, 0.95, 21));
 
-        async Task<string> Begin()
+        async Task<(string Id, int Length)> Begin()
         {
             var id = $"r-{Guid.NewGuid():N}";
             await sessions.Open(id, spec);
-            await sessions.Append(id, PromptInput.FromText("two processes, one conversation"));
-            return id;
+            return (id, (await sessions.Append(id, PromptInput.FromText("two processes, one conversation"))).Length);
         }
 
         // `tau --cluster redis://…` is a client of the same cluster and gets the tokens the client library gets.
-        var cli = Start("dotnet", [BuiltAssembly("Client", "tau.dll"), "generate", "--cluster", $"redis://127.0.0.1:{redisPort}",
+        var (cli, _) = Start("dotnet", [BuiltAssembly("Client", "tau.dll"), "generate", "--cluster", $"redis://127.0.0.1:{redisPort}",
             "--cluster-id", clusterId, "--service-id", clusterId, "--model", TestWorld.Tiny, "--prompt", "from the command line",
             "--max-tokens", "12", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--seed", "21", "--json"],
             new Dictionary<string, string> { ["TAU_HOME"] = Path.Combine(world.Root, "cli") }, "tau", captureOutput: true);
@@ -164,17 +159,20 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(fromLibrary, fromCli);
 
         var uninterrupted = new List<int>();
-        await foreach (var t in sessions.Generate(await Begin(), 48)) uninterrupted.Add(t.Id);
+        await foreach (var t in sessions.Generate((await Begin()).Id, 48)) uninterrupted.Add(t.Id);
 
-        var id = await Begin();
+        var (id, start) = await Begin();
         string hostSilo = (await sessions.Info(id)).Silo;
-        var victim = silos.Single(s => hostSilo.Contains($":{s.SiloPort}:", StringComparison.Ordinal));
+        var victim = Assert.Single(silos, s => hostSilo.Contains($":{s.SiloPort}:", StringComparison.Ordinal));   // it hosts the session
+        var resumes = new List<StreamResume>();
+        sessions.Resuming += resumes.Add;
         var received = new List<int>();
         await foreach (var t in sessions.Generate(id, 48))
         {
             received.Add(t.Id);
             if (received.Count == 10)
             {
+                Assert.Empty(resumes);
                 victim.Process.Kill(entireProcessTree: true);   // SIGKILL: no goodbye to the cluster
                 output.WriteLine($"killed the silo on port {victim.SiloPort} after 10 tokens");
             }
@@ -182,17 +180,24 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
 
         Assert.True(victim.Process.HasExited);
         Assert.Equal(uninterrupted, received);
+        // The stream was cut: the client lost it after the tokens it had, and requested the rest again, from the survivor.
+        Assert.NotEmpty(resumes);
+        Assert.All(resumes, r => Assert.Equal(id, r.Session));
+        Assert.InRange(resumes[0].NextPosition, start + 10, start + 47);
+        Assert.True(TauSessionClient.IsTransient(resumes[0].Failure, default), resumes[0].Failure.ToString());
+        var survivor = silos.Single(s => s != victim);
         var after = await sessions.Info(id);
         Assert.NotEqual(hostSilo, after.Silo);
+        Assert.Contains($":{survivor.SiloPort}:", after.Silo, StringComparison.Ordinal);
+        Assert.True(after.RebuiltTokens >= start, $"{after.RebuiltTokens} tokens replayed");   // the survivor rebuilt the session from Redis
         var tokens = await sessions.Session(id).GetTokens();
         Assert.Equal(received, tokens[^48..]);   // persisted in Redis: nothing lost
         await host.StopAsync();
 
         // The survivor shuts down cleanly on SIGTERM.
-        var survivor = silos.Single(s => s != victim).Process;
-        using (var term = Process.Start("kill", ["-TERM", survivor.Id.ToString()])) await term.WaitForExitAsync();
+        using (var term = Process.Start("kill", ["-TERM", survivor.Process.Id.ToString()])) await term.WaitForExitAsync();
         using var shutdown = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await survivor.WaitForExitAsync(shutdown.Token);
-        Assert.Equal(0, survivor.ExitCode);
+        await survivor.Process.WaitForExitAsync(shutdown.Token);
+        Assert.Equal(0, survivor.Process.ExitCode);
     }
 }
