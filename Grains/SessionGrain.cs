@@ -67,7 +67,7 @@ public sealed class SessionGrain(
             if (state.State.Spec is { } existing)
             {
                 if (existing.Model != spec.Model || existing.Domain != spec.Domain)
-                    throw new InvalidOptionsException($"session '{Id}' already runs model '{existing.Model}'" +
+                    throw new SessionConflictException($"session '{Id}' already runs model '{existing.Model}'" +
                         (existing.Domain is null ? "" : $" with domain '{existing.Domain}'") + "; open it with the same, or use another session id");
                 if (existing.Sampling != spec.Sampling)
                 {
@@ -132,7 +132,7 @@ public sealed class SessionGrain(
                     await Save();   // a retry of an append that took effect (its first save may be what failed)
                     return Info();
                 }
-                throw new InvalidOptionsException($"session '{Id}' has {Tokens.Count} tokens, not the {expected} this append expected: another append came first");
+                throw new SessionConflictException($"session '{Id}' has {Tokens.Count} tokens, not the {expected} this append expected: another append came first");
             }
             await AppendTokens(model, ids);
             return Info();
@@ -326,7 +326,7 @@ public sealed class SessionGrain(
         await turn.WaitAsync();
         try
         {
-            if (state.State.Spec is not null) throw new InvalidOptionsException($"session '{Id}' already exists");
+            if (state.State.Spec is not null) throw new SessionConflictException($"session '{Id}' already exists");
             state.State = new SessionState { Spec = source.Spec, DomainVersion = source.DomainVersion, Tokens = source.Tokens, Generator = source.GeneratorState };
             tokens = UnpackTokens(source.Tokens);
             await state.WriteStateAsync();

@@ -103,7 +103,7 @@ public sealed class BadRequestTests(ClusterFixture fixture)
     {
         var id = $"bad-{Guid.NewGuid():N}";
         await fixture.Sessions.Open(id, Spec());
-        var e = await Assert.ThrowsAsync<InvalidOptionsException>(() => fixture.Sessions.Session(id).Open(Spec(model: TestWorld.TinyCausal)));
+        var e = await Assert.ThrowsAsync<SessionConflictException>(() => fixture.Sessions.Session(id).Open(Spec(model: TestWorld.TinyCausal)));
         Assert.Contains("already runs model", e.Message);
     }
 }

@@ -84,7 +84,7 @@ public sealed class SessionTests(ClusterFixture fixture)
         await fixture.Sessions.Session(id).Append(prompt);
         var again = await fixture.Sessions.Session(id).Append(prompt);   // as if the first reply had been lost
         Assert.Equal(3, again.Length);
-        await Assert.ThrowsAsync<InvalidOptionsException>(() => fixture.Sessions.Session(id).Append(PromptInput.FromIds([4], expectedLength: 1)));
+        await Assert.ThrowsAsync<SessionConflictException>(() => fixture.Sessions.Session(id).Append(PromptInput.FromIds([4], expectedLength: 1)));
     }
 
     [Fact]
@@ -105,7 +105,7 @@ public sealed class SessionTests(ClusterFixture fixture)
         await foreach (var t in fixture.Sessions.Generate(child, 10)) fromChild.Add(t.Id);
         Assert.Equal(fromParent, fromChild);                         // same cache, same generator state
         Assert.Equal(await fixture.Sessions.Session(parent).GetTokens(), await fixture.Sessions.Session(child).GetTokens());
-        await Assert.ThrowsAsync<InvalidOptionsException>(() => fixture.Sessions.Session(parent).Fork(child));
+        await Assert.ThrowsAsync<SessionConflictException>(() => fixture.Sessions.Session(parent).Fork(child));
     }
 
     [Fact]

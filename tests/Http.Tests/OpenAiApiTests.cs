@@ -182,6 +182,20 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
     }
 
     [Fact]
+    public async Task A_request_that_contradicts_its_session_gets_409_and_leaves_the_session_as_it_was()
+    {
+        string session = $"conflict-{Guid.NewGuid():N}";
+        await Post("/v1/completions", $$"""{"model": "tiny", "prompt": "first", "max_tokens": 2, "temperature": 0, "session": "{{session}}"}""");
+        var before = await Server.Http().GetStringAsync($"/v1/sessions/{session}");
+        var error = (await Post("/v1/completions", $$"""{"model": "tiny-gpt2", "prompt": "another model", "max_tokens": 2, "session": "{{session}}"}""",
+            HttpStatusCode.Conflict))["error"]!;
+        Assert.Equal("session_conflict", error["code"]!.GetValue<string>());
+        Assert.Equal("session", error["param"]!.GetValue<string>());
+        Assert.Contains("already runs model 'tiny'", error["message"]!.GetValue<string>());
+        Assert.Equal(before, await Server.Http().GetStringAsync($"/v1/sessions/{session}"));
+    }
+
+    [Fact]
     public async Task Chat_errors_come_through_the_official_client_as_4xx()
     {
         var unknown = await Assert.ThrowsAsync<ClientResultException>(() =>
