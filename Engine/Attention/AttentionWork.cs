@@ -58,7 +58,7 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
             AttendRow(lane, l, local / config.NHead, local % config.NHead);
             return;
         }
-        int group = config.NHead / config.NKvHead;
+        int group = config.QueryGroup;
         for (int i = 0; i < lane.Rows; i++)
             for (int h = local * group; h < (local + 1) * group; h++) AttendRow(lane, l, i, h);
     }

@@ -37,6 +37,12 @@ public sealed record ModelConfig(
     public int HeadDim => NEmbd / NHead;
     public int KvDim => NKvHead * HeadDim;
     public int MlpDim => 4 * NEmbd;
+
+    /// <summary>Query heads per kv head (grouped-query attention): heads g·QueryGroup … (g + 1)·QueryGroup − 1 share kv head g.</summary>
+    public int QueryGroup => NHead / NKvHead;
+
+    /// <summary>The kv head that query head <paramref name="head"/> attends with: ⌊head / (NHead / NKvHead)⌋.</summary>
+    public int KvHeadOf(int head) => head / QueryGroup;
     public TaumodeConfig TaumodeOrDefault => Taumode ?? new TaumodeConfig();
 
     /// <summary>Throws <see cref="ModelFormatException"/> naming the first field that makes no model.</summary>
