@@ -108,9 +108,6 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>The logits of every position of the last forward, [rows, vocab].</summary>
     public ReadOnlySpan<T> Logits => logits.AsSpan(0, rows * V);
 
-    /// <summary>−log p(target) of every position of the last forward.</summary>
-    public ReadOnlySpan<double> PositionLosses => rowLoss.AsSpan(0, rows);
-
     public void LoadWeights(ModelWeights weights)
     {
         var flat = new float[Layout.Count];

@@ -92,7 +92,7 @@ public sealed record ModelConfig(
         }
 
         int nHead = GetInt(root, "n_head", required: true)!.Value;
-        var taumode = root["taumode"] is JsonObject tm ? ParseTaumode(tm) : null;
+        var taumode = root["taumode"] is JsonObject tm ? ParseTaumodeConfig(tm) : null;
         var (attention, manifold) = (ParseAttention(root), ParseLaplacian(root));
         return new ModelConfig(
             VocabSize: GetInt(root, "vocab_size", true)!.Value,
@@ -125,7 +125,7 @@ public sealed record ModelConfig(
         var other => throw new ModelFormatException($"config.json: laplacian = {other.ToJsonString()} must be \"chain\" or {{\"manifold\": \"DIR\"}}"),
     };
 
-    private static TaumodeConfig ParseTaumode(JsonObject o)
+    private static TaumodeConfig ParseTaumodeConfig(JsonObject o)
     {
         var defaults = new TaumodeConfig();
         return new TaumodeConfig(
