@@ -43,6 +43,7 @@ public sealed record ModelConfig(
 
     /// <summary>The kv head that query head <paramref name="head"/> attends with: ⌊head / (NHead / NKvHead)⌋.</summary>
     public int KvHeadOf(int head) => head / QueryGroup;
+
     public TaumodeConfig TaumodeOrDefault => Taumode ?? new TaumodeConfig();
 
     /// <summary>Throws <see cref="ModelFormatException"/> naming the first field that makes no model.</summary>
