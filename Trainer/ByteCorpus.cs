@@ -24,9 +24,6 @@ public sealed class ByteCorpus
     public int ValidationLength => bytes.Length - TrainLength;
     public string Sha256 { get; }
 
-    public ReadOnlySpan<byte> Train => bytes.AsSpan(0, TrainLength);
-    public ReadOnlySpan<byte> Validation => bytes.AsSpan(TrainLength);
-
     /// <summary>Reads the file; each part must hold at least one window of <paramref name="sequenceLength"/> + 1 bytes.</summary>
     public static ByteCorpus Load(string path, double validationFraction, int sequenceLength)
     {

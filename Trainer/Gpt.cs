@@ -21,7 +21,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
     private const int RowsPerChunk = 16;
 
     private readonly ModelConfig config;
-    private readonly SparseLaplacian? laplacian;
+    private readonly Laplacian? laplacian;
     private readonly TaumodeSettings taumode;
     private readonly T temperature;
     private readonly ParallelOptions parallel;
@@ -57,7 +57,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         {
             domain = domain ?? throw new ArgumentNullException(nameof(domain), "tau attention needs its Laplacian and taumode settings");
             domain.Laplacian.RequireDimension(config.HeadDim, "this model");
-            laplacian = new SparseLaplacian(domain.Laplacian);
+            laplacian = domain.Laplacian;
             taumode = domain.Settings;
             temperature = T.CreateTruncating(domain.Settings.EffectiveTemperature);
         }
@@ -107,9 +107,6 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     /// <summary>The logits of every position of the last forward, [rows, vocab].</summary>
     public ReadOnlySpan<T> Logits => logits.AsSpan(0, rows * V);
-
-    /// <summary>−log p(target) of every position of the last forward.</summary>
-    public ReadOnlySpan<double> PositionLosses => rowLoss.AsSpan(0, rows);
 
     public void LoadWeights(ModelWeights weights)
     {
@@ -177,7 +174,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             // head h attends with kv head ⌊h / (H/Hkv)⌋ to the positions ≤ its own: y_h = Σ_j softmax_j(score) v_j
             ForEach(sequences * H, i =>
             {
-                int b = i / H, h = i % H, g = h / (H / Hkv);
+                int b = i / H, h = i % H, g = config.KvHeadOf(h);
                 var (values, weights, y) = (Values(a.Qkv, b, g), AttentionWeights(a, b, h), HeadOf(a.Y, b, h));
                 if (laplacian is not null)
                     Attention.TauForward(LambdaOf(a.LambdaQ, b, h, H), LambdaOf(a.LambdaK, b, g, Hkv), temperature, values, weights, y);
@@ -244,7 +241,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             LinearBackward(a.Y, w.AttentionProjection, dx, dY);
 
             // attention: back to q, k, v (tau: to λq, λk); the heads of a kv group run in order, adding into its dk, dv
-            int group = H / Hkv;
+            int group = config.QueryGroup;
             ForEach(sequences * Hkv, i =>
             {
                 int b = i / Hkv, g = i % Hkv;

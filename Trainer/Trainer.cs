@@ -85,9 +85,8 @@ public sealed class Trainer
         options.Validate();
         if (File.Exists(Path.Combine(options.OutputDirectory, StateFile)))
             throw new InvalidTrainingOptionsException($"--out {options.OutputDirectory} already holds a training run; resume it (--resume) or choose another directory");
-        if (System.IO.Directory.Exists(options.OutputDirectory) && System.IO.Directory.EnumerateFileSystemEntries(options.OutputDirectory)
-                .Any(e => Path.GetFileName(e) is not (LogFile or ".checkpoint")))
-            throw new InvalidTrainingOptionsException($"--out {options.OutputDirectory} exists and is not empty");
+        if (OutputDirectory.NotEmptyError(options.OutputDirectory, LogFile, ".checkpoint") is { } notEmpty)
+            throw new InvalidTrainingOptionsException(notEmpty);
         var laplacian = options.ManifoldDirectory is { } manifold ? Manifold.Load(manifold) : null;
         laplacian?.RequireDimension(options.Embedding / options.Heads, $"--embd {options.Embedding} / --heads {options.Heads}");
         var corpus = ByteCorpus.Load(options.CorpusPath, options.ValidationFraction, options.SequenceLength);

@@ -71,9 +71,6 @@ public abstract class AttentionCache(ModelConfig config)
     /// </summary>
     internal abstract void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output);
 
-    /// <summary>The kv head that query head <paramref name="head"/> attends with.</summary>
-    protected int KvHead(int head) => head / (Config.NHead / Config.NKvHead);
-
     /// <summary>
     /// Called once per layer of a forward pass, before its rows attend, with the lane's queries (rows × heads × D):
     /// a cache whose oldest keys are held elsewhere fetches their partials here, one round trip for the whole block.

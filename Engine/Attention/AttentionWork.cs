@@ -16,14 +16,13 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
     private Lane[] lanes = new Lane[1];
     private int[] laneRow = new int[2];      // first row of each lane, and the total at the end
     private int[] laneChunk = new int[2];    // first chunk of each lane, and the total at the end
-    private int laneCount;
     private float[] queries = [];
     private float[] output = [];
     private int layer;
 
     public void Run(ReadOnlySpan<Lane> block, int layer, float[] queries, float[] output)
     {
-        (this.layer, this.queries, this.output, laneCount) = (layer, queries, output, block.Length);
+        (this.layer, this.queries, this.output) = (layer, queries, output);
         if (lanes.Length < block.Length)
         {
             lanes = new Lane[block.Length];
@@ -58,7 +57,7 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
             AttendRow(lane, l, local / config.NHead, local % config.NHead);
             return;
         }
-        int group = config.NHead / config.NKvHead;
+        int group = config.QueryGroup;
         for (int i = 0; i < lane.Rows; i++)
             for (int h = local * group; h < (local + 1) * group; h++) AttendRow(lane, l, i, h);
     }

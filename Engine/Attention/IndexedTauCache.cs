@@ -70,7 +70,7 @@ public sealed class IndexedTauCache : AttentionCache
 
     internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
     {
-        int s = Stream(layer, KvHead(head));
+        int s = Stream(layer, Config.KvHeadOf(head));
         var index = indexes[s];
         var waiting = pending[s];
         while (index.Count < keyCount && waiting.TryTake(out float lambda, out var value)) index.Add(lambda, value);

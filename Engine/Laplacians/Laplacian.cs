@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace TauCluster.Engine;
 
 /// <summary>
@@ -95,15 +97,26 @@ public sealed class Laplacian
     }
 
     /// <summary>xᵀ L x in double precision, O(nnz).</summary>
-    public double QuadraticForm(ReadOnlySpan<float> x)
+    public double QuadraticForm(ReadOnlySpan<float> x) => QuadraticForm<float>(x);
+
+    /// <inheritdoc cref="QuadraticForm(ReadOnlySpan{float})"/>
+    public double QuadraticForm<T>(ReadOnlySpan<T> x) where T : IFloatingPointIeee754<T> => MultiplyAndQuadraticForm(x, []);
+
+    /// <summary>
+    /// xᵀLx in double, summed row by row; where <paramref name="lx"/> is not empty it also receives L·x, each row summed in
+    /// double and then rounded to T (what the λ gradient needs), without changing the bits of xᵀLx.
+    /// </summary>
+    public double MultiplyAndQuadraticForm<T>(ReadOnlySpan<T> x, Span<T> lx) where T : IFloatingPointIeee754<T>
     {
         if (x.Length != Dimension) throw new LaplacianException($"vector of length {x.Length} against Laplacian {Name} of dimension {Dimension}");
+        bool multiply = !lx.IsEmpty;
         double total = 0;
         for (int i = 0; i < Dimension; i++)
         {
             double rowDot = 0;
-            for (int k = rowStart[i]; k < rowStart[i + 1]; k++) rowDot += values[k] * x[columns[k]];
-            total += x[i] * rowDot;
+            for (int k = rowStart[i]; k < rowStart[i + 1]; k++) rowDot += values[k] * double.CreateTruncating(x[columns[k]]);
+            if (multiply) lx[i] = T.CreateTruncating(rowDot);
+            total += double.CreateTruncating(x[i]) * rowDot;
         }
         return total;
     }

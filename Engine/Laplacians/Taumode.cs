@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace TauCluster.Engine;
 
 /// <summary>Resolved taumode parameters: τ mode, the fixed τ, eps, attention temperature and percentile p.</summary>
@@ -10,47 +12,66 @@ public readonly record struct TaumodeSettings(TauModeKind Mode, double Tau, doub
 /// <summary>
 /// The taumode λ of a head vector x against a Laplacian L (DESIGN.md §1):
 /// E = max(xᵀLx, 0) / (xᵀx + eps); τ by mode, floored at 1e-10 then at eps; λ = E / (E + τ).
-/// Everything is computed in double and rounded once at the end.
+/// Everything is computed in double and rounded once at the end. Generic over the vector's number type so that the
+/// Trainer's double-precision gradient checks run this same code; a float vector gets the same bits either way.
 /// </summary>
 public static class Taumode
 {
     public const double TauFloor = 1e-10;
 
+    // A double per component on the stack: head vectors are small, and decoding must not allocate.
+    private const int StackSortLimit = 1024;
+
     public static float Lambda(ReadOnlySpan<float> x, Laplacian laplacian, in TaumodeSettings settings)
     {
         double energy = RayleighEnergy(x, laplacian, settings.Eps);
-        double tau = Math.Max(Math.Max(SelectTau(x, settings), TauFloor), settings.Eps);
+        double tau = FlooredTau(x, settings);
         return (float)(energy / (energy + tau));
     }
 
     /// <summary>E(x) = max(xᵀLx, 0) / (xᵀx + eps).</summary>
-    public static double RayleighEnergy(ReadOnlySpan<float> x, Laplacian laplacian, double eps)
+    public static double RayleighEnergy(ReadOnlySpan<float> x, Laplacian laplacian, double eps) => RayleighEnergy<float>(x, laplacian, eps);
+
+    /// <inheritdoc cref="RayleighEnergy(ReadOnlySpan{float}, Laplacian, double)"/>
+    public static double RayleighEnergy<T>(ReadOnlySpan<T> x, Laplacian laplacian, double eps) where T : IFloatingPointIeee754<T> =>
+        Math.Max(laplacian.QuadraticForm(x), 0.0) / (SquaredNorm(x) + eps);
+
+    /// <summary>xᵀx in double.</summary>
+    public static double SquaredNorm<T>(ReadOnlySpan<T> x) where T : IFloatingPointIeee754<T>
     {
         double norm2 = 0;
-        foreach (float v in x) norm2 += (double)v * v;
-        return Math.Max(laplacian.QuadraticForm(x), 0.0) / (norm2 + eps);
+        foreach (T v in x) norm2 += double.CreateTruncating(v) * double.CreateTruncating(v);
+        return norm2;
     }
 
+    /// <summary>τ = max(max(τ_mode(x), 1e-10), eps).</summary>
+    public static double FlooredTau<T>(ReadOnlySpan<T> x, in TaumodeSettings settings) where T : IFloatingPointIeee754<T> =>
+        Math.Max(Math.Max(SelectTau(x, settings), TauFloor), settings.Eps);
+
     /// <summary>τ before flooring: the fixed value, or the median, mean or percentile of x's finite components.</summary>
-    public static double SelectTau(ReadOnlySpan<float> x, in TaumodeSettings settings)
+    public static double SelectTau(ReadOnlySpan<float> x, in TaumodeSettings settings) => SelectTau<float>(x, settings);
+
+    /// <inheritdoc cref="SelectTau(ReadOnlySpan{float}, in TaumodeSettings)"/>
+    public static double SelectTau<T>(ReadOnlySpan<T> x, in TaumodeSettings settings) where T : IFloatingPointIeee754<T>
     {
         if (settings.Mode == TauModeKind.Fixed) return settings.Tau;
         if (settings.Mode == TauModeKind.Mean)
         {
             double sum = 0; int count = 0;
-            foreach (float v in x) if (float.IsFinite(v)) { sum += v; count++; }
+            foreach (T v in x) if (T.IsFinite(v)) { sum += double.CreateTruncating(v); count++; }
             return count == 0 ? TauFloor : sum / count;
         }
 
-        // Median and percentile need the finite components in order; head vectors are small, so sort on the stack.
-        Span<float> sorted = x.Length <= 1024 ? stackalloc float[x.Length] : new float[x.Length];
+        // Median and percentile need the finite components in order; widening to double first keeps a float vector's
+        // order and values, so its τ is the one a float sort gives.
+        Span<double> sorted = x.Length <= StackSortLimit ? stackalloc double[x.Length] : new double[x.Length];
         int n = 0;
-        foreach (float v in x) if (float.IsFinite(v)) sorted[n++] = v;
+        foreach (T v in x) if (T.IsFinite(v)) sorted[n++] = double.CreateTruncating(v);
         if (n == 0) return TauFloor;
         sorted = sorted[..n];
         sorted.Sort();
         if (settings.Mode == TauModeKind.Median)
-            return n % 2 == 1 ? sorted[n / 2] : 0.5 * ((double)sorted[n / 2 - 1] + sorted[n / 2]);
+            return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
         int index = (int)Math.Floor((n - 1) * settings.Percentile + 0.5);
         return sorted[Math.Clamp(index, 0, n - 1)];
     }

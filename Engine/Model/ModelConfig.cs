@@ -37,6 +37,13 @@ public sealed record ModelConfig(
     public int HeadDim => NEmbd / NHead;
     public int KvDim => NKvHead * HeadDim;
     public int MlpDim => 4 * NEmbd;
+
+    /// <summary>Query heads per kv head (grouped-query attention): heads g·QueryGroup … (g + 1)·QueryGroup − 1 share kv head g.</summary>
+    public int QueryGroup => NHead / NKvHead;
+
+    /// <summary>The kv head that query head <paramref name="head"/> attends with: ⌊head / (NHead / NKvHead)⌋.</summary>
+    public int KvHeadOf(int head) => head / QueryGroup;
+
     public TaumodeConfig TaumodeOrDefault => Taumode ?? new TaumodeConfig();
 
     /// <summary>Throws <see cref="ModelFormatException"/> naming the first field that makes no model.</summary>
@@ -86,7 +93,7 @@ public sealed record ModelConfig(
         }
 
         int nHead = GetInt(root, "n_head", required: true)!.Value;
-        var taumode = root["taumode"] is JsonObject tm ? ParseTaumode(tm) : null;
+        var taumode = root["taumode"] is JsonObject tm ? ParseTaumodeConfig(tm) : null;
         var (attention, manifold) = (ParseAttention(root), ParseLaplacian(root));
         return new ModelConfig(
             VocabSize: GetInt(root, "vocab_size", true)!.Value,
@@ -119,7 +126,7 @@ public sealed record ModelConfig(
         var other => throw new ModelFormatException($"config.json: laplacian = {other.ToJsonString()} must be \"chain\" or {{\"manifold\": \"DIR\"}}"),
     };
 
-    private static TaumodeConfig ParseTaumode(JsonObject o)
+    private static TaumodeConfig ParseTaumodeConfig(JsonObject o)
     {
         var defaults = new TaumodeConfig();
         return new TaumodeConfig(
