@@ -13,16 +13,16 @@ try
 {
     return args switch
     {
-        ["generate", .. var rest] => await Commands.Generate(rest, interrupt.Token),
-        ["chat", .. var rest] => await Commands.Chat(rest, interrupt.Token),
-        ["sessions", var verb, .. var rest] => await Commands.Sessions(verb, rest, interrupt.Token),
-        ["model", "init", .. var rest] => Commands.ModelInit(rest),
-        ["bench", "decode", .. var rest] => Bench.Decode(rest),
-        ["bench", "sessions", .. var rest] => await Bench.Sessions(rest, interrupt.Token),
-        ["manifold", "build", .. var rest] => await Commands.ManifoldBuild(rest, interrupt.Token),
-        ["manifold", "inspect", var dir] => Commands.ManifoldInspect(dir),
-        ["train", .. var rest] => Commands.Train(rest, interrupt.Token),
-        [] or ["--help"] or ["-h"] or ["help"] => Commands.Help(),
+        ["generate", .. var rest] => await GenerateCommand.Run(rest, interrupt.Token),
+        ["chat", .. var rest] => await ChatCommand.Run(rest, interrupt.Token),
+        ["sessions", var verb, .. var rest] => await SessionsCommand.Run(verb, rest, interrupt.Token),
+        ["model", "init", .. var rest] => ModelInitCommand.Run(rest),
+        ["bench", "decode", .. var rest] => BenchDecodeCommand.Run(rest),
+        ["bench", "sessions", .. var rest] => await BenchSessionsCommand.Run(rest, interrupt.Token),
+        ["manifold", "build", .. var rest] => await ManifoldBuildCommand.Run(rest, interrupt.Token),
+        ["manifold", "inspect", var dir] => ManifoldInspectCommand.Run(dir),
+        ["train", .. var rest] => TrainCommand.Run(rest, interrupt.Token),
+        [] or ["--help"] or ["-h"] or ["help"] => HelpCommand.Run(),
         _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}' (try: tau help)"),
     };
 }

@@ -462,6 +462,42 @@ public sealed class TauCommandTests : IDisposable
         Assert.Equal(listed.Except(changeable).Order(), refused.Groups[1].Value.Split(", ").Order());
     }
 
+    [Fact]
+    public void Help_lists_the_commands_and_options_of_the_readme_and_names_the_default_model()
+    {
+        var readme = File.ReadAllText(Path.Combine(TestPaths.RepositoryRoot(), "README.md"));
+        var section = readme[readme.IndexOf("## The `tau` command line", StringComparison.Ordinal)..];
+        var usage = Regex.Match(section, "```\n(.*?)```", RegexOptions.Singleline).Groups[1].Value.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var help = Tau("--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Equal(usage, help.Stdout.Split('\n').Where(l => l.StartsWith("  ", StringComparison.Ordinal)).Select(l => l[2..]));
+        Assert.Contains("trained on the King James Bible", help.Stdout.ReplaceLineEndings(" "));
+        Assert.DoesNotContain("noise", help.Stdout);
+    }
+
+    [Fact]
+    public void Every_option_of_the_help_is_one_its_command_accepts()
+    {
+        // A command line of the usage's options, each with a value (flags without), then an unknown one: only when every
+        // option before it is known does the command get as far as refusing that last one, before it does anything.
+        var flags = new HashSet<string> { "--json", "--resume" };
+        var usage = Tau("--help").Stdout.Split('\n').Where(l => l.StartsWith("  ", StringComparison.Ordinal)).Select(l => l.Trim()).ToList();
+        var commands = new List<(string[] Words, List<string> Options)>();
+        foreach (var line in usage)
+        {
+            if (line.StartsWith("tau ", StringComparison.Ordinal))
+                commands.Add(([.. line.Split(' ').Skip(1).TakeWhile(w => w[0] is not ('[' or '(' or '-'))
+                    .Select(w => w.All(c => char.IsUpper(c) || c == '_') ? "x" : w.Split('|')[0])], []));
+            commands[^1].Options.AddRange(Regex.Matches(line, @"--[a-z][a-z0-9-]*").Select(m => m.Value).Where(o => o != "--help"));
+        }
+        Assert.Equal(10, commands.Count(c => c.Options.Count > 0));   // all but tau manifold inspect DIR
+        foreach (var (words, options) in commands.Where(c => c.Options.Count > 0))
+        {
+            var r = Tau([.. words, .. options.Distinct().SelectMany(o => flags.Contains(o) ? new[] { o } : [o, "x"]), "--not-an-option"]);
+            Assert.True(r.Stderr == "tau: unknown option '--not-an-option'\n", $"tau {string.Join(' ', words)}: {r.Stderr}");
+        }
+    }
+
     /// <summary>Whether <paramref name="process"/> ignores SIGINT, as a process started from a background job inherits.</summary>
     private static bool IgnoresSigint(Process process)
     {

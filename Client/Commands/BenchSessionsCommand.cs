@@ -1,0 +1,66 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using TauCluster.Engine;
+using TauCluster.Grains;
+using static TauCluster.Client.CommandSupport;
+
+namespace TauCluster.Client;
+
+/// <summary>
+/// <c>tau bench sessions</c>: aggregate tokens/s of N concurrent sessions through an embedded one-silo cluster (session
+/// grains, layer workers, Orleans streams), beside one session on the bare engine: the cluster path's overhead.
+/// </summary>
+internal static class BenchSessionsCommand
+{
+    public const string Usage = """
+        tau bench sessions [--model DIR|NAME] [--sessions 1,16] [--tokens N] [--json]
+        """;
+
+    private static readonly string[] Options = ["--model", "--sessions", "--tokens"];
+
+    private static readonly string[] Flags = ["--json"];
+
+    public static async Task<int> Run(IReadOnlyList<string> args, CancellationToken cancellation)
+    {
+        var a = new ParsedArguments(args, Options, Flags);
+        var counts = List(a.String("--sessions") ?? "1,4", int.Parse, "--sessions", NumberList);
+        foreach (int count in counts) AtLeastOne(count, "--sessions");
+        int tokens = AtLeastOne(a.Int("--tokens") ?? 64, "--tokens");
+        var options = EmbeddedOptions();
+        var model = BenchModel(options, a.String("--model"), out string name);
+        int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
+
+        // The bare engine: one session, the same sampling, the same number of tokens.
+        var engine = new InferenceSession(model);
+        var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 1));
+        var logits = engine.Append(prompt);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < tokens; i++) logits = engine.Append(sampler.Sample(logits));
+        double engineRate = tokens / clock.Elapsed.TotalSeconds;
+
+        await using var cluster = await ClusterConnection.StartEmbedded(options, cancellation);
+        var spec = new SessionSpec(name, null, new SamplingSettings(0.8, 40, 0.95, 1));
+        var results = new JsonArray();
+        foreach (int count in counts)
+        {
+            var ids = Enumerable.Range(0, count).Select(i => $"bench-{Guid.NewGuid():N}").ToArray();
+            foreach (var id in ids)
+            {
+                await cluster.Sessions.Open(id, spec, cancellation);
+                await cluster.Sessions.Append(id, PromptInput.FromIds(prompt), cancellation);
+            }
+            clock.Restart();
+            await Task.WhenAll(ids.Select(async id => { await foreach (var _ in cluster.Sessions.Generate(id, tokens, cancellation: cancellation)) { } }));
+            double rate = count * tokens / clock.Elapsed.TotalSeconds;
+            foreach (var id in ids) await cluster.Sessions.Session(id).Delete();
+            results.Add(new JsonObject { ["sessions"] = count, ["tokens_per_second"] = Math.Round(rate, 1) });
+            if (!a.Has("--json")) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count,3} sessions: {rate,8:F1} tokens/s"));
+        }
+        if (a.Has("--json"))
+            Console.WriteLine(new JsonObject { ["results"] = results, ["engine_tokens_per_second"] = Math.Round(engineRate, 1) }.ToJsonString());
+        else
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bare engine, 1 session: {engineRate:F1} tokens/s"));
+        return 0;
+    }
+}

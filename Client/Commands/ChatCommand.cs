@@ -1,0 +1,85 @@
+using System.Text.Json;
+using TauCluster.Engine;
+using TauCluster.Grains;
+using static TauCluster.Client.CommandSupport;
+
+namespace TauCluster.Client;
+
+/// <summary>
+/// <c>tau chat</c>: an interactive conversation that keeps its session across turns. Each line is one user turn, sent
+/// through the plain chat template "User: …\nAssistant:"; the reply stops at the next "\nUser:".
+/// </summary>
+internal static class ChatCommand
+{
+    public const string Usage = """
+        tau chat [--model DIR|NAME] [--session ID] [--domain DIR|NAME] [--max-tokens N] [sampling…] [--cluster …]
+        """;
+
+    private static readonly string[] Options = ["--model", "--max-tokens", "--session", "--domain", .. SamplingOptionNames, .. ClusterOptionNames];
+
+    public static async Task<int> Run(IReadOnlyList<string> args, CancellationToken cancellation)
+    {
+        var a = new ParsedArguments(args, Options, []);
+        int maxTokens = AtLeastOne(a.Int("--max-tokens") ?? 64, "--max-tokens");
+        var sampling = Sampling(a);
+        string sessionId = SessionId(a);
+        await using var cluster = await Connect(a, cancellation);
+        var sessions = cluster.Connection.Sessions;
+        var opened = await sessions.Open(sessionId, new SessionSpec(cluster.Model, cluster.Domain, sampling), cancellation);
+        Progress($"session {sessionId} — type a message; /reset, /fork [ID], /info, /quit", always: true);
+        // Where the session's text stands in the chat template: empty, just after a reply that stopped at "\nUser:", or elsewhere.
+        string held = opened.Length == 0 ? "" : await sessions.Session(sessionId).GetText() ?? "";
+        string turnPrefix = opened.Length == 0 ? "User: " : held.EndsWith(ChatTemplate.TurnStop, StringComparison.Ordinal) ? " " : "\nUser: ";
+
+        while (!cancellation.IsCancellationRequested)
+        {
+            try
+            {
+                if (!await ChatTurn()) break;
+            }
+            catch (Exception e) when (e is TauException or UsageException)
+            {
+                Console.WriteLine($"(error: {e.Message})");   // a bad line costs that line, not the conversation
+            }
+        }
+        return 0;
+
+        async Task<bool> ChatTurn()
+        {
+            Console.Error.Write("you> ");
+            string? line = Console.ReadLine();
+            if (line is null || line.Trim() is "/quit" or "/exit") return false;
+            line = line.Trim();
+            if (line.Length == 0) return true;
+            switch (line.Split(' ', 2, StringSplitOptions.RemoveEmptyEntries))
+            {
+                case ["/reset"]:
+                    await sessions.Session(sessionId).Reset();
+                    turnPrefix = "User: ";
+                    Console.WriteLine("(session reset)");
+                    return true;
+                case ["/fork", .. var rest]:
+                    string child = rest.Length > 0 ? Names.Require("session", rest[0].Trim()) : NewSessionId();
+                    var forked = await sessions.Session(sessionId).Fork(child);
+                    Console.WriteLine($"(forked into {forked.Session} at {forked.Length} tokens; continuing in {sessionId})");
+                    return true;
+                case ["/info"]:
+                    Console.WriteLine(JsonSerializer.Serialize(await sessions.Info(sessionId, cancellation), SnakeCase));
+                    return true;
+                case [var command, ..] when command.StartsWith('/'):
+                    Console.WriteLine($"(unknown command {command}; /reset, /fork [ID], /info, /quit)");
+                    return true;
+            }
+            await sessions.Append(sessionId, PromptInput.FromText($"{turnPrefix}{line}\nAssistant:"), cancellation);
+            Console.Write("tau>");
+            await foreach (var update in sessions.Complete(sessionId, maxTokens, [ChatTemplate.TurnStop], cancellation))
+            {
+                Console.Write(update.Text);
+                Console.Out.Flush();
+                if (update.FinishReason is not null) turnPrefix = update.FinishReason == "stop" ? " " : "\nUser: ";
+            }
+            Console.WriteLine();
+            return true;
+        }
+    }
+}
