@@ -70,7 +70,11 @@ public sealed record SamplingSettings(
     [property: Id(0)] double Temperature = 1.0,
     [property: Id(1)] int TopK = 0,
     [property: Id(2)] double TopP = 1.0,
-    [property: Id(3)] ulong Seed = 0);
+    [property: Id(3)] ulong Seed = 0)
+{
+    /// <summary>The engine's options for these settings, validated: an InvalidOptionsException names a field out of range.</summary>
+    public Engine.SamplingOptions ToOptions() => new Engine.SamplingOptions(Temperature, TopK, TopP, Seed).Validate();
+}
 
 /// <summary>
 /// A prompt as text (tokenized by the model's tokenizer) or as token ids. With <paramref name="ExpectedLength"/>

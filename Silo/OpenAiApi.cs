@@ -170,7 +170,7 @@ public static class OpenAiApi
             Seed: seed is { } s ? unchecked((ulong)s) : 0);
         try
         {
-            SessionGrain.ToOptions(sampling);
+            sampling.ToOptions();
         }
         catch (InvalidOptionsException e)
         {

@@ -86,7 +86,7 @@ internal static class CommandSupport
     public static SamplingSettings Sampling(ParsedArguments a)
     {
         var sampling = new SamplingSettings(a.Double("--temperature") ?? 0.8, a.Int("--top-k") ?? 0, a.Double("--top-p") ?? 1.0, a.ULong("--seed") ?? 0);
-        SessionGrain.ToOptions(sampling);   // invalid options fail here, before any cluster starts
+        sampling.ToOptions();   // invalid options fail here, before any cluster starts
         return sampling;
     }
 
@@ -119,9 +119,7 @@ internal static class CommandSupport
     public static string NewOutputDirectory(ParsedArguments a)
     {
         string output = a.Required("--out");
-        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
-            throw new UsageException($"--out {output} exists and is not empty");
-        return output;
+        return OutputDirectory.NotEmptyError(output) is { } notEmpty ? throw new UsageException(notEmpty) : output;
     }
 
     public static TauModeKind ParseTauMode(string text)

@@ -42,7 +42,7 @@ public sealed class SessionGrain(
         using var turn = await turnstile.Enter();
         Names.Require("session", Id);
         var model = models.Get(spec.Model);
-        var sampling = ToOptions(spec.Sampling);
+        var sampling = spec.Sampling.ToOptions();
         if (state.State.Spec is { } existing)
         {
             if (existing.Model != spec.Model || existing.Domain != spec.Domain)
@@ -247,7 +247,7 @@ public sealed class SessionGrain(
         {
             var model = models.Get(source.Spec.Model);
             var inference = parent.Inference.CopyPrefix(Math.Min(parent.Inference.Length, Tokens.Count - 1));
-            Runtime.Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, ToOptions(source.Spec.Sampling), CurrentGenerator())));
+            Runtime.Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, source.Spec.Sampling.ToOptions(), CurrentGenerator())));
             Runtime.Rebuilt = Tokens.Count - inference.Length;   // run when the child first computes
         }
         return Info();
@@ -313,7 +313,7 @@ public sealed class SessionGrain(
         var model = models.Get(spec.Model);
         var domain = spec.Domain is null ? null : model.DomainFor(await domains.Get(spec.Domain, state.State.DomainVersion));
         var inference = new InferenceSession(model, domain);
-        var c = Runtime.Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, ToOptions(spec.Sampling), CurrentGenerator())));
+        var c = Runtime.Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, spec.Sampling.ToOptions(), CurrentGenerator())));
         if (Tokens.Count > 0) await Runtime.Step(c, Tokens, sample: false);
         Runtime.Rebuilt = Tokens.Count;
         return c;
@@ -336,8 +336,6 @@ public sealed class SessionGrain(
             cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill, runtime?.Rebuilt ?? 0, lastReused,
             Live?.Shards?.Count ?? 0, Live?.Shards?.Bytes ?? 0);
     }
-
-    public static SamplingOptions ToOptions(SamplingSettings s) => new SamplingOptions(s.Temperature, s.TopK, s.TopP, s.Seed).Validate();
 
     private static ulong[] PackGenerator(RngState s) => [s.S0, s.S1, s.S2, s.S3];
 }
