@@ -3,17 +3,6 @@ using TauCluster.Engine;
 
 namespace TauCluster.Training;
 
-/// <summary>
-/// A name for the Engine's <see cref="Engine.Laplacian"/> as the λ gradient uses it; it converts to the Laplacian, whose CSR
-/// (<see cref="Laplacian.MultiplyAndQuadraticForm{T}"/>) serves both inference and training.
-/// </summary>
-public sealed class SparseLaplacian(Laplacian laplacian)
-{
-    public Laplacian Laplacian { get; } = laplacian;
-
-    public static implicit operator Laplacian(SparseLaplacian sparse) => sparse.Laplacian;
-}
-
 /// <summary>What the backward of λ needs from its forward: τ (floored), E, xᵀLx and xᵀx.</summary>
 public readonly record struct LambdaParts(double Tau, double Energy, double Quadratic, double Norm2);
 
@@ -52,10 +41,6 @@ public static class TauLambda
         double energy = Taumode.RayleighEnergy(x, laplacian, eps);
         return energy / (energy + tau);
     }
-
-    /// <summary>τ = max(max(τ_mode(x), 1e-10), eps), as <see cref="Taumode.FlooredTau{T}"/> selects it for inference.</summary>
-    public static double FlooredTau<T>(ReadOnlySpan<T> x, in TaumodeSettings settings) where T : IFloatingPointIeee754<T> =>
-        Taumode.FlooredTau(x, settings);
 
     /// <summary>
     /// Backward of λ with τ held constant: dx = dλ · τ/(E+τ)² · 2(Lx − E·x)/(xᵀx + eps) where xᵀLx &gt; 0, else 0

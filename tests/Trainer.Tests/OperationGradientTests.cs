@@ -189,11 +189,11 @@ public sealed class OperationGradientTests
     public void Lambda_backward_matches_finite_differences_with_tau_held(TauModeKind mode, bool randomGraph)
     {
         const int d = 8;
-        var laplacian = new SparseLaplacian(randomGraph ? RandomGraphLaplacian(d, 20) : Laplacian.Chain(d));
+        var laplacian = randomGraph ? RandomGraphLaplacian(d, 20) : Laplacian.Chain(d);
         var settings = new TaumodeSettings(mode, Tau: 0.7, Eps: 1e-6, Temperature: 1, Percentile: 0.75);
         var x = Random(d, 21);
         for (int i = 0; i < d; i++) x[i] += 0.3;   // positive order statistics, so that τ is not floored
-        double tau = TauLambda.FlooredTau<double>(x, settings);
+        double tau = Taumode.FlooredTau<double>(x, settings);
         Assert.True(tau > settings.Eps, "τ should not sit on its floor in this check");
         Assert.Equal(TauLambda.Lambda<double>(x, laplacian, settings.Eps, tau), TauLambda.Lambda<double>(x, laplacian, settings, out _));
         var dx = new double[d];
@@ -213,7 +213,7 @@ public sealed class OperationGradientTests
                 for (ulong seed = 0; seed < 20; seed++)
                 {
                     var x = Random(16, seed + 100).Select(v => (float)v).ToArray();
-                    float ours = (float)TauLambda.Lambda<float>(x, new SparseLaplacian(laplacian), settings, out _);
+                    float ours = (float)TauLambda.Lambda<float>(x, laplacian, settings, out _);
                     Assert.Equal(Taumode.Lambda(x, laplacian, settings), ours);
                 }
             }
