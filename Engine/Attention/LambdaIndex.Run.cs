@@ -1,5 +1,3 @@
-using System.Numerics.Tensors;
-
 namespace TauCluster.Engine;
 
 /// <summary>A λ index run: its keys sorted by λ, with the block sums a query needs (see LambdaIndex.cs).</summary>

@@ -1,6 +1,3 @@
-using System.Numerics.Tensors;
-using System.Text.Json.Nodes;
-
 namespace TauCluster.Engine;
 
 /// <summary>A row-major [Rows, Columns] float matrix of items (rows) over features (columns), and where it came from.</summary>

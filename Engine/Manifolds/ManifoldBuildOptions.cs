@@ -1,6 +1,3 @@
-using System.Numerics.Tensors;
-using System.Text.Json.Nodes;
-
 namespace TauCluster.Engine;
 
 /// <summary>

@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Text.Json.Nodes;
 
 namespace TauCluster.Engine;
 

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 using System.Threading.Tasks.Sources;
 
@@ -54,7 +53,7 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
         if (resumeLate)
         {
             resumeLate = false;
-            Resume(continuation!);
+            Resume();
             return;
         }
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
@@ -68,9 +67,9 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
         }
         sampler = null;
         completed = true;
-        var waiting = Interlocked.CompareExchange(ref continuation, CompletedSentinel, null);
+        bool awaited = Interlocked.CompareExchange(ref continuation, CompletedSentinel, null) is not null;
         batcher.CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
-        if (waiting is not null) Resume(waiting);
+        if (awaited) Resume();
     }
 
     void IValueTaskSource<int>.OnCompleted(Action<object?> next, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
@@ -93,7 +92,8 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
         batcher.CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
     }
 
-    private void Resume(Action<object?> next)
+    /// <summary>Runs the awaiter's continuation where it asked to be resumed: its scheduling context, or here.</summary>
+    private void Resume()
     {
         switch (schedulingContext)
         {
@@ -104,13 +104,19 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
                 Task.Factory.StartNew(static s => ((BatchedStep)s!).RunContinuation(), this, CancellationToken.None, TaskCreationOptions.DenyChildAttach, scheduler);
                 break;
             default:
-                if (executionContext is { } flowing) ExecutionContext.Run(flowing, static s => ((BatchedStep)s!).RunContinuation(), this);
-                else next(continuationState);
+                RunContinuation();
                 break;
         }
     }
 
-    private void RunContinuation() => continuation!(continuationState);
+    /// <summary>The continuation, in the execution context it was awaited in when it asked for that to flow.</summary>
+    private void RunContinuation()
+    {
+        if (executionContext is { } flowing) ExecutionContext.Run(flowing, static s => ((BatchedStep)s!).InvokeContinuation(), this);
+        else InvokeContinuation();
+    }
+
+    private void InvokeContinuation() => continuation!(continuationState);
 
     ValueTaskSourceStatus IValueTaskSource<int>.GetStatus(short token)
     {

@@ -1,6 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.ExceptionServices;
-using System.Threading.Tasks.Sources;
 
 namespace TauCluster.Engine;
 
@@ -15,7 +13,7 @@ public sealed class DecodeBatcher : IDisposable
 {
     private readonly ConcurrentDictionary<TauModel, ModelLane> lanes = new(ReferenceEqualityComparer.Instance);
     private readonly KernelPool pool;
-    private readonly CancellationTokenSource stopping = new();
+    private volatile bool stopped;
     private readonly ManualResetEventSlim passesAllowed = new(initialState: true);
 
     public DecodeBatcher(int maxBatch = 64, KernelPool? pool = null)
@@ -83,7 +81,7 @@ public sealed class DecodeBatcher : IDisposable
 
     public void Dispose()
     {
-        stopping.Cancel();
+        stopped = true;
         passesAllowed.Set();
         foreach (var lane in lanes.Values) lane.Wake();
     }
@@ -130,12 +128,12 @@ public sealed class DecodeBatcher : IDisposable
             var batch = new List<BatchedStep>(owner.MaxBatch);
             var tokens = new int[owner.MaxBatch];
             var lanes = new Lane[owner.MaxBatch];
-            while (!owner.stopping.IsCancellationRequested)
+            while (!owner.stopped)
             {
                 // Waits without a cancellation token, whose registration would allocate on every wait: Dispose wakes it.
-                while (queue.IsEmpty && !owner.stopping.IsCancellationRequested) ready.WaitOne();
+                while (queue.IsEmpty && !owner.stopped) ready.WaitOne();
                 owner.passesAllowed.Wait();
-                if (owner.stopping.IsCancellationRequested) return;
+                if (owner.stopped) return;
                 long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
                 while (batch.Count < owner.MaxBatch && queue.TryDequeue(out var step))
                 {
