@@ -8,7 +8,7 @@ namespace TauCluster.Client;
 /// Microsoft.Extensions.AI's <see cref="IChatClient"/> over an Orleans client (or a silo's own grain factory), so a .NET
 /// application can use TauCluster like any chat model. <see cref="ChatOptions.ConversationId"/> names the session: a
 /// follow-up call on it prefills only its new turn. Without one, each call runs in a session of its own, removed after.
-/// Messages go through the shared <see cref="ChatTemplate"/>; replies stop at the next user turn.
+/// Messages go as chat turns, which the session renders with the shared <see cref="ChatTemplate"/>; replies stop at the next user turn.
 /// </summary>
 public sealed class TauChatClient(IGrainFactory grains, string model = ModelStore.DefaultName, string? domain = null) : IChatClient
 {
@@ -26,35 +26,36 @@ public sealed class TauChatClient(IGrainFactory grains, string model = ModelStor
             options?.Seed is { } seed ? unchecked((ulong)seed) : 0);
         var turns = messages.Select(m => new ChatTurn(m.Role.Value, m.Text));
         if (options?.Instructions is { Length: > 0 } instructions) turns = turns.Prepend(new ChatTurn("system", instructions));
-        string[] stops = [ChatTemplate.TurnStop, .. options?.StopSequences ?? []];
+        var request = new CompletionRequest(new SessionSpec(modelId, domain, sampling), PromptInput.FromTurns([.. turns]),
+            options?.MaxOutputTokens ?? 256, PromptPlacement.Whole, options?.StopSequences?.ToArray());
         string responseId = $"chatcmpl-{Guid.NewGuid():N}";
         try
         {
-            await sessions.Open(sessionId, new SessionSpec(modelId, domain, sampling), cancellationToken);
-            var prompt = await sessions.ContinueWith(sessionId, PromptInput.FromText(ChatTemplate.Render(turns)), cancellationToken);
+            PromptUsage? prompt = null;
             int generated = 0;
-            await foreach (var update in sessions.Complete(sessionId, options?.MaxOutputTokens ?? 256, stops, cancellationToken, from: prompt.Length))
+            await foreach (var chunk in sessions.Complete(sessionId, request, cancellationToken))
             {
-                if (update.TokenId is not null) generated++;
-                var chunk = new ChatResponseUpdate(ChatRole.Assistant, update.Text)
+                prompt ??= chunk.Prompt;
+                generated++;
+                var update = new ChatResponseUpdate(ChatRole.Assistant, chunk.Text ?? "")
                 {
                     ResponseId = responseId,
                     MessageId = responseId,
                     ConversationId = options?.ConversationId,
                     ModelId = modelId,
                 };
-                if (update.FinishReason is { } finish)
+                if (chunk.Finish is { } finish)
                 {
-                    chunk.FinishReason = finish == "stop" ? ChatFinishReason.Stop : ChatFinishReason.Length;
-                    chunk.Contents.Add(new UsageContent(new UsageDetails
+                    update.FinishReason = finish == FinishReason.Stop ? ChatFinishReason.Stop : ChatFinishReason.Length;
+                    update.Contents.Add(new UsageContent(new UsageDetails
                     {
-                        InputTokenCount = prompt.Length,
+                        InputTokenCount = prompt?.Tokens,
                         OutputTokenCount = generated,
-                        TotalTokenCount = prompt.Length + generated,
-                        CachedInputTokenCount = prompt.ReusedTokens,
+                        TotalTokenCount = prompt?.Tokens + generated,
+                        CachedInputTokenCount = prompt?.CachedTokens,
                     }));
                 }
-                yield return chunk;
+                yield return update;
             }
         }
         finally

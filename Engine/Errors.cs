@@ -26,10 +26,10 @@ public sealed class TokenOutOfRangeException(int token, int vocabSize)
     public int VocabSize { get; } = vocabSize;
 }
 
-/// <summary>A session that would grow past the model's sequence_len.</summary>
-public sealed class ContextLengthExceededException(int requested, int limit)
-    : TauException($"{requested} tokens exceed the model's context of {limit} (sequence_len)")
+/// <summary>A session that would grow past the model's sequence_len; <paramref name="what"/> says what the tokens are.</summary>
+public sealed class ContextLengthExceededException(long requested, int limit, string? what = null)
+    : TauException($"{what ?? $"{requested} tokens"} exceed the model's context of {limit} (sequence_len)")
 {
-    public int Requested { get; } = requested;
+    public long Requested { get; } = requested;
     public int Limit { get; } = limit;
 }

@@ -16,19 +16,13 @@ public interface ISessionGrain : IGrainWithStringKey
     Task<SessionInfo> Append(PromptInput prompt);
 
     /// <summary>
-    /// Makes the session hold exactly <paramref name="prompt"/> (a whole conversation, rendered, or a whole id list).
-    /// The longest prefix the session already holds keeps its cache; the session forgets what follows it and prefills
-    /// only the rest. With nothing in common, the session starts over (same model, domain and options).
+    /// One turn of a conversation in one call: opens the session with the request's spec (or checks that it matches),
+    /// puts the prompt in it, generates up to <see cref="CompletionRequest.MaxTokens"/> and streams the reply as trimmed
+    /// text pieces, the last with its finish reason. Every limit is checked before the session changes. Re-sending the
+    /// same request (same <see cref="CompletionRequest.RequestId"/>) after a lost stream resumes it: the positions
+    /// already generated come again, identical, so a caller skips what it has. A long prompt's prefill may take minutes.
     /// </summary>
-    [ResponseTimeout("00:30:00")]
-    Task<SessionInfo> ContinueWith(PromptInput prompt);
-
-    /// <summary>
-    /// Generates until the session holds <see cref="GenerateRequest.TargetLength"/> tokens (or a stop), yielding
-    /// each token with its absolute position. Re-sending the same request after a failure resumes it: the
-    /// positions already generated come again, identical, so a caller skips what it has.
-    /// </summary>
-    IAsyncEnumerable<GeneratedToken> Generate(GenerateRequest request, CancellationToken cancellation = default);
+    IAsyncEnumerable<CompletionChunk> Complete(CompletionRequest request, CancellationToken cancellation = default);
 
     /// <summary>Copies this session into a new one that continues from the same cache without recomputing it.</summary>
     Task<SessionInfo> Fork(string childSessionId);
@@ -77,34 +71,22 @@ public sealed record SamplingSettings(
 }
 
 /// <summary>
-/// A prompt as text (tokenized by the model's tokenizer) or as token ids. With <paramref name="ExpectedLength"/>
-/// (the session's length the caller saw before appending), a retried append that already took effect is not applied twice.
+/// A prompt as text (tokenized by the model's tokenizer), as token ids, or as chat turns (rendered by the
+/// <see cref="ChatTemplate"/>; their replies stop at the next user turn). With <paramref name="ExpectedLength"/> (the
+/// session's length the caller saw before appending), a retried <see cref="ISessionGrain.Append"/> that already took
+/// effect is not applied twice.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record PromptInput(
     [property: Id(0)] string? Text,
     [property: Id(1)] int[]? Ids,
-    [property: Id(2)] int? ExpectedLength = null)
+    [property: Id(2)] int? ExpectedLength = null,
+    [property: Id(3)] ChatTurn[]? Turns = null)
 {
     public static PromptInput FromText(string text, int? expectedLength = null) => new(text, null, expectedLength);
     public static PromptInput FromIds(int[] ids, int? expectedLength = null) => new(null, ids, expectedLength);
+    public static PromptInput FromTurns(params ChatTurn[] turns) => new(null, null, null, turns);
 }
-
-/// <summary>
-/// Generate until the session holds <paramref name="TargetLength"/> tokens. <paramref name="OutputStart"/> is the
-/// position where the caller's output began, so that resumed text deltas line up with what it already printed.
-/// </summary>
-[GenerateSerializer, Immutable]
-public sealed record GenerateRequest(
-    [property: Id(0)] int TargetLength,
-    [property: Id(1)] int OutputStart,
-    [property: Id(2)] string[]? Stop = null);
-
-[GenerateSerializer, Immutable]
-public sealed record GeneratedToken(
-    [property: Id(0)] int Position,
-    [property: Id(1)] int Id,
-    [property: Id(2)] string? Text);
 
 /// <summary>
 /// A session as it stands. <paramref name="PrefilledTokens"/>: tokens the last append ran through the model (a

@@ -4,10 +4,10 @@ using System.Runtime.CompilerServices;
 namespace TauCluster.Grains;
 
 /// <summary>
-/// The client side of a generation: opens a session, appends a prompt and streams the reply, riding out the loss
-/// of the silo that hosts the session. A lost stream is requested again with the same absolute target; the session
-/// resumes from its last checkpoint on another silo and regenerates identically, and positions already received are
-/// skipped, so the caller sees every position exactly once and the same tokens as without the failure.
+/// The client side of a conversation: runs completions and session calls, riding out the loss of the silo that hosts
+/// the session. A lost completion stream is requested again under its request id; the session resumes from its last
+/// checkpoint on another silo and regenerates identically, and positions already received are skipped, so the caller
+/// sees every position exactly once and the same tokens as without the failure.
 /// </summary>
 public sealed class TauSessionClient(IGrainFactory grains)
 {
@@ -37,22 +37,19 @@ public sealed class TauSessionClient(IGrainFactory grains)
     public Task<SessionInfo> Info(string sessionId, CancellationToken cancellation = default) => Retry(Session(sessionId).GetInfo, cancellation);
 
     /// <summary>
-    /// Generates up to <paramref name="maxTokens"/> tokens after position <paramref name="from"/>: the length that the
-    /// caller's own prompt left the session at (as its append returned it), else the session's length now.
+    /// Runs one completion (<see cref="ISessionGrain.Complete"/>) and streams its chunks, each position once. A stream
+    /// lost to the cluster is requested again under the same request id: the session resumes from its last checkpoint,
+    /// on another silo if need be, regenerates identically, and the positions already received are skipped.
     /// </summary>
-    public async IAsyncEnumerable<GeneratedToken> Generate(string sessionId, int maxTokens, string[]? stop = null,
-        [EnumeratorCancellation] CancellationToken cancellation = default, int? from = null)
+    public async IAsyncEnumerable<CompletionChunk> Complete(string sessionId, CompletionRequest request,
+        [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         var session = Session(sessionId);
-        if (maxTokens < 1) throw new Engine.InvalidOptionsException($"max tokens = {maxTokens} must be at least 1");
-        int start = from ?? (await Retry(session.GetInfo, cancellation)).Length;
-        long target = (long)start + maxTokens;
-        if (target > int.MaxValue) throw new Engine.InvalidOptionsException($"max tokens = {maxTokens} is more than any context holds");
-        var request = new GenerateRequest((int)target, start, stop);
-        int next = request.OutputStart, attempts = 0;
-        while (next < request.TargetLength)
+        request = request with { RequestId = request.RequestId ?? Guid.NewGuid().ToString("N") };
+        int next = 0, attempts = 0;
+        while (true)
         {
-            var stream = session.Generate(request, cancellation).GetAsyncEnumerator(cancellation);
+            var stream = session.Complete(request, cancellation).GetAsyncEnumerator(cancellation);
             Exception? lostTo = null;
             try
             {
@@ -66,10 +63,11 @@ public sealed class TauSessionClient(IGrainFactory grains)
                         break;
                     }
                     if (!moved) break;
-                    if (stream.Current.Position < next) continue;   // regenerated after a failover: already delivered
-                    next = stream.Current.Position + 1;
+                    var chunk = stream.Current;
+                    if (chunk.Position < next) continue;   // regenerated after a failover: already delivered
+                    next = chunk.Position + 1;
                     attempts = 0;
-                    yield return stream.Current;
+                    yield return chunk;
                 }
             }
             finally
@@ -77,33 +75,17 @@ public sealed class TauSessionClient(IGrainFactory grains)
                 try { await stream.DisposeAsync(); }
                 catch (Exception e) when (IsTransient(e, cancellation)) { }   // the silo holding the stream is gone
             }
-            if (lostTo is null) yield break;   // the target or a stop string was reached
+            if (lostTo is null) yield break;   // the reply finished (or the session stopped it)
             Resuming?.Invoke(new StreamResume(sessionId, next, attempts, lostTo));
             await Task.Delay(RetryDelay, cancellation);
         }
     }
 
-    /// <summary>Makes the session hold exactly this prompt, reusing the cache of what it already holds (see <see cref="ISessionGrain.ContinueWith"/>).</summary>
-    public Task<SessionInfo> ContinueWith(string sessionId, PromptInput prompt, CancellationToken cancellation = default) =>
-        Retry(() => Session(sessionId).ContinueWith(prompt), cancellation);
+    /// <summary>Generates up to <paramref name="maxTokens"/> tokens from where the session stands.</summary>
+    public IAsyncEnumerable<CompletionChunk> Generate(string sessionId, int maxTokens, string[]? stop = null, CancellationToken cancellation = default) =>
+        Complete(sessionId, new CompletionRequest(null, null, maxTokens, Stop: stop), cancellation);
 
-    /// <summary>
-    /// A completion as OpenAI-style APIs return it: text deltas without the stop sequence, then a last update with the
-    /// finish reason ("stop" when a stop sequence ended it, "length" when the token budget did).
-    /// </summary>
-    public async IAsyncEnumerable<CompletionUpdate> Complete(string sessionId, int maxTokens, IReadOnlyList<string> stops,
-        [EnumeratorCancellation] CancellationToken cancellation = default, int? from = null)
-    {
-        var trimmer = new StopTrimmer(stops);
-        await foreach (var token in Generate(sessionId, maxTokens, stops.Count > 0 ? stops.ToArray() : null, cancellation, from))
-        {
-            yield return new CompletionUpdate(trimmer.Push(token.Text), token.Id, null);
-            if (trimmer.Stopped) break;
-        }
-        yield return new CompletionUpdate(trimmer.Flush(), null, trimmer.Stopped ? "stop" : "length");
-    }
-
-    private static async Task<(bool Moved, Exception? Failure)> TryMoveNext(IAsyncEnumerator<GeneratedToken> stream, CancellationToken cancellation)
+    private static async Task<(bool Moved, Exception? Failure)> TryMoveNext(IAsyncEnumerator<CompletionChunk> stream, CancellationToken cancellation)
     {
         try
         {
@@ -161,6 +143,3 @@ public static class TauClientHosting
 /// received yet (it resumes there), the attempts in a row that brought no new token (1 for the first), and the failure.
 /// </summary>
 public sealed record StreamResume(string Session, int NextPosition, int Attempt, Exception Failure);
-
-/// <summary>One step of a completion: text to show (may be empty), the token it came with, and at the end the finish reason.</summary>
-public sealed record CompletionUpdate(string Text, int? TokenId, string? FinishReason);

@@ -27,6 +27,15 @@ public sealed class ModelStore(IOptions<TauClusterOptions> options, ILogger<Mode
         return names.ToList();
     }
 
+    /// <summary>Refuses a name that is not a model here, without loading it (a front end checks before it starts a request).</summary>
+    public string Require(string name)
+    {
+        Grains.Names.Require("model", name);
+        var names = Names();
+        return names.Contains(name, StringComparer.Ordinal) ? name
+            : throw new UnknownNameException("model", name, $"known models: {string.Join(", ", names)}");
+    }
+
     public TauModel Get(string name)
     {
         Grains.Names.Require("model", name);

@@ -107,8 +107,7 @@ public static class OpenAiApi
         var body = await JsonNode.ParseAsync(http.Request.Body, documentOptions: StrictJson, cancellationToken: http.RequestAborted) as JsonObject
             ?? throw new ApiError(400, "the body must be a JSON object");
         var request = Parse(body, chat, options);
-        var models = services.GetRequiredService<ModelStore>();
-        var model = models.Get(request.Model);   // unknown models are refused before anything starts
+        services.GetRequiredService<ModelStore>().Require(request.Model);   // unknown models are refused before anything starts
 
         using var lease = await services.GetRequiredService<GenerationGate>().Enter(http.RequestAborted)
             ?? throw new ApiError(503, "the silo is at capacity; retry shortly", code: "overloaded", type: "server_error");
@@ -116,16 +115,15 @@ public static class OpenAiApi
         string sessionId = request.Session ?? $"http-{Guid.NewGuid():N}";
         try
         {
-            await sessions.Open(sessionId, new SessionSpec(request.Model, request.Domain, request.Sampling), http.RequestAborted);
-            var prompt = await sessions.ContinueWith(sessionId, request.Prompt, http.RequestAborted);
-            if (request.MaxTokens > model.Config.SequenceLen - prompt.Length)
-                throw new ApiError(400, $"the prompt ({prompt.Length} tokens) and max_tokens ({request.MaxTokens}) exceed the model's context of {model.Config.SequenceLen}",
-                    "max_tokens", "context_length_exceeded");
-            var stops = chat ? [ChatTemplate.TurnStop, .. request.Stop] : request.Stop;
-            var updates = sessions.Complete(sessionId, request.MaxTokens, stops, http.RequestAborted, from: prompt.Length);
-            var reply = new Reply(request, chat, sessionId, prompt);
-            if (request.Stream) await reply.Stream(http, updates);
-            else await reply.Whole(http, updates);
+            // One call: the session grain opens the session, checks every limit before it changes, prefills what it
+            // lacks of the prompt and streams the reply; the first chunk arrives once the prompt is in.
+            var completion = new CompletionRequest(new SessionSpec(request.Model, request.Domain, request.Sampling), request.Prompt,
+                request.MaxTokens, PromptPlacement.Whole, request.Stop);
+            await using var chunks = sessions.Complete(sessionId, completion, http.RequestAborted).GetAsyncEnumerator(http.RequestAborted);
+            var first = await chunks.MoveNextAsync() ? chunks.Current : throw new ApiError(500, "the session returned no tokens", type: "server_error");
+            var reply = new Reply(request, chat, sessionId, first.Prompt ?? new PromptUsage(first.Position, 0, 0));
+            if (request.Stream) await reply.Stream(http, first, chunks);
+            else await reply.Whole(http, first, chunks);
         }
         finally
         {
@@ -211,12 +209,13 @@ public static class OpenAiApi
             : throw new ApiError(400, $"messages[{i}] needs a role and content", "messages")).ToList();
         try
         {
-            return PromptInput.FromText(ChatTemplate.Render(turns));
+            ChatTemplate.Validate(turns);
         }
         catch (InvalidOptionsException e)
         {
             throw new ApiError(400, e.Message, "messages");
         }
+        return PromptInput.FromTurns([.. turns]);
     }
 
     private static string Content(JsonNode? content, int index) => content switch
@@ -261,31 +260,31 @@ public static class OpenAiApi
     };
 
     /// <summary>Writes one completion, whole or as server-sent events, in the shape of the endpoint it answers.</summary>
-    private sealed class Reply(GenerationRequest request, bool chat, string sessionId, SessionInfo prompt)
+    private sealed class Reply(GenerationRequest request, bool chat, string sessionId, PromptUsage prompt)
     {
         private readonly string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         private int completionTokens;
 
-        public async Task Whole(HttpContext http, IAsyncEnumerable<CompletionUpdate> updates)
+        public async Task Whole(HttpContext http, CompletionChunk first, IAsyncEnumerator<CompletionChunk> rest)
         {
             var text = new System.Text.StringBuilder();
-            string finish = "length";
-            await foreach (var u in updates)
+            FinishReason? finish = null;
+            for (var chunk = first; chunk is not null; chunk = await rest.MoveNextAsync() ? rest.Current : null)
             {
-                text.Append(u.Text);
-                if (u.TokenId is not null) completionTokens++;
-                finish = u.FinishReason ?? finish;
+                text.Append(chunk.Text);
+                completionTokens++;
+                finish = chunk.Finish ?? finish;
             }
             var choice = chat
-                ? new JsonObject { ["index"] = 0, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString() }, ["logprobs"] = null, ["finish_reason"] = finish }
-                : new JsonObject { ["index"] = 0, ["text"] = text.ToString(), ["logprobs"] = null, ["finish_reason"] = finish };
+                ? new JsonObject { ["index"] = 0, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString() }, ["logprobs"] = null, ["finish_reason"] = Name(finish) }
+                : new JsonObject { ["index"] = 0, ["text"] = text.ToString(), ["logprobs"] = null, ["finish_reason"] = Name(finish) };
             var response = Envelope(chat ? "chat.completion" : "text_completion", choice);
             response["usage"] = Usage();
             await http.Response.WriteAsJsonAsync(response);
         }
 
-        public async Task Stream(HttpContext http, IAsyncEnumerable<CompletionUpdate> updates)
+        public async Task Stream(HttpContext http, CompletionChunk first, IAsyncEnumerator<CompletionChunk> rest)
         {
             http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             http.Response.ContentType = "text/event-stream";
@@ -293,11 +292,12 @@ public static class OpenAiApi
             if (chat) await Send(http, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
             try
             {
-                await foreach (var u in updates)
+                for (var chunk = first; chunk is not null; chunk = await rest.MoveNextAsync() ? rest.Current : null)
                 {
-                    if (u.TokenId is not null) completionTokens++;
-                    if (u.Text.Length > 0 || u.FinishReason is not null)
-                        await Send(http, Chunk(chat ? Delta(u.Text) : null, u.FinishReason, u.Text));
+                    completionTokens++;
+                    string text = chunk.Text ?? "";
+                    if (text.Length > 0 || chunk.Finish is not null)
+                        await Send(http, Chunk(chat ? Delta(text) : null, Name(chunk.Finish), text));
                 }
             }
             catch (Exception e) when (!(e is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
@@ -313,6 +313,14 @@ public static class OpenAiApi
             await http.Response.WriteAsync("data: [DONE]\n\n", http.RequestAborted);
             await http.Response.Body.FlushAsync(http.RequestAborted);
         }
+
+        /// <summary>OpenAI's finish_reason: a reply the client stopped has none.</summary>
+        private static string? Name(FinishReason? finish) => finish switch
+        {
+            FinishReason.Stop => "stop",
+            FinishReason.Length => "length",
+            _ => null,
+        };
 
         private static JsonObject Delta(string text) => text.Length > 0 ? new JsonObject { ["content"] = text } : new JsonObject();
 
@@ -334,10 +342,10 @@ public static class OpenAiApi
 
         private JsonObject Usage() => new()
         {
-            ["prompt_tokens"] = prompt.Length,
+            ["prompt_tokens"] = prompt.Tokens,
             ["completion_tokens"] = completionTokens,
-            ["total_tokens"] = prompt.Length + completionTokens,
-            ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = prompt.ReusedTokens },
+            ["total_tokens"] = prompt.Tokens + completionTokens,
+            ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = prompt.CachedTokens },
         };
 
         private static async Task Send(HttpContext http, JsonObject data)

@@ -6,8 +6,8 @@ using static TauCluster.Client.CommandSupport;
 namespace TauCluster.Client;
 
 /// <summary>
-/// <c>tau chat</c>: an interactive conversation that keeps its session across turns. Each line is one user turn, sent
-/// through the plain chat template "User: …\nAssistant:"; the reply stops at the next "\nUser:".
+/// <c>tau chat</c>: an interactive conversation that keeps its session across turns. Each line is one user turn, which
+/// the session renders with the plain chat template "User: …\nAssistant:"; the reply stops at the next "\nUser:".
 /// </summary>
 internal static class ChatCommand
 {
@@ -25,11 +25,9 @@ internal static class ChatCommand
         string sessionId = SessionId(a);
         await using var cluster = await Connect(a, cancellation);
         var sessions = cluster.Connection.Sessions;
-        var opened = await sessions.Open(sessionId, new SessionSpec(cluster.Model, cluster.Domain, sampling), cancellation);
+        var spec = new SessionSpec(cluster.Model, cluster.Domain, sampling);
+        await sessions.Open(sessionId, spec, cancellation);
         Progress($"session {sessionId} — type a message; /reset, /fork [ID], /info, /quit", always: true);
-        // Where the session's text stands in the chat template: empty, just after a reply that stopped at "\nUser:", or elsewhere.
-        string held = opened.Length == 0 ? "" : await sessions.Session(sessionId).GetText() ?? "";
-        string turnPrefix = opened.Length == 0 ? "User: " : held.EndsWith(ChatTemplate.TurnStop, StringComparison.Ordinal) ? " " : "\nUser: ";
 
         while (!cancellation.IsCancellationRequested)
         {
@@ -55,7 +53,6 @@ internal static class ChatCommand
             {
                 case ["/reset"]:
                     await sessions.Session(sessionId).Reset();
-                    turnPrefix = "User: ";
                     Console.WriteLine("(session reset)");
                     return true;
                 case ["/fork", .. var rest]:
@@ -70,13 +67,13 @@ internal static class ChatCommand
                     Console.WriteLine($"(unknown command {command}; /reset, /fork [ID], /info, /quit)");
                     return true;
             }
-            await sessions.Append(sessionId, PromptInput.FromText($"{turnPrefix}{line}\nAssistant:"), cancellation);
+            // The session renders the turn after what it holds (the template's place is its to know) and stops at the next user turn.
+            var turn = new CompletionRequest(spec, PromptInput.FromTurns(new ChatTurn("user", line)), maxTokens);
             Console.Write("tau>");
-            await foreach (var update in sessions.Complete(sessionId, maxTokens, [ChatTemplate.TurnStop], cancellation))
+            await foreach (var chunk in sessions.Complete(sessionId, turn, cancellation))
             {
-                Console.Write(update.Text);
+                Console.Write(chunk.Text);
                 Console.Out.Flush();
-                if (update.FinishReason is not null) turnPrefix = update.FinishReason == "stop" ? " " : "\nUser: ";
             }
             Console.WriteLine();
             return true;

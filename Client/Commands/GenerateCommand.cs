@@ -33,29 +33,30 @@ internal static class GenerateCommand
         string sessionId = SessionId(a);
 
         await using var cluster = await Connect(a, cancellation);
-        var spec = new SessionSpec(cluster.Model, cluster.Domain, sampling);
-        await cluster.Connection.Sessions.Open(sessionId, spec, cancellation);
+        var request = new CompletionRequest(new SessionSpec(cluster.Model, cluster.Domain, sampling), prompt, maxTokens);
         var clock = Stopwatch.StartNew();
-        var before = await cluster.Connection.Sessions.Info(sessionId, cancellation);
-        var appended = await cluster.Connection.Sessions.Append(sessionId, prompt with { ExpectedLength = before.Length }, cancellation);
-
         var ids = new List<int>();
         var text = new System.Text.StringBuilder();
         bool hasText = false;
         double ttftMs = 0;
-        await foreach (var token in cluster.Connection.Sessions.Generate(sessionId, maxTokens, cancellation: cancellation, from: appended.Length))
+        PromptUsage? usage = null;
+        SessionInfo? info = null;
+        await foreach (var chunk in cluster.Connection.Sessions.Complete(sessionId, request, cancellation))
         {
             if (ids.Count == 0) ttftMs = clock.Elapsed.TotalMilliseconds;
-            ids.Add(token.Id);
-            hasText |= token.Text is not null;
-            text.Append(token.Text);
+            usage ??= chunk.Prompt;
+            info = chunk.Session ?? info;
+            ids.Add(chunk.Id);
+            hasText |= chunk.Text is not null;
+            text.Append(chunk.Text);
             if (json) continue;
-            Console.Write(token.Text ?? (ids.Count == 1 ? $"{token.Id}" : $",{token.Id}"));
+            Console.Write(chunk.Text ?? (ids.Count == 1 ? $"{chunk.Id}" : $",{chunk.Id}"));
             Console.Out.Flush();
         }
         double seconds = clock.Elapsed.TotalSeconds, decodeSeconds = seconds - ttftMs / 1000;
         double tokensPerSecond = ids.Count > 1 && decodeSeconds > 0 ? (ids.Count - 1) / decodeSeconds : ids.Count / Math.Max(seconds, 1e-9);
-        var info = await cluster.Connection.Sessions.Info(sessionId, cancellation);
+        info ??= await cluster.Connection.Sessions.Info(sessionId, cancellation);   // a reply cut short has no last chunk
+        int promptTokens = usage?.PrefilledTokens ?? 0;
 
         if (json)
         {
@@ -66,7 +67,7 @@ internal static class GenerateCommand
                 ["text"] = hasText ? text.ToString() : null,
                 ["stats"] = new JsonObject
                 {
-                    ["prompt_tokens"] = appended.Length - before.Length,
+                    ["prompt_tokens"] = promptTokens,
                     ["generated_tokens"] = ids.Count,
                     ["cache_bytes"] = info.CacheBytes,
                     ["baseline_cache_bytes"] = info.BaselineCacheBytes,
@@ -79,7 +80,7 @@ internal static class GenerateCommand
         {
             Console.WriteLine();
             Progress(string.Create(CultureInfo.InvariantCulture,
-                $"[session {sessionId}: {appended.Length - before.Length} prompt + {ids.Count} generated tokens, ttft {ttftMs:F1} ms, {tokensPerSecond:F1} tok/s, cache {info.CacheBytes:N0} B vs {info.BaselineCacheBytes:N0} B for K/V]"),
+                $"[session {sessionId}: {promptTokens} prompt + {ids.Count} generated tokens, ttft {ttftMs:F1} ms, {tokensPerSecond:F1} tok/s, cache {info.CacheBytes:N0} B vs {info.BaselineCacheBytes:N0} B for K/V]"),
                 always: true);
         }
         return 0;

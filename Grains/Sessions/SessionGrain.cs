@@ -40,6 +40,13 @@ public sealed class SessionGrain(
     public async Task<SessionInfo> Open(SessionSpec spec)
     {
         using var turn = await turnstile.Enter();
+        await OpenWith(spec);
+        return Info();
+    }
+
+    /// <summary>Creates the session, or checks an existing one runs the same model and domain and takes the new sampling options.</summary>
+    private async Task OpenWith(SessionSpec spec)
+    {
         Names.Require("session", Id);
         var model = models.Get(spec.Model);
         var sampling = spec.Sampling.ToOptions();
@@ -66,7 +73,7 @@ public sealed class SessionGrain(
                 }
                 if (Live is not null) Live.Sampler = new Sampler(model.Config.VocabSize, sampling, generator);
             }
-            return Info();
+            return;
         }
 
         int domainVersion = 0;
@@ -89,14 +96,13 @@ public sealed class SessionGrain(
             (state.State, tokens) = (new SessionState(), null);   // not opened: a retry opens it again
             throw;
         }
-        return Info();
     }
 
     public async Task<SessionInfo> Append(PromptInput prompt)
     {
         using var turn = await turnstile.Enter();
         var model = models.Get(Spec.Model);
-        int[] ids = Transcript.Tokenize(model, prompt);
+        int[] ids = PromptIds(model, prompt, PromptPlacement.After);
         if (prompt.ExpectedLength is { } expected && expected != Tokens.Count)
         {
             if (Tokens.AlreadyAppended(expected, ids))
@@ -106,31 +112,8 @@ public sealed class SessionGrain(
             }
             throw new SessionConflictException($"session '{Id}' has {Tokens.Count} tokens, not the {expected} this append expected: another append came first");
         }
+        state.State.LastCompletion = null;   // the session moved on: no earlier completion can resume
         await AppendTokens(model, ids);
-        return Info();
-    }
-
-    public async Task<SessionInfo> ContinueWith(PromptInput prompt)
-    {
-        using var turn = await turnstile.Enter();
-        var model = models.Get(Spec.Model);
-        int[] whole = Transcript.Tokenize(model, prompt);
-        if (whole.Length > model.Config.SequenceLen)                        // refused before anything is forgotten
-            throw new ContextLengthExceededException(whole.Length, model.Config.SequenceLen);
-        var (keep, rest) = Tokens.SharedPrefix(model.Tokenizer, prompt, whole);
-        if (keep == 0 && Tokens.Count > 0)
-            await ResetTokens();                                            // nothing in common: a new conversation starts over
-        else if (keep < Tokens.Count)
-        {
-            Forget(keep, nothingFollows: rest.Length == 0);                 // it diverged: keep the cache of what still agrees
-            await Save();
-        }
-        if (rest.Length == 0)
-        {
-            (lastPrefill, lastReused) = (0, Tokens.Count);
-            return Info();
-        }
-        await AppendTokens(model, rest);
         return Info();
     }
 
@@ -168,35 +151,23 @@ public sealed class SessionGrain(
         await Save();
     }
 
-    public async IAsyncEnumerable<GeneratedToken> Generate(GenerateRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
+    public async IAsyncEnumerable<CompletionChunk> Complete(CompletionRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         long started = Stopwatch.GetTimestamp();
         using var turn = await turnstile.Enter(cancellation);
         int unsaved = 0;
         try
         {
-            var model = models.Get(Spec.Model);
-            if (request.TargetLength > model.Config.SequenceLen)
-                throw new ContextLengthExceededException(request.TargetLength, model.Config.SequenceLen);
-            if (request.OutputStart < 0 || request.OutputStart > Tokens.Count || request.TargetLength < request.OutputStart)
-                throw new InvalidOptionsException($"cannot generate positions {request.OutputStart}…{request.TargetLength} in a session of {Tokens.Count} tokens");
-            if (Tokens.Count == 0) throw new InvalidOptionsException($"session '{Id}' has no tokens: append a prompt first");
-
+            // A re-sent request resumes: what this session already generated for it comes again (the caller skips
+            // what it has), through the same stop sequences, so a resumed request stops where the first one did.
+            var record = state.State.LastCompletion is { RequestId: { } resumed } && resumed == request.RequestId ? state.State.LastCompletion : await Begin(request);
+            var reply = new Completion(models.Get(Spec.Model).Tokenizer, Completion.StopsOf(request), record);
             var c = await EnsureCompute();
-            var decoder = model.Tokenizer is { } tokenizer ? new IncrementalDecoder(tokenizer) : null;
-            var stops = new StopTrimmer(request.Stop ?? []);
-
-            // A resumed request first gets again what this session already generated for it (the caller skips what it
-            // has), and its stop sequences see that text too, so a resumed request stops where the first one did.
-            for (int p = request.OutputStart; p < Math.Min(Tokens.Count, request.TargetLength) && !stops.Stopped; p++)
-            {
-                string? text = decoder?.Add(Tokens[p]);
-                stops.Push(text);
-                yield return new GeneratedToken(p, Tokens[p], Finish(text, decoder, p + 1 == request.TargetLength || stops.Stopped));
-            }
+            for (int p = reply.Start; p < Tokens.Count && !reply.Finished; p++)
+                yield return Finished(reply.Next(p, Tokens[p]));
 
             long last = started;
-            while (Tokens.Count < request.TargetLength && !cancellation.IsCancellationRequested && !stops.Stopped)
+            while (!reply.Finished && !cancellation.IsCancellationRequested)
             {
                 int next = await Runtime.Step(c, Tokens, sample: true);
                 Tokens.Add(next);
@@ -209,9 +180,7 @@ public sealed class SessionGrain(
                     await Save();
                     unsaved = 0;
                 }
-                string? text = decoder?.Add(next);
-                stops.Push(text);
-                yield return new GeneratedToken(Tokens.Count - 1, next, Finish(text, decoder, Tokens.Count == request.TargetLength || stops.Stopped));
+                yield return Finished(reply.Next(Tokens.Count - 1, next));
             }
         }
         finally
@@ -219,6 +188,70 @@ public sealed class SessionGrain(
             if (unsaved > 0) await Save();   // a failed save still ends the turn: the using releases it
         }
     }
+
+    /// <summary>The last chunk of a reply carries the session as it stands.</summary>
+    private CompletionChunk Finished(CompletionChunk chunk) => chunk.Finish is null ? chunk : chunk with { Session = Info() };
+
+    /// <summary>
+    /// Starts a new completion: checks the spec, the prompt and every limit before the session changes, then opens the
+    /// session (or takes the new options), puts the prompt in it, and saves the completion's record with its tokens.
+    /// </summary>
+    private async Task<CompletionRecord> Begin(CompletionRequest request)
+    {
+        var spec = request.Spec ?? Spec;
+        if (state.State.Spec is { } existing && (existing.Model != spec.Model || existing.Domain != spec.Domain))
+            await OpenWith(spec);   // refuses it, naming what the session runs
+        var model = models.Get(spec.Model);
+        spec.Sampling.ToOptions();
+        if (request.MaxTokens < 1) throw new InvalidOptionsException($"max_tokens = {request.MaxTokens} must be at least 1");
+
+        var (keep, rest) = request.Prompt is { } prompt
+            ? request.Placement == PromptPlacement.Whole
+                ? Tokens.SharedPrefix(model.Tokenizer, AsText(prompt), PromptIds(model, prompt, PromptPlacement.Whole))
+                : (Tokens.Count, PromptIds(model, prompt, PromptPlacement.After))
+            : (Tokens.Count, []);
+        int start = keep + rest.Length;
+        if (start == 0) throw new InvalidOptionsException($"session '{Id}' has no tokens: send a prompt");
+        if ((long)start + request.MaxTokens > model.Config.SequenceLen)
+            throw new ContextLengthExceededException((long)start + request.MaxTokens, model.Config.SequenceLen,
+                $"the prompt ({start} tokens) and max_tokens ({request.MaxTokens})");
+
+        if (request.Spec is not null) await OpenWith(request.Spec);
+        if (keep == 0 && Tokens.Count > 0)
+            await ResetTokens();                                // nothing in common: a new conversation starts over
+        else if (keep < Tokens.Count)
+            Forget(keep, nothingFollows: rest.Length == 0);     // it diverged: keep the cache of what still agrees
+
+        var previous = state.State.LastCompletion;
+        var record = state.State.LastCompletion = new CompletionRecord(request.RequestId, start, start + request.MaxTokens,
+            new PromptUsage(start, CachedTokens: keep, PrefilledTokens: rest.Length));
+        try
+        {
+            if (rest.Length > 0) await AppendTokens(model, rest);   // saves the record with the tokens
+            else await Save();
+        }
+        catch
+        {
+            state.State.LastCompletion = previous;
+            throw;
+        }
+        if (rest.Length == 0) lastPrefill = 0;
+        lastReused = keep;
+        return record;
+    }
+
+    /// <summary>A prompt's ids: chat turns rendered by the template (after what the session holds, or as the whole of it), text tokenized, ids checked.</summary>
+    private int[] PromptIds(TauModel model, PromptInput prompt, PromptPlacement placement) =>
+        Transcript.Tokenize(model, prompt.Turns is null ? prompt : PromptInput.FromText(
+            placement == PromptPlacement.Whole ? ChatTemplate.Render(prompt.Turns) : ChatTemplate.After(HeldText(model), prompt.Turns)));
+
+    /// <summary>A prompt whose turns are rendered as text, which is how a whole conversation is compared with what the session holds.</summary>
+    private static PromptInput AsText(PromptInput prompt) => prompt.Turns is null ? prompt : PromptInput.FromText(ChatTemplate.Render(prompt.Turns));
+
+    /// <summary>The end of the session's text, as far back as a chat turn needs to see (its unfinished last line).</summary>
+    private string HeldText(TauModel model) =>
+        Tokens.Count == 0 ? "" : (model.Tokenizer ?? throw new InvalidOptionsException("this model has no tokenizer: chat turns need text"))
+            .Decode(Tokens.Skip(Math.Max(0, Tokens.Count - 64)));
 
     public async Task<SessionInfo> Fork(string childSessionId)
     {
@@ -266,6 +299,7 @@ public sealed class SessionGrain(
         Tokens.Clear();
         var generator = new Xoshiro256(spec.Sampling.Seed).State;
         state.State.Generator = PackGenerator(generator);
+        state.State.LastCompletion = null;
         if (Live is not null)
         {
             Live.Inference.Truncate(0);
@@ -300,10 +334,6 @@ public sealed class SessionGrain(
         _ = Runtime.Release();   // best effort: deactivation does not wait for shards on other silos
         return Task.CompletedTask;
     }
-
-    /// <summary>The last token of a reply carries whatever text the decoder held back, so the reply's text is whole.</summary>
-    private static string? Finish(string? text, IncrementalDecoder? decoder, bool last) =>
-        last && decoder is not null ? text + decoder.Flush() : text;
 
     /// <summary>The in-memory cache, rebuilt by replaying the persisted tokens when this activation has none.</summary>
     private async Task<SessionCompute> EnsureCompute()

@@ -12,4 +12,18 @@ public sealed class SessionState
 
     /// <summary>The sampler's generator state, saved with the tokens it produced.</summary>
     [Id(3)] public ulong[] Generator { get; set; } = [];
+
+    /// <summary>The latest completion, until another change to the session makes it one that cannot be resumed.</summary>
+    [Id(4)] public CompletionRecord? LastCompletion { get; set; }
 }
+
+/// <summary>
+/// The session's latest completion, saved with its prompt so that a re-sent request resumes it on any silo: its
+/// request id, the reply's first position and the position its budget ends at, and what its prompt cost.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record CompletionRecord(
+    [property: Id(0)] string? RequestId,
+    [property: Id(1)] int Start,
+    [property: Id(2)] int Target,
+    [property: Id(3)] PromptUsage Prompt);

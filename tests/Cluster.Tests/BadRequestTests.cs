@@ -90,7 +90,7 @@ public sealed class BadRequestTests(ClusterFixture fixture)
         await Assert.ThrowsAsync<InvalidOptionsException>(() => session.Append(PromptInput.FromText("")));
         await Assert.ThrowsAsync<ContextLengthExceededException>(async () =>
         {
-            await foreach (var _ in session.Generate(new GenerateRequest(10_000, 4))) { }
+            await foreach (var _ in session.Complete(new CompletionRequest(null, null, 10_000))) { }
         });
         Assert.Equal(ByteTokenizer.Instance.Encode("kept"), await session.GetTokens());
         int count = 0;

@@ -24,7 +24,7 @@ public sealed class FailoverTests
                 return id;
             }
 
-            var uninterrupted = new List<GeneratedToken>();
+            var uninterrupted = new List<CompletionChunk>();
             await foreach (var t in fixture.Sessions.Generate(await Start(), length)) uninterrupted.Add(t);
 
             var id = await Start();
@@ -32,7 +32,7 @@ public sealed class FailoverTests
             var sessions = fixture.Sessions;
             var resumes = new List<StreamResume>();
             sessions.Resuming += resumes.Add;
-            var received = new List<GeneratedToken>();
+            var received = new List<CompletionChunk>();
             await foreach (var t in sessions.Generate(id, length))
             {
                 received.Add(t);

@@ -16,7 +16,7 @@ public sealed class SessionTests(ClusterFixture fixture)
         id ??= NewId();
         await fixture.Sessions.Open(id, spec);
         await fixture.Sessions.Append(id, PromptInput.FromText(prompt));
-        var tokens = new List<GeneratedToken>();
+        var tokens = new List<CompletionChunk>();
         await foreach (var t in fixture.Sessions.Generate(id, maxTokens)) tokens.Add(t);
         return (id, tokens.Select(t => t.Id).ToArray(), string.Concat(tokens.Select(t => t.Text)));
     }
@@ -168,7 +168,7 @@ public sealed class SessionTests(ClusterFixture fixture)
         await fixture.Sessions.Open(id, Spec());
         await fixture.Sessions.Append(id, PromptInput.FromIds([1, 2, 3]));
         var session = fixture.Sessions.Session(id);
-        await using var generation = session.Generate(new GenerateRequest(3 + 30, 3)).GetAsyncEnumerator();
+        await using var generation = session.Complete(new CompletionRequest(null, null, 30, RequestId: NewId())).GetAsyncEnumerator();
         Assert.True(await generation.MoveNextAsync());                        // the generation holds the session now
         var append = session.Append(PromptInput.FromIds([255, 255, 255]));   // arrives mid-generation: must wait its turn
         int received = 1;
@@ -190,14 +190,14 @@ public sealed class SessionTests(ClusterFixture fixture)
         await fixture.Sessions.Open(id, greedy);
         await fixture.Sessions.Append(id, PromptInput.FromText("stop here"));
         var session = fixture.Sessions.Session(id);
-        var request = new GenerateRequest(9 + 12, 9, [stop]);
-        var first = new List<GeneratedToken>();
-        await foreach (var t in session.Generate(request)) first.Add(t);
+        var request = new CompletionRequest(null, null, 12, Stop: [stop], RequestId: NewId());
+        var first = new List<CompletionChunk>();
+        await foreach (var t in session.Complete(request)) first.Add(t);
         int length = (await session.GetInfo()).Length;
         Assert.True(length < 9 + 12, "the stop sequence should have ended the generation early");
 
-        var again = new List<GeneratedToken>();
-        await foreach (var t in session.Generate(request)) again.Add(t);   // as the client re-sends after a lost stream
+        var again = new List<CompletionChunk>();
+        await foreach (var t in session.Complete(request)) again.Add(t);   // as the client re-sends after a lost stream
         Assert.Equal(first, again);
         Assert.Equal(length, (await session.GetInfo()).Length);
     }
@@ -209,7 +209,17 @@ public sealed class SessionTests(ClusterFixture fixture)
         await fixture.Sessions.Open(id, Spec());
         await fixture.Sessions.Append(id, PromptInput.FromText("keep this conversation"));
         var before = await fixture.Sessions.Session(id).GetTokens();
-        await Assert.ThrowsAsync<ContextLengthExceededException>(() => fixture.Sessions.Session(id).ContinueWith(PromptInput.FromIds(new int[5000])));
+        async Task Complete(CompletionRequest request)
+        {
+            await foreach (var _ in fixture.Sessions.Session(id).Complete(request)) { }
+        }
+        await Assert.ThrowsAsync<ContextLengthExceededException>(() => Complete(new CompletionRequest(Spec(), PromptInput.FromIds(new int[5000]), 1, PromptPlacement.Whole)));
+        // A prompt that fits, but not with the reply asked for: refused before the session forgets or prefills anything.
+        var e = await Assert.ThrowsAsync<ContextLengthExceededException>(() => Complete(new CompletionRequest(Spec(), PromptInput.FromText("another conversation"), 4080, PromptPlacement.Whole)));
+        Assert.Contains("max_tokens (4080)", e.Message);
+        await Assert.ThrowsAsync<ContextLengthExceededException>(() => Complete(new CompletionRequest(null, PromptInput.FromText(" and more"), 4070)));
+        await Assert.ThrowsAsync<SessionConflictException>(() => Complete(new CompletionRequest(Spec(model: TestWorld.TinyCausal), PromptInput.FromText("x"), 1)));
+        await Assert.ThrowsAsync<InvalidOptionsException>(() => Complete(new CompletionRequest(null, PromptInput.FromText("x"), 0)));
         Assert.Equal(before, await fixture.Sessions.Session(id).GetTokens());
     }
 
@@ -239,7 +249,7 @@ public sealed class SessionTests(ClusterFixture fixture)
         foreach (var id in others.Values) await fixture.Sessions.Append(id, PromptInput.FromText("meanwhile"));
 
         // The held session's generation takes the session's turn and makes its first token, then waits for its reader.
-        await using var generation = fixture.Sessions.Session(held).Generate(new GenerateRequest(start + length, start)).GetAsyncEnumerator();
+        await using var generation = fixture.Sessions.Session(held).Complete(new CompletionRequest(null, null, length, RequestId: NewId())).GetAsyncEnumerator();
         Assert.True(await generation.MoveNextAsync());
         var heldTokens = new List<int> { generation.Current.Id };
 
@@ -267,18 +277,67 @@ public sealed class SessionTests(ClusterFixture fixture)
     {
         var id = NewId();
         await fixture.Sessions.Open(id, Spec(temperature: 0));
-        var first = await fixture.Sessions.ContinueWith(id, PromptInput.FromText("User: hello there\nAssistant:"));
-        Assert.Equal(0, first.ReusedTokens);
         string reply = "";
-        await foreach (var update in fixture.Sessions.Complete(id, 10, [], from: first.Length)) reply += update.Text;
+        PromptUsage? first = null;
+        await foreach (var chunk in fixture.Sessions.Complete(id, new(null, PromptInput.FromText("User: hello there\nAssistant:"), 10, PromptPlacement.Whole)))
+        {
+            first ??= chunk.Prompt;
+            reply += chunk.Text;
+        }
+        Assert.Equal(0, first!.CachedTokens);
 
         // The client shows only part of the reply (as a stop sequence would cut it) and continues from there.
         string shown = reply[..4];
         string next = "User: hello there\nAssistant:" + shown + "\nUser: and then?\nAssistant:";
-        var second = await fixture.Sessions.ContinueWith(id, PromptInput.FromText(next));
+        var tokens = new List<int>();
+        PromptUsage? second = null;
+        await foreach (var chunk in fixture.Sessions.Complete(id, new(null, PromptInput.FromText(next), 3, PromptPlacement.Whole)))
+        {
+            second ??= chunk.Prompt;
+            tokens.Add(chunk.Id);
+        }
         int keptPrefix = "User: hello there\nAssistant:".Length + shown.Length;   // the bytes tokenizer: one token per byte
-        Assert.Equal(keptPrefix, second.ReusedTokens);
-        Assert.Equal(next.Length, second.Length);
-        Assert.Equal(next, ByteTokenizer.Instance.Decode(await fixture.Sessions.Session(id).GetTokens()));
+        Assert.Equal(keptPrefix, second!.CachedTokens);
+        Assert.Equal(next.Length, second.Tokens);
+        Assert.Equal(next.Length - keptPrefix, second.PrefilledTokens);
+        Assert.Equal(next, ByteTokenizer.Instance.Decode((await fixture.Sessions.Session(id).GetTokens())[..next.Length]));
+    }
+    [Fact]
+    public async Task A_resent_completion_with_a_prompt_resumes_and_does_not_append_its_prompt_again()
+    {
+        var id = NewId();
+        var request = new CompletionRequest(Spec(seed: 4), PromptInput.FromText("only once"), 8, RequestId: NewId());
+        var first = new List<CompletionChunk>();
+        await foreach (var chunk in fixture.Sessions.Session(id).Complete(request)) first.Add(chunk);
+        var again = new List<CompletionChunk>();
+        await foreach (var chunk in fixture.Sessions.Session(id).Complete(request)) again.Add(chunk);   // its reply was lost, say
+        Assert.Equal(first.Select(c => (c.Position, c.Id, c.Text, c.Finish, c.Prompt)), again.Select(c => (c.Position, c.Id, c.Text, c.Finish, c.Prompt)));
+        Assert.Equal("only once".Length + 8, (await fixture.Sessions.Info(id)).Length);
+        Assert.Equal(new PromptUsage("only once".Length, 0, "only once".Length), first[0].Prompt);
+        Assert.Equal(FinishReason.Length, first[^1].Finish);
+        Assert.Equal("only once".Length + 8, first[^1].Session!.Length);
+
+        var another = new List<CompletionChunk>();   // a new request id is a new request: its prompt goes in after the reply
+        await foreach (var chunk in fixture.Sessions.Complete(id, request with { RequestId = null, MaxTokens = 2 })) another.Add(chunk);
+        Assert.Equal(2 * "only once".Length + 8, another[0].Position);
+    }
+
+    [Fact]
+    public async Task Chat_turns_after_what_the_session_holds_are_rendered_by_the_session()
+    {
+        var id = NewId();
+        var spec = Spec(seed: 2);
+        await foreach (var _ in fixture.Sessions.Complete(id, new(spec, PromptInput.FromTurns(new ChatTurn("user", "hi")), 3))) { }
+        string afterFirst = (await fixture.Sessions.Session(id).GetText())!;
+        Assert.StartsWith("User: hi\nAssistant:", afterFirst);
+
+        var chunks = new List<CompletionChunk>();
+        await foreach (var chunk in fixture.Sessions.Complete(id, new(spec, PromptInput.FromTurns(new ChatTurn("user", "again")), 3))) chunks.Add(chunk);
+        string expected = afterFirst + ChatTemplate.After(afterFirst, [new ChatTurn("user", "again")]);
+        string afterSecond = (await fixture.Sessions.Session(id).GetText())!;
+        Assert.StartsWith(expected, afterSecond);
+        Assert.Contains("User: again\nAssistant:", afterSecond);
+        Assert.Equal(expected.Length, chunks[0].Position);   // the byte tokenizer: one token per byte
+        Assert.Equal(afterFirst.Length, chunks[0].Prompt!.CachedTokens);
     }
 }

@@ -196,6 +196,20 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
     }
 
     [Fact]
+    public async Task A_request_whose_reply_cannot_fit_the_context_gets_400_and_leaves_its_session_as_it_was()
+    {
+        string session = $"limit-{Guid.NewGuid():N}";
+        await Post("/v1/completions", $$"""{"model": "tiny", "prompt": "first turn", "max_tokens": 2, "temperature": 0, "session": "{{session}}"}""");
+        var before = await Server.Http().GetStringAsync($"/v1/sessions/{session}");
+        // A different prompt (the session would forget its tokens and prefill this one) with a reply past the context.
+        var error = (await Post("/v1/completions", $$"""{"model": "tiny", "prompt": "a whole other text", "max_tokens": 2040, "session": "{{session}}"}""",
+            HttpStatusCode.BadRequest))["error"]!;
+        Assert.Equal("context_length_exceeded", error["code"]!.GetValue<string>());
+        Assert.Equal("max_tokens", error["param"]!.GetValue<string>());
+        Assert.Equal(before, await Server.Http().GetStringAsync($"/v1/sessions/{session}"));
+    }
+
+    [Fact]
     public async Task Chat_errors_come_through_the_official_client_as_4xx()
     {
         var unknown = await Assert.ThrowsAsync<ClientResultException>(() =>
@@ -279,15 +293,16 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
         // is cancelled at a known point: after the fifth token, while the sixth is being asked for.
         var sessions = new TauSessionClient(Server.Grains);
         string session = $"cancel-{Guid.NewGuid():N}";
-        await sessions.Open(session, new SessionSpec(SiloServer.Model, null, new SamplingSettings(Temperature: 0)));
-        var prompt = await sessions.ContinueWith(session, PromptInput.FromText("stop when I say"));
+        var request = new CompletionRequest(new SessionSpec(SiloServer.Model, null, new SamplingSettings(Temperature: 0)),
+            PromptInput.FromText("stop when I say"), 1500, PromptPlacement.Whole);
         using var cancel = new CancellationTokenSource();
-        var updates = sessions.Complete(session, 1500, [], cancel.Token, from: prompt.Length).GetAsyncEnumerator();
-        int received = 0;
+        var updates = sessions.Complete(session, request, cancel.Token).GetAsyncEnumerator();
+        int received = 0, promptLength = 0;
         while (received < 5)
         {
             Assert.True(await updates.MoveNextAsync());
-            if (updates.Current.TokenId is not null) received++;
+            promptLength = updates.Current.Prompt?.Tokens ?? promptLength;
+            received++;
         }
         var next = updates.MoveNextAsync();   // the sixth token is asked for …
         cancel.Cancel();                      // … and the consumer cancels: the point of cancel, 5 tokens received, one in flight
@@ -295,7 +310,7 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
         {
             if (await next)
             {
-                Assert.NotNull(updates.Current.TokenId);   // 1500 asked for: a token, not the end of the reply
+                Assert.Null(updates.Current.Finish);   // 1500 asked for: a token, not the end of the reply
                 received++;
             }
         }
@@ -305,7 +320,8 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
         await updates.DisposeAsync();
 
         var ended = await AfterItsGeneration(session);
-        int generated = ended.Length - prompt.Length;
+        int generated = ended.Length - promptLength;
+        Assert.Equal("stop when I say".Length, promptLength);
         Assert.InRange(generated, received, 5 + 1);   // at least what the consumer got, at most one past the point of cancel
         await sessions.Session(session).Delete();
     }

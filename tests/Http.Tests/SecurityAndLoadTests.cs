@@ -76,9 +76,7 @@ public sealed class SecurityAndLoadTests
         string held = $"held-{Guid.NewGuid():N}";
         var sessions = new TauSessionClient(server.Grains);
         var spec = new SessionSpec(SiloServer.Model, null, new SamplingSettings(Temperature: 0));
-        await sessions.Open(held, spec);
-        var prompt = await sessions.ContinueWith(held, PromptInput.FromText("hold on"));
-        var holding = sessions.Session(held).Generate(new GenerateRequest(prompt.Length + 100, prompt.Length)).GetAsyncEnumerator();
+        var holding = sessions.Session(held).Complete(new CompletionRequest(spec, PromptInput.FromText("hold on"), 100, PromptPlacement.Whole)).GetAsyncEnumerator();
         Assert.True(await holding.MoveNextAsync());
 
         // Two requests for that session: one is admitted and takes the only slot (it waits for the session), the other

@@ -4,7 +4,7 @@ namespace TauCluster.Grains;
 /// Streams generated text without its stop sequence, as OpenAI's API returns it: text that could still turn out to be
 /// the start of a stop sequence is held back until the next delta decides it.
 /// </summary>
-public sealed class StopTrimmer(IReadOnlyList<string> stops)
+internal sealed class StopTrimmer(IReadOnlyList<string> stops)
 {
     private readonly System.Text.StringBuilder pending = new();
 
