@@ -79,7 +79,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         catch (Exception e) when (e is not OperationCanceledException)
         {
             host.Dispose();
-            throw new Engine.TauException($"cannot reach the cluster at {cluster}: {e.Message}", e);
+            throw new TauException($"cannot reach the cluster at {cluster}: {e.Message}", e);
         }
         return new ClusterConnection(host, host.Services.GetRequiredService<IClusterClient>(), embedded: false);
     }

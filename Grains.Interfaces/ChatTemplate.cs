@@ -58,6 +58,6 @@ public static class ChatTemplate
         "system" or "developer" => "System",
         "user" => "User",
         "assistant" => "Assistant",
-        _ => throw new Engine.InvalidOptionsException($"unknown message role '{role}' (system, user or assistant)"),
+        _ => throw new InvalidOptionsException($"unknown message role '{role}' (system, user or assistant)"),
     };
 }

@@ -64,7 +64,7 @@ public sealed record ContextShardInfo(
 /// A context shard no longer holds its segments (its silo went down, or it was collected): the session computes them
 /// again from its tokens. <see cref="Start"/> travels in <see cref="Exception.Data"/>, which Orleans carries across.
 /// </summary>
-public sealed class ContextShardLostException : Engine.TauException
+public sealed class ContextShardLostException : TauException
 {
     public ContextShardLostException(int start, string message, Exception? inner = null) : base(message, inner) => Data["start"] = start;
 

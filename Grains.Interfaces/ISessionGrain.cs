@@ -66,8 +66,12 @@ public sealed record SamplingSettings(
     [property: Id(2)] double TopP = 1.0,
     [property: Id(3)] ulong Seed = 0)
 {
-    /// <summary>The engine's options for these settings, validated: an InvalidOptionsException names a field out of range.</summary>
-    public Engine.SamplingOptions ToOptions() => new Engine.SamplingOptions(Temperature, TopK, TopP, Seed).Validate();
+    /// <summary>Refuses settings out of range: the <see cref="InvalidOptionsException"/> names the field.</summary>
+    public SamplingSettings Validate()
+    {
+        SamplingRules.Check(Temperature, TopK, TopP);
+        return this;
+    }
 }
 
 /// <summary>

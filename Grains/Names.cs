@@ -1,15 +1,6 @@
 using System.Text.RegularExpressions;
-using TauCluster.Engine;
 
 namespace TauCluster.Grains;
-
-/// <summary>An unknown model, domain or session name.</summary>
-public sealed class UnknownNameException(string kind, string name, string? hint = null)
-    : TauException($"unknown {kind} '{name}'{(hint is null ? "" : $": {hint}")}")
-{
-    public string Kind { get; } = kind;
-    public string Name { get; } = name;
-}
 
 /// <summary>
 /// Names that users give (models, domains, sessions) are plain names, resolved inside configured roots:

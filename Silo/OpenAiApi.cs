@@ -168,7 +168,7 @@ public static class OpenAiApi
             Seed: seed is { } s ? unchecked((ulong)s) : 0);
         try
         {
-            sampling.ToOptions();
+            sampling.Validate();
         }
         catch (InvalidOptionsException e)
         {

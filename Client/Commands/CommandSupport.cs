@@ -86,7 +86,7 @@ internal static class CommandSupport
     public static SamplingSettings Sampling(ParsedArguments a)
     {
         var sampling = new SamplingSettings(a.Double("--temperature") ?? 0.8, a.Int("--top-k") ?? 0, a.Double("--top-p") ?? 1.0, a.ULong("--seed") ?? 0);
-        sampling.ToOptions();   // invalid options fail here, before any cluster starts
+        sampling.Validate();   // invalid options fail here, before any cluster starts
         return sampling;
     }
 

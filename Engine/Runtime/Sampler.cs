@@ -9,10 +9,7 @@ public sealed record SamplingOptions(double Temperature = 1.0, int TopK = 0, dou
 
     public SamplingOptions Validate()
     {
-        if (!double.IsFinite(Temperature) || Temperature < 0)
-            throw new InvalidOptionsException($"temperature = {Temperature} must be a finite number ≥ 0");
-        if (TopK < 0) throw new InvalidOptionsException($"top_k = {TopK} must be ≥ 0 (0 keeps every token)");
-        if (!(TopP > 0 && TopP <= 1)) throw new InvalidOptionsException($"top_p = {TopP} must lie in (0, 1]");
+        SamplingRules.Check(Temperature, TopK, TopP);
         return this;
     }
 }

@@ -1,6 +1,9 @@
-namespace TauCluster.Engine;
+namespace TauCluster.Contracts;
 
-/// <summary>Base of every error the engine reports for bad input; the message always names what was wrong.</summary>
+/// <summary>
+/// Base of every error TauCluster reports for bad input; the message always names what was wrong. These cross Orleans
+/// as themselves (see TauClientHosting.AddTauErrors), so a client catches the same types a grain throws.
+/// </summary>
 public class TauException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>A model directory, config.json or safetensors file that cannot be used as it is.</summary>
@@ -33,3 +36,18 @@ public sealed class ContextLengthExceededException(long requested, int limit, st
     public long Requested { get; } = requested;
     public int Limit { get; } = limit;
 }
+
+/// <summary>An unknown model, domain or session name.</summary>
+public sealed class UnknownNameException(string kind, string name, string? hint = null)
+    : TauException($"unknown {kind} '{name}'{(hint is null ? "" : $": {hint}")}")
+{
+    public string Kind { get; } = kind;
+    public string Name { get; } = name;
+}
+
+/// <summary>
+/// A request that contradicts the session as it stands, though each of its options is valid: the session runs another
+/// model or domain, an append expected another length (a concurrent append came first), or a fork's target already
+/// exists. Sent again unchanged it fails again; HTTP answers 409.
+/// </summary>
+public sealed class SessionConflictException(string message) : TauException(message);

@@ -1,0 +1,10 @@
+using TauCluster.Engine;
+
+namespace TauCluster.Grains;
+
+internal static class SamplingSettingsOptions
+{
+    /// <summary>The engine's options for a session's settings, validated by the same rules as the settings themselves.</summary>
+    public static SamplingOptions ToOptions(this SamplingSettings settings) =>
+        new SamplingOptions(settings.Temperature, settings.TopK, settings.TopP, settings.Seed).Validate();
+}
