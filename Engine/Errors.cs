@@ -30,6 +30,5 @@ public sealed class TokenOutOfRangeException(int token, int vocabSize)
 public sealed class ContextLengthExceededException(int requested, int limit)
     : TauException($"{requested} tokens exceed the model's context of {limit} (sequence_len)")
 {
-    public int Requested { get; } = requested;
     public int Limit { get; } = limit;
 }
