@@ -144,7 +144,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             // attention: h = rms(x); q, k, v = clamp(W h, −5, 5), one product for the three (their weights are adjacent)
             RmsNormRows(x, a.Norm1, a.Inv1);
             Linear(a.Norm1, w.Qkv, a.QkvRaw);
-            Kernels.Clamp(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-5), T.CreateTruncating(5), a.Qkv.AsSpan(0, rows * Qkv));
+            Kernels.Clamp(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-Kernels.QkvLimit), T.CreateTruncating(Kernels.QkvLimit), a.Qkv.AsSpan(0, rows * Qkv));
 
             // q, k = rms(rope(·, pos)) per head vector; v gets neither
             ForRows(r =>
@@ -287,7 +287,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             });
 
             // q, k, v = clamp(W h, −5, 5); h = rms(x); dx becomes ∂loss/∂x of the layer's input
-            Ops.ClampBackward<T>(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-5), T.CreateTruncating(5), dQkv.AsSpan(0, rows * Qkv), dQkv.AsSpan(0, rows * Qkv));
+            Ops.ClampBackward<T>(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-Kernels.QkvLimit), T.CreateTruncating(Kernels.QkvLimit), dQkv.AsSpan(0, rows * Qkv), dQkv.AsSpan(0, rows * Qkv));
             LinearBackward(a.Norm1, w.Qkv, dQkv, dNorm);
             ForRows(r => Ops.RmsNormBackward<T>(Row(a.Norm1, r, C), a.Inv1[r], Row(dNorm, r, C), Row(dx, r, C), accumulate: true));
         }

@@ -106,8 +106,6 @@ public static class Ops
         }
     }
 
-    public const double LogitLimit = 50;
-
     /// <summary>
     /// The logits' caps in place: z = clamp(z, −50, 50), then with a softcap s &gt; 0, z = clamp(s·tanh(z / s), −50, 50).
     /// <paramref name="slope"/> gets ∂out/∂in of each logit for the backward (dz = dout ⊙ slope): 0 where a clamp holds
@@ -115,7 +113,7 @@ public static class Ops
     /// </summary>
     public static void CapLogits<T>(Span<T> z, double softcap, Span<T> slope) where T : IFloatingPointIeee754<T>
     {
-        T limit = Of<T>(LogitLimit);
+        T limit = Of<T>(Kernels.LogitLimit);
         slope.Fill(T.One);
         ClampBackward<T>(z, -limit, limit, slope, slope);
         Kernels.Clamp<T>(z, -limit, limit, z);

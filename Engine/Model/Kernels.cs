@@ -12,6 +12,12 @@ public static class Kernels
 {
     private const double RmsEps = 1e-6;
 
+    /// <summary>The bound of q, k and v after their projections: clamp(·, −5, 5).</summary>
+    public const float QkvLimit = 5f;
+
+    /// <summary>The bound of the logits, before and after the softcap: clamp(·, −50, 50).</summary>
+    public const float LogitLimit = 50f;
+
     /// <summary>
     /// y = x / sqrt(mean(x²) + 1e-6); x and y may be the same span. Returns r = 1 / sqrt(mean(x²) + 1e-6), which the
     /// Trainer's backward needs.

@@ -37,9 +37,9 @@ public sealed partial class TauModel
             b.MatMul.Run(w.Query, H * D, C, b.H, b.Q, T);
             b.MatMul.Run(w.Key, Hkv * D, C, b.H, b.K, T);
             b.MatMul.Run(w.Value, Hkv * D, C, b.H, b.V, T);
-            Kernels.Clamp(b.Q.AsSpan(0, T * H * D), -5f, 5f);
-            Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -5f, 5f);
-            Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -5f, 5f);
+            Kernels.Clamp(b.Q.AsSpan(0, T * H * D), -Kernels.QkvLimit, Kernels.QkvLimit);
+            Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
+            Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
 
             // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values.
             // A row's heads share its position, so its angles are computed once.
@@ -80,11 +80,11 @@ public sealed partial class TauModel
                 Kernels.RmsNorm(b.X.AsSpan((t + i) * C, C), b.H.AsSpan(rows * C, C));
         b.MatMul.Run(Weights.LmHead, c.VocabSize, C, b.H, b.Logits, rows);
         var logits = b.Logits.AsSpan(0, rows * c.VocabSize);
-        Kernels.Clamp(logits, -50f, 50f);
+        Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
         if (c.Softcap > 0)
         {
             Kernels.Softcap(logits, (float)c.Softcap, logits);
-            Kernels.Clamp(logits, -50f, 50f);
+            Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
         }
         foreach (var lane in lanes) lane.Cache.Commit(lane.Rows);
     }
