@@ -33,7 +33,6 @@ public sealed class TokenOutOfRangeException(int token, int vocabSize)
 public sealed class ContextLengthExceededException(long requested, int limit, string? what = null)
     : TauException($"{what ?? $"{requested} tokens"} exceed the model's context of {limit} (sequence_len)")
 {
-    public long Requested { get; } = requested;
     public int Limit { get; } = limit;
 }
 

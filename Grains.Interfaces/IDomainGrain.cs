@@ -22,7 +22,7 @@ public sealed record DomainInfo(
     [property: Id(1)] int Version,
     [property: Id(2)] int Dimension,
     [property: Id(3)] int NonZeros,
-    [property: Id(4)] string? TauMode,
+    [property: Id(4)] string? Taumode,
     [property: Id(5)] string Source);
 
 /// <summary>
@@ -33,4 +33,4 @@ public sealed record DomainInfo(
 public sealed record DomainTriplets(
     [property: Id(0)] int Dimension,
     [property: Id(1)] byte[] Entries,
-    [property: Id(2)] string? TauMode);
+    [property: Id(2)] string? Taumode);

@@ -60,10 +60,9 @@ public sealed class ContextShardGrain(LocalShards registry, ILocalSiloDetails si
         {
             var partials = new SoftmaxPartials(lambdas.Length * l.Segments, l.Width);
             var scratch = new SegmentScratch(l.Width);
-            int group = l.Heads / l.KvHeads;
             for (int q = 0; q < lambdas.Length; q++)
             {
-                int stream = query.Layer * l.KvHeads + q % l.Heads / group;
+                int stream = query.Layer * l.KvHeads + ModelConfig.KvHeadOf(q % l.Heads, l.Heads, l.KvHeads);
                 for (int s = 0; s < l.Segments; s++)
                     held[s * l.Layers * l.KvHeads + stream]!.Query(lambdas[q], scratch, partials, q * l.Segments + s);
             }

@@ -54,6 +54,6 @@ public sealed class DomainGrain(
     private DomainInfo Info(int version)
     {
         var v = state.State.Versions[version - 1];
-        return new DomainInfo(Name, version, v.Triplets.Dimension, v.NonZeros, v.Triplets.TauMode, v.Source);
+        return new DomainInfo(Name, version, v.Triplets.Dimension, v.NonZeros, v.Triplets.Taumode, v.Source);
     }
 }

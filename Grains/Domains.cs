@@ -21,7 +21,7 @@ public static class TripletCodec
             BinaryPrimitives.WriteInt32LittleEndian(span[4..], entries[k].Column);
             BinaryPrimitives.WriteDoubleLittleEndian(span[8..], entries[k].Value);
         }
-        return new DomainTriplets(laplacian.Dimension, bytes, laplacian.DefaultTauMode?.ToString().ToLowerInvariant());
+        return new DomainTriplets(laplacian.Dimension, bytes, laplacian.DefaultTaumode?.ToString().ToLowerInvariant());
     }
 
     /// <summary>Builds (and so validates: square, finite, symmetric) the Laplacian the triplets describe.</summary>
@@ -38,13 +38,13 @@ public static class TripletCodec
             cols[k] = BinaryPrimitives.ReadInt32LittleEndian(span[4..]);
             values[k] = BinaryPrimitives.ReadDoubleLittleEndian(span[8..]);
         }
-        TauModeKind? mode = triplets.TauMode is { } m ? ParseMode(name, m) : null;
+        TaumodeKind? mode = triplets.Taumode is { } m ? ParseMode(name, m) : null;
         return Laplacian.FromTriplets(name, triplets.Dimension, triplets.Dimension, rows, cols, values, mode);
     }
 
-    private static TauModeKind ParseMode(string name, string mode)
+    private static TaumodeKind ParseMode(string name, string mode)
     {
-        try { return ModelConfig.ParseTauMode(mode, $"domain {name}: tau mode"); }
+        try { return ModelConfig.ParseTaumode(mode, $"domain {name}: tau mode"); }
         catch (ModelFormatException e) { throw new LaplacianException(e.Message); }
     }
 }

@@ -92,7 +92,7 @@ public static class PaperModel
 
     public static ModelConfig Config { get; } = new(
         VocabSize: 50257, NLayer: 6, NHead: 1, NKvHead: 1, NEmbd: 384, SequenceLen: 4096, RopeBase: 10000, Softcap: 15,
-        Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median), Tokenizer: "gpt2");
+        Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median), Tokenizer: "gpt2");
 
     public static string DirectoryIn(string dataDirectory) => Path.Combine(dataDirectory, "models", ModelStore.PaperName);
 

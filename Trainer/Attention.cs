@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using TauCluster.Engine;
 
 namespace TauCluster.Training;
 
@@ -33,7 +34,7 @@ public static class Attention
         {
             var row = Row(p, i);
             TensorPrimitives.Divide(row[..(i + 1)], sqrtD, row[..(i + 1)]);
-            Ops.Softmax(row[..(i + 1)]);
+            Kernels.Softmax(row[..(i + 1)]);
             row[(i + 1)..].Clear();
         }
         CausalRows(p, v, y, accumulate: false);                   // y = p·v
@@ -47,10 +48,8 @@ public static class Attention
         {
             var row = Row(p, i);
             var scores = row[..(i + 1)];
-            TensorPrimitives.Subtract(lambdaK[..(i + 1)], lambdaQ[i], scores);   // −|λk − λq| / temperature, as the Engine's Kernels.TauScores
-            TensorPrimitives.Abs<T>(scores, scores);
-            TensorPrimitives.Divide(scores, -temperature, scores);
-            Ops.Softmax(scores);
+            Kernels.TauScores(lambdaQ[i], lambdaK[..(i + 1)], temperature, scores);
+            Kernels.Softmax(scores);
             row[(i + 1)..].Clear();
         }
         CausalRows(p, v, y, accumulate: false);

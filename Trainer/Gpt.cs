@@ -144,7 +144,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             // attention: h = rms(x); q, k, v = clamp(W h, −5, 5), one product for the three (their weights are adjacent)
             RmsNormRows(x, a.Norm1, a.Inv1);
             Linear(a.Norm1, w.Qkv, a.QkvRaw);
-            Ops.Clamp(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-5), T.CreateTruncating(5), a.Qkv.AsSpan(0, rows * Qkv));
+            Kernels.Clamp(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-Kernels.QkvLimit), T.CreateTruncating(Kernels.QkvLimit), a.Qkv.AsSpan(0, rows * Qkv));
 
             // q, k = rms(rope(·, pos)) per head vector; v gets neither
             ForRows(r =>
@@ -153,8 +153,8 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 for (int head = 0; head < Heads; head++)
                 {
                     var vector = a.Qkv.AsSpan(r * Qkv + head * D, D);
-                    Ops.Rope(vector, ropeCos.AsSpan(pos * D / 2, D / 2), ropeSin.AsSpan(pos * D / 2, D / 2));
-                    a.HeadInv[r * Heads + head] = Ops.RmsNorm(vector, vector);
+                    Kernels.Rope(vector, ropeCos.AsSpan(pos * D / 2, D / 2), ropeSin.AsSpan(pos * D / 2, D / 2));
+                    a.HeadInv[r * Heads + head] = Kernels.RmsNorm(vector, vector);
                 }
             });
 
@@ -189,7 +189,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             // MLP: x = x + Wfc2 · relu(Wfc1 · rms(x))²
             RmsNormRows(a.Mid, a.Norm2, a.Inv2);
             Linear(a.Norm2, w.MlpUp, a.Up);
-            Ops.ReluSquared(a.Up.AsSpan(0, rows * Mlp), a.Act.AsSpan(0, rows * Mlp));
+            Kernels.ReluSquared(a.Up.AsSpan(0, rows * Mlp), a.Act.AsSpan(0, rows * Mlp));
             Linear(a.Act, w.MlpDown, next);
             TensorPrimitives.Add(a.Mid.AsSpan(0, rows * C), next.AsSpan(0, rows * C), next.AsSpan(0, rows * C));
         }
@@ -287,7 +287,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             });
 
             // q, k, v = clamp(W h, −5, 5); h = rms(x); dx becomes ∂loss/∂x of the layer's input
-            Ops.ClampBackward<T>(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-5), T.CreateTruncating(5), dQkv.AsSpan(0, rows * Qkv), dQkv.AsSpan(0, rows * Qkv));
+            Ops.ClampBackward<T>(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-Kernels.QkvLimit), T.CreateTruncating(Kernels.QkvLimit), dQkv.AsSpan(0, rows * Qkv), dQkv.AsSpan(0, rows * Qkv));
             LinearBackward(a.Norm1, w.Qkv, dQkv, dNorm);
             ForRows(r => Ops.RmsNormBackward<T>(Row(a.Norm1, r, C), a.Inv1[r], Row(dNorm, r, C), Row(dx, r, C), accumulate: true));
         }
@@ -325,7 +325,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             Matrix<T>.Dense(transposed, linear[i].Cols, linear[i].Rows, linear[i].Offset)));
     }
 
-    private void RmsNormRows(T[] x, T[] y, T[] inverse) => ForRows(r => inverse[r] = Ops.RmsNorm<T>(Row(x, r, C), Row(y, r, C)));
+    private void RmsNormRows(T[] x, T[] y, T[] inverse) => ForRows(r => inverse[r] = Kernels.RmsNorm<T>(Row(x, r, C), Row(y, r, C)));
 
     private void ForRows(Action<int> body)
     {

@@ -1,28 +1,18 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using TauCluster.Engine;
 
 namespace TauCluster.Training;
 
 /// <summary>
-/// The element and row operations of DESIGN.md §1 with their backward passes, each named after its formula and generic
-/// over the number type: float for training, double for the gradient checks. A forward computes exactly what the
-/// Engine's <see cref="TauCluster.Engine.Kernels"/> compute (same operations in the same order), so float training
-/// reproduces inference. A backward takes the upstream gradient dy = ∂loss/∂y and writes dx = ∂loss/∂x.
+/// The backward passes of the Engine's <see cref="Kernels"/> (the forward runs those kernels themselves, so float
+/// training reproduces inference), and the loss, each named after its formula and generic over the number type: float
+/// for training, double for the gradient checks. A backward takes the upstream gradient dy = ∂loss/∂y and writes
+/// dx = ∂loss/∂x.
 /// </summary>
 public static class Ops
 {
-    public const double RmsEps = 1e-6;
-
     private static T Of<T>(double value) where T : IFloatingPointIeee754<T> => T.CreateTruncating(value);
-
-    /// <summary>y = x / sqrt(mean(x²) + 1e-6); returns r = 1 / sqrt(mean(x²) + 1e-6) for the backward. x and y may be one span.</summary>
-    public static T RmsNorm<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
-    {
-        T meanSquare = TensorPrimitives.SumOfSquares(x) / T.CreateTruncating(x.Length);
-        T r = T.One / T.Sqrt(meanSquare + Of<T>(RmsEps));
-        TensorPrimitives.Multiply(x, r, y);
-        return r;
-    }
 
     /// <summary>
     /// Backward of y = r·x with r = (mean(x²) + eps)^(−1/2): dx = r·(dy − y·(dy·y)/n).
@@ -44,13 +34,6 @@ public static class Ops
         }
     }
 
-    /// <summary>y = clamp(x, min, max).</summary>
-    public static void Clamp<T>(ReadOnlySpan<T> x, T min, T max, Span<T> y) where T : IFloatingPointIeee754<T>
-    {
-        TensorPrimitives.Min(x, max, y);
-        TensorPrimitives.Max(y, min, y);
-    }
-
     /// <summary>Backward of clamp: dx = dy where min ≤ x ≤ max, else 0 (x is the clamp's input).</summary>
     public static void ClampBackward<T>(ReadOnlySpan<T> x, T min, T max, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
     {
@@ -68,21 +51,6 @@ public static class Ops
         for (; i < x.Length; i++) dx[i] = x[i] >= min && x[i] <= max ? dy[i] : T.Zero;
     }
 
-    /// <summary>
-    /// Half-split RoPE in place: y[i] = x[i]·cos θᵢ + x[i+D/2]·sin θᵢ, y[i+D/2] = x[i+D/2]·cos θᵢ − x[i]·sin θᵢ,
-    /// with the position's cos θᵢ, sin θᵢ (i &lt; D/2) from <see cref="RopeTables{T}"/>.
-    /// </summary>
-    public static void Rope<T>(Span<T> head, ReadOnlySpan<T> cos, ReadOnlySpan<T> sin) where T : IFloatingPointIeee754<T>
-    {
-        int half = head.Length / 2;
-        for (int i = 0; i < half; i++)
-        {
-            T a = head[i], b = head[i + half];
-            head[i] = a * cos[i] + b * sin[i];
-            head[i + half] = b * cos[i] - a * sin[i];
-        }
-    }
-
     /// <summary>Backward of RoPE in place: the transposed rotation, dx[i] = dy[i]cos − dy[i+D/2]sin, dx[i+D/2] = dy[i]sin + dy[i+D/2]cos.</summary>
     public static void RopeBackward<T>(Span<T> head, ReadOnlySpan<T> cos, ReadOnlySpan<T> sin) where T : IFloatingPointIeee754<T>
     {
@@ -97,29 +65,17 @@ public static class Ops
 
     /// <summary>
     /// cos θ and sin θ for every position below <paramref name="positions"/>, [position, D/2] each, with
-    /// θᵢ = pos / base^(2i/D) computed in double and rounded once, as the Engine does.
+    /// θᵢ = pos / base^(2i/D) by the Engine's <see cref="Kernels.RopeAngles"/>.
     /// </summary>
     public static (T[] Cos, T[] Sin) RopeTables<T>(int positions, int headDim, double ropeBase) where T : IFloatingPointIeee754<T>
     {
-        var divisors = TauCluster.Engine.Kernels.RopeDivisors(headDim, ropeBase);
+        var divisors = Kernels.RopeDivisors(headDim, ropeBase);
         int half = headDim / 2;
         var cos = new T[positions * half];
         var sin = new T[positions * half];
         for (int pos = 0; pos < positions; pos++)
-            for (int i = 0; i < half; i++)
-            {
-                double theta = pos / divisors[i];
-                cos[pos * half + i] = Of<T>(Math.Cos(theta));
-                sin[pos * half + i] = Of<T>(Math.Sin(theta));
-            }
+            Kernels.RopeAngles(pos, divisors, cos.AsSpan(pos * half, half), sin.AsSpan(pos * half, half));
         return (cos, sin);
-    }
-
-    /// <summary>g = relu(u)².</summary>
-    public static void ReluSquared<T>(ReadOnlySpan<T> u, Span<T> g) where T : IFloatingPointIeee754<T>
-    {
-        TensorPrimitives.Max(u, T.Zero, g);
-        TensorPrimitives.Multiply(g, g, g);
     }
 
     /// <summary>Backward of relu²: du = dg · 2·relu(u). du may be dg.</summary>
@@ -131,14 +87,6 @@ public static class Ops
             for (; i <= u.Length - Vector<T>.Count; i += Vector<T>.Count)
                 (new Vector<T>(dg[i..]) * two * Vector.Max(new Vector<T>(u[i..]), Vector<T>.Zero)).CopyTo(du[i..]);
         for (; i < u.Length; i++) du[i] = u[i] > T.Zero ? dg[i] * two * u[i] : T.Zero;
-    }
-
-    /// <summary>y = s·tanh(x / s).</summary>
-    public static void Softcap<T>(ReadOnlySpan<T> x, T cap, Span<T> y) where T : IFloatingPointIeee754<T>
-    {
-        TensorPrimitives.Divide(x, cap, y);
-        TensorPrimitives.Tanh(y, y);
-        TensorPrimitives.Multiply(y, cap, y);
     }
 
     /// <summary>Backward of the softcap from its output: dx = dy·(1 − (y/s)²).</summary>
@@ -158,8 +106,6 @@ public static class Ops
         }
     }
 
-    public const double LogitLimit = 50;
-
     /// <summary>
     /// The logits' caps in place: z = clamp(z, −50, 50), then with a softcap s &gt; 0, z = clamp(s·tanh(z / s), −50, 50).
     /// <paramref name="slope"/> gets ∂out/∂in of each logit for the backward (dz = dout ⊙ slope): 0 where a clamp holds
@@ -167,25 +113,16 @@ public static class Ops
     /// </summary>
     public static void CapLogits<T>(Span<T> z, double softcap, Span<T> slope) where T : IFloatingPointIeee754<T>
     {
-        T limit = Of<T>(LogitLimit);
+        T limit = Of<T>(Kernels.LogitLimit);
         slope.Fill(T.One);
         ClampBackward<T>(z, -limit, limit, slope, slope);
-        Clamp<T>(z, -limit, limit, z);
+        Kernels.Clamp<T>(z, -limit, limit, z);
         if (softcap <= 0) return;
         T cap = Of<T>(softcap);
-        Softcap<T>(z, cap, z);
+        Kernels.Softcap<T>(z, cap, z);
         SoftcapBackward<T>(z, cap, slope, slope);
         ClampBackward<T>(z, -limit, limit, slope, slope);
-        Clamp<T>(z, -limit, limit, z);
-    }
-
-    /// <summary>In-place softmax that subtracts the maximum first (as the Engine's Kernels.Softmax).</summary>
-    public static void Softmax<T>(Span<T> x) where T : IFloatingPointIeee754<T>
-    {
-        T max = TensorPrimitives.Max<T>(x);
-        TensorPrimitives.Subtract(x, max, x);
-        TensorPrimitives.Exp<T>(x, x);
-        TensorPrimitives.Divide(x, TensorPrimitives.Sum<T>(x), x);
+        Kernels.Clamp<T>(z, -limit, limit, z);
     }
 
     /// <summary>Backward of p = softmax(s): ds = p ⊙ (dp − p·dp). ds may be dp.</summary>

@@ -54,10 +54,10 @@ public sealed class Trainer
         this.laplacian = laplacian;
         ModelConfig = options.ModelConfig();
         parallel = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
-        // The domain as TauModel resolves it: the chain Laplacian unless a manifold is given, and the config's τ mode,
-        // else the manifold's own, else fixed.
+        // The domain as TauModel resolves it, so that the trained model scores as it will serve: the chain Laplacian
+        // unless a manifold is given.
         var domain = ModelConfig.Attention != AttentionKind.Tau ? null
-            : new TaumodeSpec(laplacian ?? Laplacian.Chain(ModelConfig.HeadDim), ModelConfig.TaumodeOrDefault.Resolve(laplacian?.DefaultTauMode));
+            : ModelConfig.TaumodeOrDefault.Resolve(laplacian ?? Laplacian.Chain(ModelConfig.HeadDim));
         model = new Gpt<float>(ModelConfig, domain, options.BatchSize, options.SequenceLength, threads);
         optimizer = new AdamW(model.Layout, options.Beta1, options.Beta2, options.AdamEpsilon, options.WeightDecay);
         rng = new Xoshiro256(options.Seed);

@@ -122,11 +122,11 @@ internal static class CommandSupport
         return OutputDirectory.NotEmptyError(output) is { } notEmpty ? throw new UsageException(notEmpty) : output;
     }
 
-    public static TauModeKind ParseTauMode(string text)
+    public static TaumodeKind ParseTaumode(string text)
     {
         try
         {
-            return ModelConfig.ParseTauMode(text, "--tau-mode");
+            return ModelConfig.ParseTaumode(text, "--tau-mode");
         }
         catch (ModelFormatException e)
         {

@@ -23,7 +23,7 @@ internal static class ManifoldBuildCommand
     {
         var a = new ParsedArguments(args, Options, []);
         string from = a.Required("--from"), output = NewOutputDirectory(a);
-        TauModeKind tauMode = a.String("--tau-mode") is { } modeText ? ParseTauMode(modeText) : TauModeKind.Median;
+        TaumodeKind taumode = a.String("--tau-mode") is { } modeText ? ParseTaumode(modeText) : TaumodeKind.Median;
         var options = new ManifoldBuildOptions
         {
             Centroids = a.Int("--centroids"),
@@ -32,7 +32,7 @@ internal static class ManifoldBuildCommand
             P = a.Double("--p") ?? ManifoldBuilder.DefaultP,
             Seed = a.ULong("--seed") ?? ManifoldBuilder.DefaultSeed,
             MaxIterations = a.Int("--iterations") ?? new ManifoldBuildOptions().MaxIterations,
-            TauMode = tauMode,
+            Taumode = taumode,
             Name = a.String("--name") ?? Path.GetFileName(Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar)),
         };
 
@@ -45,7 +45,7 @@ internal static class ManifoldBuildCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {output}: {s.Features}×{s.Features} Laplacian '{s.Name}', {build.Laplacian.NonZeros} non-zeros, {s.Edges} edges, {s.ConnectedComponents} connected component(s); " +
             $"{s.Items} items → {s.Centroids} centroids ({s.Iterations} k-means iterations{(s.Converged ? "" : ", not converged")}), " +
-            $"k {s.Neighbours}, sigma {s.Sigma:G6}{(s.SigmaFromData ? " (median edge distance)" : "")}, p {s.P:G6}, seed {s.Seed}, tau mode {s.TauMode.ToString().ToLowerInvariant()}; {clock.Elapsed.TotalSeconds:F1} s"));
+            $"k {s.Neighbours}, sigma {s.Sigma:G6}{(s.SigmaFromData ? " (median edge distance)" : "")}, p {s.P:G6}, seed {s.Seed}, tau mode {s.Taumode.ToString().ToLowerInvariant()}; {clock.Elapsed.TotalSeconds:F1} s"));
         return 0;
     }
 }

@@ -30,7 +30,7 @@ internal static class ManifoldInspectCommand
             name = laplacian.Name,
             dimension = laplacian.Dimension,
             non_zeros = laplacian.NonZeros,
-            tau_mode = laplacian.DefaultTauMode?.ToString().ToLowerInvariant(),
+            tau_mode = laplacian.DefaultTaumode?.ToString().ToLowerInvariant(),
             diagonal = new[] { diagMin, diagMax },
             energy_of_random_unit_vectors = new[] { energies.Min(), energies.Max() },
             spectrum = new

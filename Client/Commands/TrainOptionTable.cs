@@ -55,7 +55,7 @@ internal static class TrainOptionTable
                 (o, v) => v != "chain" ? throw new UsageException($"--laplacian '{v}' must be chain (or give --manifold DIR)")
                     : o.ManifoldDirectory is not null ? throw new UsageException("give --laplacian chain or --manifold DIR, not both") : o),
             Text("--tau-mode", "MODE", "how τ is picked: fixed, median, mean or percentile", _ => "manifold's mode or fixed",
-                (o, v) => o with { Taumode = Taumode(o) with { Mode = ParseTauMode(v) } }),
+                (o, v) => o with { Taumode = Taumode(o) with { Mode = ParseTaumode(v) } }),
             Double("--tau", "T", "τ of the fixed mode", _ => new TaumodeConfig().Tau, (o, v) => o with { Taumode = Taumode(o) with { Tau = v } }),
             Double("--tau-temperature", "T", "scores are −|λq − λk| / T", _ => new TaumodeConfig().Temperature,
                 (o, v) => o with { Taumode = Taumode(o) with { Temperature = v } }),

@@ -2,13 +2,6 @@ using System.Numerics.Tensors;
 
 namespace TauCluster.Engine;
 
-/// <summary>A domain to score against: its Laplacian and the resolved taumode settings.</summary>
-public sealed record TaumodeSpec(Laplacian Laplacian, TaumodeSettings Settings)
-{
-    /// <summary>The divisor of λ distances, max(temperature, eps), as the kernels use it.</summary>
-    public float Temperature => (float)Settings.EffectiveTemperature;
-}
-
 /// <summary>How tau attention finds its weights: the exact λ index (the default) or a dense pass over every key.</summary>
 public enum TauAttentionPath { Index, Dense }
 

@@ -14,14 +14,14 @@ public sealed class Laplacian
     private readonly int[] columns;
     private readonly double[] values;
 
-    private Laplacian(string name, int dimension, int[] rowStart, int[] columns, double[] values, TauModeKind? defaultTauMode)
+    private Laplacian(string name, int dimension, int[] rowStart, int[] columns, double[] values, TaumodeKind? defaultTaumode)
     {
         Name = name;
         Dimension = dimension;
         this.rowStart = rowStart;
         this.columns = columns;
         this.values = values;
-        DefaultTauMode = defaultTauMode;
+        DefaultTaumode = defaultTaumode;
     }
 
     public string Name { get; }
@@ -29,7 +29,7 @@ public sealed class Laplacian
     public int NonZeros => values.Length;
 
     /// <summary>The domain's own τ mode (arrowspace's synthesis TauMode); null for built-in Laplacians.</summary>
-    public TauModeKind? DefaultTauMode { get; }
+    public TaumodeKind? DefaultTaumode { get; }
 
     /// <summary>The path graph on D features: L[i][i] = degree, L[i][i±1] = −1.</summary>
     public static Laplacian Chain(int dimension)
@@ -50,7 +50,7 @@ public sealed class Laplacian
     /// Builds from COO triplets (duplicates add up, as in COO). Rejects non-square shapes, out-of-range
     /// indices, non-finite values and asymmetry beyond 1e-6 relative.
     /// </summary>
-    public static Laplacian FromTriplets(string name, long rows, long cols, ReadOnlySpan<long> row, ReadOnlySpan<long> col, ReadOnlySpan<double> value, TauModeKind? defaultTauMode)
+    public static Laplacian FromTriplets(string name, long rows, long cols, ReadOnlySpan<long> row, ReadOnlySpan<long> col, ReadOnlySpan<double> value, TaumodeKind? defaultTaumode)
     {
         if (rows != cols) throw new LaplacianException($"Laplacian {name} is not square ({rows}×{cols})");
         if (rows < 1 || rows > 1 << 20) throw new LaplacianException($"Laplacian {name} has an invalid dimension {rows}");
@@ -93,7 +93,7 @@ public sealed class Laplacian
             values[k] = ordered[k].Value;
         }
         for (int i = 0; i < n; i++) rowStart[i + 1] += rowStart[i];
-        return new Laplacian(name, n, rowStart, columns, values, defaultTauMode);
+        return new Laplacian(name, n, rowStart, columns, values, defaultTaumode);
     }
 
     /// <summary>xᵀ L x in double precision, O(nnz).</summary>

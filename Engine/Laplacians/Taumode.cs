@@ -3,10 +3,21 @@ using System.Numerics;
 namespace TauCluster.Engine;
 
 /// <summary>Resolved taumode parameters: τ mode, the fixed τ, eps, attention temperature and percentile p.</summary>
-public readonly record struct TaumodeSettings(TauModeKind Mode, double Tau, double Eps, double Temperature, double Percentile)
+public readonly record struct TaumodeSettings(TaumodeKind Mode, double Tau, double Eps, double Temperature, double Percentile)
 {
     /// <summary>The divisor of λ distances: max(temperature, eps).</summary>
     public double EffectiveTemperature => Math.Max(Temperature, Eps);
+}
+
+/// <summary>
+/// A domain to score against: its Laplacian and the settings resolved against it (<see cref="TaumodeConfig.Resolve"/>).
+/// The settings stay a value of their own because τ selection needs no Laplacian and the checks pair them with
+/// reference matrices.
+/// </summary>
+public sealed record TaumodeSpec(Laplacian Laplacian, TaumodeSettings Settings)
+{
+    /// <summary>The divisor of λ distances, max(temperature, eps), as the kernels use it.</summary>
+    public float Temperature => (float)Settings.EffectiveTemperature;
 }
 
 /// <summary>
@@ -30,9 +41,6 @@ public static class Taumode
     }
 
     /// <summary>E(x) = max(xᵀLx, 0) / (xᵀx + eps).</summary>
-    public static double RayleighEnergy(ReadOnlySpan<float> x, Laplacian laplacian, double eps) => RayleighEnergy<float>(x, laplacian, eps);
-
-    /// <inheritdoc cref="RayleighEnergy(ReadOnlySpan{float}, Laplacian, double)"/>
     public static double RayleighEnergy<T>(ReadOnlySpan<T> x, Laplacian laplacian, double eps) where T : IFloatingPointIeee754<T> =>
         Math.Max(laplacian.QuadraticForm(x), 0.0) / (SquaredNorm(x) + eps);
 
@@ -49,13 +57,10 @@ public static class Taumode
         Math.Max(Math.Max(SelectTau(x, settings), TauFloor), settings.Eps);
 
     /// <summary>τ before flooring: the fixed value, or the median, mean or percentile of x's finite components.</summary>
-    public static double SelectTau(ReadOnlySpan<float> x, in TaumodeSettings settings) => SelectTau<float>(x, settings);
-
-    /// <inheritdoc cref="SelectTau(ReadOnlySpan{float}, in TaumodeSettings)"/>
     public static double SelectTau<T>(ReadOnlySpan<T> x, in TaumodeSettings settings) where T : IFloatingPointIeee754<T>
     {
-        if (settings.Mode == TauModeKind.Fixed) return settings.Tau;
-        if (settings.Mode == TauModeKind.Mean)
+        if (settings.Mode == TaumodeKind.Fixed) return settings.Tau;
+        if (settings.Mode == TaumodeKind.Mean)
         {
             double sum = 0; int count = 0;
             foreach (T v in x) if (T.IsFinite(v)) { sum += double.CreateTruncating(v); count++; }
@@ -70,7 +75,7 @@ public static class Taumode
         if (n == 0) return TauFloor;
         sorted = sorted[..n];
         sorted.Sort();
-        if (settings.Mode == TauModeKind.Median)
+        if (settings.Mode == TaumodeKind.Median)
             return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
         int index = (int)Math.Floor((n - 1) * settings.Percentile + 0.5);
         return sorted[Math.Clamp(index, 0, n - 1)];

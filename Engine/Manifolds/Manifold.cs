@@ -25,7 +25,7 @@ public static class Manifold
     public static async Task<Laplacian> LoadAsync(string directory, CancellationToken cancellation = default)
     {
         if (!Directory.Exists(directory)) throw new LaplacianException($"manifold directory not found: {directory}");
-        var (features, tauMode) = ReadMetadata(Path.Combine(directory, MetadataFile));
+        var (features, taumode) = ReadMetadata(Path.Combine(directory, MetadataFile));
         var parquetPath = Path.Combine(directory, ParquetFile);
         if (!File.Exists(parquetPath)) throw new LaplacianException($"{parquetPath} not found");
 
@@ -64,7 +64,7 @@ public static class Manifold
             if (features is { } nf && (ulong)nf != nRows)
                 throw new LaplacianException($"{directory}: manifold.json nfeatures = {nf} but the matrix has {nRows} rows");
             return Laplacian.FromTriplets(name, (long)Math.Min(nRows, long.MaxValue), (long)Math.Min(nCols, long.MaxValue),
-                rows.ToArray(), cols.ToArray(), vals.ToArray(), tauMode);
+                rows.ToArray(), cols.ToArray(), vals.ToArray(), taumode);
         }
         catch (TauException) { throw; }
         catch (Exception e) when (e is IOException or InvalidDataException or InvalidOperationException or NotSupportedException or ArgumentException or OverflowException or FormatException)
@@ -126,7 +126,7 @@ public static class Manifold
     }
 
     /// <summary>Returns nfeatures (if stated) and the domain's τ mode from manifold.json.</summary>
-    private static (long? Features, TauModeKind? TauMode) ReadMetadata(string path)
+    private static (long? Features, TaumodeKind? Taumode) ReadMetadata(string path)
     {
         if (!File.Exists(path)) throw new LaplacianException($"{path} not found");
         JsonNode? root;
@@ -136,7 +136,7 @@ public static class Manifold
         long? features = null;
         if (builder?["nfeatures"]?["Usize"] is JsonValue nf)
             features = nf.TryGetValue<long>(out var f) ? f : throw new LaplacianException($"{path}: builder_config.nfeatures.Usize is not an integer");
-        TauModeKind? mode = builder?["synthesis"]?["TauMode"] switch
+        TaumodeKind? mode = builder?["synthesis"]?["TauMode"] switch
         {
             null => null,
             JsonValue v when v.TryGetValue<string>(out var s) => Parse(s, path),
@@ -145,23 +145,23 @@ public static class Manifold
         };
         return (features, mode);
 
-        static TauModeKind Parse(string text, string path)
+        static TaumodeKind Parse(string text, string path)
         {
-            try { return ModelConfig.ParseTauMode(text, $"{path}: builder_config.synthesis.TauMode"); }
+            try { return ModelConfig.ParseTaumode(text, $"{path}: builder_config.synthesis.TauMode"); }
             catch (ModelFormatException e) { throw new LaplacianException(e.Message); }
         }
     }
 
     /// <summary>Writes a Laplacian as an arrowspace manifold directory (COO triplets, UInt64/Float64 columns).</summary>
-    public static Task WriteAsync(string directory, Laplacian laplacian, TauModeKind tauMode, CancellationToken cancellation = default) =>
-        WriteAsync(directory, laplacian, tauMode, null, cancellation);
+    public static Task WriteAsync(string directory, Laplacian laplacian, TaumodeKind taumode, CancellationToken cancellation = default) =>
+        WriteAsync(directory, laplacian, taumode, null, cancellation);
 
     /// <summary>
     /// Writes a Laplacian as an arrowspace manifold directory, with more metadata in manifold.json: the entries of
     /// <paramref name="extraMetadata"/>'s <c>builder_config</c> join arrowspace's builder_config (nfeatures and
     /// synthesis stay the writer's, so they always match the matrix), its other keys go at the top level.
     /// </summary>
-    public static async Task WriteAsync(string directory, Laplacian laplacian, TauModeKind tauMode, JsonObject? extraMetadata, CancellationToken cancellation = default)
+    public static async Task WriteAsync(string directory, Laplacian laplacian, TaumodeKind taumode, JsonObject? extraMetadata, CancellationToken cancellation = default)
     {
         Directory.CreateDirectory(directory);
         var entries = laplacian.Entries().ToArray();
@@ -170,7 +170,7 @@ public static class Manifold
         var builderConfig = new JsonObject
         {
             ["nfeatures"] = new JsonObject { ["Usize"] = laplacian.Dimension },
-            ["synthesis"] = new JsonObject { ["TauMode"] = tauMode.ToString() },
+            ["synthesis"] = new JsonObject { ["TauMode"] = taumode.ToString() },
         };
         var metadata = new JsonObject { ["name_id"] = laplacian.Name, ["builder_config"] = builderConfig };
         foreach (var (key, node) in extraMetadata ?? [])

@@ -24,7 +24,7 @@ public sealed record ManifoldBuildOptions
     public int MaxIterations { get; init; } = 50;
 
     /// <summary>The τ mode recorded as the domain's default (manifold.json synthesis.TauMode).</summary>
-    public TauModeKind TauMode { get; init; } = TauModeKind.Median;
+    public TaumodeKind Taumode { get; init; } = TaumodeKind.Median;
 
     /// <summary>The manifold's name_id.</summary>
     public string Name { get; init; } = "manifold";
@@ -33,6 +33,6 @@ public sealed record ManifoldBuildOptions
 /// <summary>The settings a build actually used (defaults resolved against the data) and what came out.</summary>
 public sealed record ManifoldBuildSettings(
     string Name, string Source, int Items, int Features, int Centroids, int Neighbours, double Sigma, bool SigmaFromData, double P,
-    ulong Seed, int Iterations, bool Converged, int Edges, int ConnectedComponents, TauModeKind TauMode);
+    ulong Seed, int Iterations, bool Converged, int Edges, int ConnectedComponents, TaumodeKind Taumode);
 
 public sealed record ManifoldBuild(Laplacian Laplacian, ManifoldBuildSettings Settings);

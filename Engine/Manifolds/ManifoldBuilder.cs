@@ -66,9 +66,9 @@ public static class ManifoldBuilder
         progress?.Invoke($"clustering {n} items × {d} features into {centroids} centroids (k-means++, seed {options.Seed})");
         var clusters = KMeans(items, centroids, options.Seed, options.MaxIterations, progress);
         progress?.Invoke($"k-means {(clusters.Converged ? "converged" : "stopped")} after {clusters.Iterations} iterations; building the {d}-feature graph (k = {k})");
-        var graph = BuildFeatureGraph(clusters.Centroids, centroids, d, k, options.Sigma, options.P, options.Name, options.TauMode);
+        var graph = BuildFeatureGraph(clusters.Centroids, centroids, d, k, options.Sigma, options.P, options.Name, options.Taumode);
         var settings = new ManifoldBuildSettings(options.Name, items.Source, n, d, centroids, k, graph.Sigma, graph.SigmaFromData, options.P,
-            options.Seed, clusters.Iterations, clusters.Converged, graph.Edges, graph.Laplacian.ConnectedComponents(), options.TauMode);
+            options.Seed, clusters.Iterations, clusters.Converged, graph.Edges, graph.Laplacian.ConnectedComponents(), options.Taumode);
         return new ManifoldBuild(graph.Laplacian, settings);
     }
 
@@ -103,7 +103,7 @@ public static class ManifoldBuilder
                 ["connected_components"] = s.ConnectedComponents,
             },
         };
-        return Manifold.WriteAsync(directory, build.Laplacian, s.TauMode, metadata, cancellation);
+        return Manifold.WriteAsync(directory, build.Laplacian, s.Taumode, metadata, cancellation);
     }
 
     /// <summary>
@@ -219,7 +219,7 @@ public static class ManifoldBuilder
     /// w = 1 / (1 + (d/σ)^p), and L = Deg − W. σ null: the median distance of the edges (1 if they are all 0).
     /// </summary>
     public static FeatureGraph BuildFeatureGraph(float[] centroids, int count, int features, int neighbours, double? sigma, double p,
-        string name, TauModeKind tauMode)
+        string name, TaumodeKind taumode)
     {
         if (features < 2) throw new ManifoldBuildException($"{features} feature(s); a feature graph needs at least 2");
         if (count < 1 || centroids.LongLength != (long)count * features)
@@ -263,7 +263,7 @@ public static class ManifoldBuilder
         }
         for (int i = 0; i < features; i++)
             if (degree[i] != 0) { rows.Add(i); cols.Add(i); values.Add(degree[i]); }
-        var laplacian = Laplacian.FromTriplets(name, features, features, rows.ToArray(), cols.ToArray(), values.ToArray(), tauMode);
+        var laplacian = Laplacian.FromTriplets(name, features, features, rows.ToArray(), cols.ToArray(), values.ToArray(), taumode);
         return new FeatureGraph(laplacian, scale, fromData, edges.Count);
     }
 

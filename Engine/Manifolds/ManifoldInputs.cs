@@ -95,7 +95,7 @@ public static class ManifoldInputs
             for (int head = 0; head < perToken; head++)
             {
                 var slice = items.Slice(head * headDim, headDim);
-                Kernels.Clamp(slice, -5f, 5f);
+                Kernels.Clamp(slice, -Kernels.QkvLimit, Kernels.QkvLimit);
                 Kernels.RmsNorm(slice, slice);
             }
             return h;

@@ -5,18 +5,23 @@ namespace TauCluster.Engine;
 
 public enum AttentionKind { Tau, Causal }
 
-public enum TauModeKind { Fixed, Median, Mean, Percentile }
+public enum TaumodeKind { Fixed, Median, Mean, Percentile }
 
-/// <summary>The <c>taumode</c> block of config.json. <see cref="Mode"/> null means: the manifold's own mode, else fixed.</summary>
+/// <summary>
+/// The <c>taumode</c> block of config.json, as configured: <see cref="Mode"/> null means the domain's own mode, else
+/// fixed. Kept apart from the resolved <see cref="TaumodeSettings"/> because the same config scores against any
+/// domain a session picks, and each domain may bring its own mode.
+/// </summary>
 public sealed record TaumodeConfig(
-    TauModeKind? Mode = null,
+    TaumodeKind? Mode = null,
     double Tau = 1.0,
     double Eps = 1e-6,
     double Temperature = 1.0,
     double Percentile = 0.5)
 {
-    public TaumodeSettings Resolve(TauModeKind? manifoldMode) =>
-        new(Mode ?? manifoldMode ?? TauModeKind.Fixed, Tau, Eps, Temperature, Percentile);
+    /// <summary>This config against one domain's Laplacian: the configured mode, else the domain's own, else fixed.</summary>
+    public TaumodeSpec Resolve(Laplacian laplacian) =>
+        new(laplacian, new TaumodeSettings(Mode ?? laplacian.DefaultTaumode ?? TaumodeKind.Fixed, Tau, Eps, Temperature, Percentile));
 }
 
 /// <summary>config.json of a model directory (DESIGN.md §2).</summary>
@@ -42,7 +47,13 @@ public sealed record ModelConfig(
     public int QueryGroup => NHead / NKvHead;
 
     /// <summary>The kv head that query head <paramref name="head"/> attends with: ⌊head / (NHead / NKvHead)⌋.</summary>
-    public int KvHeadOf(int head) => head / QueryGroup;
+    public int KvHeadOf(int head) => KvHeadOf(head, NHead, NKvHead);
+
+    /// <summary>
+    /// The grouped-query rule itself, for those that hold a model's head counts without its config (a context shard's
+    /// layout), so that every place maps heads the same way.
+    /// </summary>
+    public static int KvHeadOf(int head, int heads, int kvHeads) => head / (heads / kvHeads);
 
     public TaumodeConfig TaumodeOrDefault => Taumode ?? new TaumodeConfig();
 
@@ -130,19 +141,19 @@ public sealed record ModelConfig(
     {
         var defaults = new TaumodeConfig();
         return new TaumodeConfig(
-            Mode: GetString(o, "mode", "taumode.") is { } m ? ParseTauMode(m, "config.json: taumode.mode") : null,
+            Mode: GetString(o, "mode", "taumode.") is { } m ? ParseTaumode(m, "config.json: taumode.mode") : null,
             Tau: GetDouble(o, "tau", "taumode.") ?? defaults.Tau,
             Eps: GetDouble(o, "eps", "taumode.") ?? defaults.Eps,
             Temperature: GetDouble(o, "temperature", "taumode.") ?? defaults.Temperature,
             Percentile: GetDouble(o, "percentile", "taumode.") ?? defaults.Percentile);
     }
 
-    public static TauModeKind ParseTauMode(string text, string where) => text.ToLowerInvariant() switch
+    public static TaumodeKind ParseTaumode(string text, string where) => text.ToLowerInvariant() switch
     {
-        "fixed" => TauModeKind.Fixed,
-        "median" => TauModeKind.Median,
-        "mean" => TauModeKind.Mean,
-        "percentile" => TauModeKind.Percentile,
+        "fixed" => TaumodeKind.Fixed,
+        "median" => TaumodeKind.Median,
+        "mean" => TaumodeKind.Mean,
+        "percentile" => TaumodeKind.Percentile,
         _ => throw new ModelFormatException($"{where} = \"{text}\" must be fixed, median, mean or percentile"),
     };
 

@@ -22,6 +22,7 @@ public sealed partial class TauModel
         var c = Config;
         int T = tokens.Length, C = c.NEmbd, D = c.HeadDim, H = c.NHead, Hkv = c.NKvHead;
         b.EnsureCapacity(T);
+        Span<float> cos = stackalloc float[D / 2], sin = stackalloc float[D / 2];
 
         // x = wte[token], no norm after the embedding
         for (int t = 0; t < T; t++)
@@ -36,19 +37,20 @@ public sealed partial class TauModel
             b.MatMul.Run(w.Query, H * D, C, b.H, b.Q, T);
             b.MatMul.Run(w.Key, Hkv * D, C, b.H, b.K, T);
             b.MatMul.Run(w.Value, Hkv * D, C, b.H, b.V, T);
-            Kernels.Clamp(b.Q.AsSpan(0, T * H * D), -5f, 5f);
-            Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -5f, 5f);
-            Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -5f, 5f);
+            Kernels.Clamp(b.Q.AsSpan(0, T * H * D), -Kernels.QkvLimit, Kernels.QkvLimit);
+            Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
+            Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
 
-            // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values
+            // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values.
+            // A row's heads share its position, so its angles are computed once.
             for (int l = 0, t = 0; l < lanes.Length; l++)
                 for (int i = 0; i < lanes[l].Rows; i++, t++)
                 {
-                    int position = lanes[l].Cache.Length + i;
-                    for (int h = 0; h < H; h++) RopeNorm(b.Q.AsSpan((t * H + h) * D, D), position);
+                    Kernels.RopeAngles(lanes[l].Cache.Length + i, RopeDivisors, cos, sin);
+                    for (int h = 0; h < H; h++) RopeNorm(b.Q.AsSpan((t * H + h) * D, D), cos, sin);
                     for (int h = 0; h < Hkv; h++)
                     {
-                        RopeNorm(b.K.AsSpan((t * Hkv + h) * D, D), position);
+                        RopeNorm(b.K.AsSpan((t * Hkv + h) * D, D), cos, sin);
                         lanes[l].Cache.Append(layer, h, b.K.AsSpan((t * Hkv + h) * D, D), b.V.AsSpan((t * Hkv + h) * D, D));
                     }
                 }
@@ -65,7 +67,8 @@ public sealed partial class TauModel
             // MLP: x = x + Wfc2 · relu(Wfc1 · rms(x))²
             RmsRows(b.X, b.H, T, C);
             b.MatMul.Run(w.MlpUp, c.MlpDim, C, b.H, b.Up, T);
-            Kernels.ReluSquared(b.Up.AsSpan(0, T * c.MlpDim));
+            var up = b.Up.AsSpan(0, T * c.MlpDim);
+            Kernels.ReluSquared(up, up);
             b.MatMul.Run(w.MlpDown, C, c.MlpDim, b.Up, b.Out, T);
             TensorPrimitives.Add(b.X.AsSpan(0, T * C), b.Out.AsSpan(0, T * C), b.X.AsSpan(0, T * C));
         }
@@ -77,18 +80,18 @@ public sealed partial class TauModel
                 Kernels.RmsNorm(b.X.AsSpan((t + i) * C, C), b.H.AsSpan(rows * C, C));
         b.MatMul.Run(Weights.LmHead, c.VocabSize, C, b.H, b.Logits, rows);
         var logits = b.Logits.AsSpan(0, rows * c.VocabSize);
-        Kernels.Clamp(logits, -50f, 50f);
+        Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
         if (c.Softcap > 0)
         {
-            Kernels.Softcap(logits, (float)c.Softcap);
-            Kernels.Clamp(logits, -50f, 50f);
+            Kernels.Softcap(logits, (float)c.Softcap, logits);
+            Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
         }
         foreach (var lane in lanes) lane.Cache.Commit(lane.Rows);
     }
 
-    private void RopeNorm(Span<float> head, int position)
+    private static void RopeNorm(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
-        Kernels.Rope(head, position, RopeDivisors);
+        Kernels.Rope(head, cos, sin);
         Kernels.RmsNorm(head, head);
     }
 

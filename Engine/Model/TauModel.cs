@@ -40,7 +40,7 @@ public sealed partial class TauModel
     public TaumodeSpec DomainFor(Laplacian laplacian)
     {
         laplacian.RequireDimension(Config.HeadDim, $"a model with n_embd {Config.NEmbd} and n_head {Config.NHead}");
-        return new TaumodeSpec(laplacian, Config.TaumodeOrDefault.Resolve(laplacian.DefaultTauMode));
+        return Config.TaumodeOrDefault.Resolve(laplacian);
     }
 
     /// <summary>Loads config.json, model.safetensors and, when the config names one, the manifold directory.</summary>

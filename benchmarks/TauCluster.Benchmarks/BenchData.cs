@@ -19,8 +19,8 @@ internal static class BenchData
         RopeBase: 10000.0,
         Softcap: 15.0,
         Attention: attention,
-        // Median is the real manifold's own TauMode; naming it keeps the chain fallback comparable.
-        Taumode: new TaumodeConfig(Mode: TauModeKind.Median));
+        // Median is the real manifold's own τ mode; naming it keeps the chain fallback comparable.
+        Taumode: new TaumodeConfig(Mode: TaumodeKind.Median));
 
     /// <summary>
     /// Looks for shared/manifolds/cve-minilm-384 above the binary's folder and above the current directory

@@ -12,7 +12,7 @@ namespace TauCluster.Benchmarks;
 public class LambdaBenchmarks
 {
     /// <summary>What <see cref="TauModel.DomainFor"/> resolves for the real manifold: its own Median τ mode, config defaults otherwise.</summary>
-    private static readonly TaumodeSettings MedianSettings = new(TauModeKind.Median, 1.0, 1e-6, 1.0, 0.5);
+    private static readonly TaumodeSettings MedianSettings = new(TaumodeKind.Median, 1.0, 1e-6, 1.0, 0.5);
 
     private Laplacian manifold = null!;
     private Laplacian chain = null!;

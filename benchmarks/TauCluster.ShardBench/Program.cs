@@ -22,7 +22,7 @@ try
 {
     // The paper's shape (6 layers, n_embd 384, one head) with byte tokens and room for the context.
     var config = new ModelConfig(VocabSize: 256, NLayer: 6, NHead: 1, NKvHead: 1, NEmbd: 384, SequenceLen: context + warmup + tokens + 8,
-        Softcap: 15, Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
+        Softcap: 15, Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
     TauModel.CreateRandom(config, seed: 7).Save(Path.Combine(root, "bench"));
 
     string clusterId = $"shards-{Guid.NewGuid():N}"[..16];

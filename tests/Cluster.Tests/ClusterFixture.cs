@@ -22,13 +22,13 @@ public sealed class TestWorld : IDisposable
         var models = Path.Combine(Root, "models");
         var manifolds = Path.Combine(Root, "manifolds");
         var tiny = new ModelConfig(VocabSize: 256, NLayer: 2, NHead: 2, NKvHead: 1, NEmbd: 64, SequenceLen: 4096, Softcap: 15,
-            Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TauModeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
+            Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
         TauModel.CreateRandom(tiny, 1).Save(Path.Combine(models, Tiny));
         TauModel.CreateRandom(tiny with { Attention = AttentionKind.Causal }, 2).Save(Path.Combine(models, TinyCausal));
         TauModel.CreateRandom(tiny with { NHead = 1, NKvHead = 1, NEmbd = 384, NLayer = 1, Taumode = new TaumodeConfig() }, 3).Save(Path.Combine(models, Tiny384));
         TauModel.CreateRandom(tiny with { NEmbd = 32, SequenceLen = 1 << 17 }, 4).Save(Path.Combine(models, Long));
         TauModel.CreateRandom(tiny with { NLayer = 1, NHead = 1, NEmbd = 8, SequenceLen = 1 << 17, Attention = AttentionKind.Causal }, 5).Save(Path.Combine(models, LongCausal));
-        Manifold.WriteAsync(Path.Combine(manifolds, Chain32), Laplacian.Chain(32), TauModeKind.Mean).GetAwaiter().GetResult();
+        Manifold.WriteAsync(Path.Combine(manifolds, Chain32), Laplacian.Chain(32), TaumodeKind.Mean).GetAwaiter().GetResult();
 
         Options = new TauClusterOptions
         {

@@ -16,7 +16,7 @@ public sealed class DomainTests(ClusterFixture fixture)
         {
             rows.AddRange([0, i, 0, i]); cols.AddRange([i, 0, 0, i]); values.AddRange([-weight, -weight, weight, weight]);
         }
-        return Laplacian.FromTriplets("star", n, n, rows.ToArray(), cols.ToArray(), values.ToArray(), TauModeKind.Fixed);
+        return Laplacian.FromTriplets("star", n, n, rows.ToArray(), cols.ToArray(), values.ToArray(), TaumodeKind.Fixed);
     }
 
     private async Task<int[]> Generate(string id, int count)
@@ -30,7 +30,7 @@ public sealed class DomainTests(ClusterFixture fixture)
     public async Task A_manifold_under_the_root_is_a_domain_of_its_name()
     {
         var info = await fixture.Client.GetGrain<IDomainGrain>(TestWorld.Chain32).GetInfo();
-        Assert.Equal((1, 32, "mean", "manifold:chain32"), (info.Version, info.Dimension, info.TauMode, info.Source));
+        Assert.Equal((1, 32, "mean", "manifold:chain32"), (info.Version, info.Dimension, info.Taumode, info.Source));
         var id = $"d-{Guid.NewGuid():N}";
         var opened = await fixture.Sessions.Open(id, Spec(TestWorld.Chain32));
         Assert.Equal(TestWorld.Chain32, opened.Domain);
@@ -122,6 +122,6 @@ public sealed class DomainTests(ClusterFixture fixture)
         await fixture.Sessions.Append(id, PromptInput.FromText("CVE-2024"));
         Assert.Equal(6, (await Generate(id, 6)).Length);
         var info = await fixture.Client.GetGrain<IDomainGrain>(TestWorld.RealDomain).GetInfo();
-        Assert.Equal((384, 6408, "median"), (info.Dimension, info.NonZeros, info.TauMode));
+        Assert.Equal((384, 6408, "median"), (info.Dimension, info.NonZeros, info.Taumode));
     }
 }

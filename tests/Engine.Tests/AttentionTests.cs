@@ -12,8 +12,8 @@ public sealed class AttentionTests
     private static DenseTauCache OneHotCache(int vocab, double temperature = SharpTemperature)
     {
         var config = new ModelConfig(VocabSize: vocab, NLayer: 1, NHead: 1, NKvHead: 1, NEmbd: vocab, SequenceLen: 1 << 16,
-            Taumode: new TaumodeConfig(Mode: TauModeKind.Fixed, Temperature: temperature)).Validate();
-        return new DenseTauCache(config, new TaumodeSpec(Laplacian.Chain(vocab), config.TaumodeOrDefault.Resolve(null)));
+            Taumode: new TaumodeConfig(Mode: TaumodeKind.Fixed, Temperature: temperature)).Validate();
+        return new DenseTauCache(config, config.TaumodeOrDefault.Resolve(Laplacian.Chain(vocab)));
     }
 
     private static void Add(DenseTauCache cache, float lambda, int token, int vocab)
@@ -172,7 +172,7 @@ public sealed class AttentionTests
     [InlineData(1, 1, 384)]
     public void Tau_cache_takes_exactly_d_plus_one_over_two_d_of_a_key_value_cache(int heads, int kvHeads, int headDim)
     {
-        var tau = TestSupport.SmallConfig(AttentionKind.Tau, heads, kvHeads, embd: heads * headDim, mode: TauModeKind.Fixed);
+        var tau = TestSupport.SmallConfig(AttentionKind.Tau, heads, kvHeads, embd: heads * headDim, mode: TaumodeKind.Fixed);
         var causal = tau with { Attention = AttentionKind.Causal };
         var tokens = TestSupport.RandomTokens(300, tau.VocabSize, 1);
         var dense = new InferenceSession(TauModel.CreateRandom(tau, 1), tauPath: TauAttentionPath.Dense);

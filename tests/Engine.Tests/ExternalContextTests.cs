@@ -35,10 +35,9 @@ public sealed class ExternalContextTests
             Gathers++;
             var partials = new SoftmaxPartials(queryLambdas.Length * segments.Count, config.HeadDim);
             var scratch = new SegmentScratch(config.HeadDim);
-            int group = config.NHead / config.NKvHead;
             for (int q = 0; q < queryLambdas.Length; q++)
                 for (int s = 0; s < segments.Count; s++)
-                    segments[s][layer * config.NKvHead + q % config.NHead / group].Query(queryLambdas[q], scratch, partials, q * segments.Count + s);
+                    segments[s][layer * config.NKvHead + config.KvHeadOf(q % config.NHead)].Query(queryLambdas[q], scratch, partials, q * segments.Count + s);
             return SoftmaxPartials.FromBytes(partials.ToBytes(), config.HeadDim);
         }
 

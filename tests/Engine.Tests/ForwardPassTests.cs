@@ -60,7 +60,7 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         var manifold = TestSupport.RealManifold();
         var config = TestSupport.SmallConfig(AttentionKind.Tau, heads, kvHeads, embd: 384 * heads, layers: 2, mode: null);
         var model = TauModel.CreateRandom(config, seed, manifold);
-        Assert.Equal(TauModeKind.Median, model.DefaultDomain!.Settings.Mode);   // taumode.mode absent: the manifold's own mode
+        Assert.Equal(TaumodeKind.Median, model.DefaultDomain!.Settings.Mode);   // taumode.mode absent: the manifold's own mode
         AssertDecodeMatchesPrefill(model, 24, seed);
     }
 
@@ -93,19 +93,19 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         Assert.Equal(tokens.Length, resumed.Cache.Length);
     }
 
-    public static TheoryData<AttentionKind, int, int, TauModeKind, double> ReferenceCases() => new()
+    public static TheoryData<AttentionKind, int, int, TaumodeKind, double> ReferenceCases() => new()
     {
-        { AttentionKind.Tau, 2, 2, TauModeKind.Fixed, 1.0 },
-        { AttentionKind.Tau, 4, 2, TauModeKind.Median, 0.05 },
-        { AttentionKind.Tau, 4, 1, TauModeKind.Mean, 0.01 },
-        { AttentionKind.Tau, 2, 1, TauModeKind.Percentile, 0.1 },
-        { AttentionKind.Causal, 4, 2, TauModeKind.Fixed, 1.0 },
+        { AttentionKind.Tau, 2, 2, TaumodeKind.Fixed, 1.0 },
+        { AttentionKind.Tau, 4, 2, TaumodeKind.Median, 0.05 },
+        { AttentionKind.Tau, 4, 1, TaumodeKind.Mean, 0.01 },
+        { AttentionKind.Tau, 2, 1, TaumodeKind.Percentile, 0.1 },
+        { AttentionKind.Causal, 4, 2, TaumodeKind.Fixed, 1.0 },
     };
 
     /// <summary>The engine agrees with an independent double-precision implementation of DESIGN.md §1.</summary>
     [Theory]
     [MemberData(nameof(ReferenceCases))]
-    public void Logits_match_independent_double_precision_reference(AttentionKind attention, int heads, int kvHeads, TauModeKind mode, double temperature)
+    public void Logits_match_independent_double_precision_reference(AttentionKind attention, int heads, int kvHeads, TaumodeKind mode, double temperature)
     {
         var config = TestSupport.SmallConfig(attention, heads, kvHeads, embd: 32, layers: 2, vocab: 61, mode: mode, temperature: temperature) with
         {
@@ -144,7 +144,7 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         var tokens = TestSupport.RandomTokens(6, config.VocabSize, 8);
         var engine = new InferenceSession(model).AppendAllLogits(tokens);
         // taumode.mode is absent, so τ follows the manifold's own mode, median (its metadata, checked in LaplacianTests).
-        var settings = new TaumodeSettings(TauModeKind.Median, Tau: 1.0, Eps: 1e-6, Temperature: 1e-3, Percentile: 0.5);
+        var settings = new TaumodeSettings(TaumodeKind.Median, Tau: 1.0, Eps: 1e-6, Temperature: 1e-3, Percentile: 0.5);
         var reference = new ReferenceModel(config, model.Weights, ReferenceModel.Dense(manifold), settings).Forward(tokens);
         AssertWithinReferenceTolerance(engine, reference, config.VocabSize);
     }

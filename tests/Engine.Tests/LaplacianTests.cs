@@ -8,7 +8,7 @@ public sealed class LaplacianTests
         var l = TestSupport.RealManifold();
         Assert.Equal(384, l.Dimension);
         Assert.Equal(6408, l.NonZeros);
-        Assert.Equal(TauModeKind.Median, l.DefaultTauMode);
+        Assert.Equal(TaumodeKind.Median, l.DefaultTaumode);
         for (int i = 0; i < l.Dimension; i++)
         {
             double rowSum = 0;
@@ -40,11 +40,11 @@ public sealed class LaplacianTests
     {
         var dir = TestSupport.TempDirectory();
         var chain = Laplacian.Chain(12);
-        await Manifold.WriteAsync(dir, chain, TauModeKind.Mean);
+        await Manifold.WriteAsync(dir, chain, TaumodeKind.Mean);
         var back = Manifold.Load(dir);
         Assert.Equal(12, back.Dimension);
         Assert.Equal(chain.NonZeros, back.NonZeros);
-        Assert.Equal(TauModeKind.Mean, back.DefaultTauMode);
+        Assert.Equal(TaumodeKind.Mean, back.DefaultTaumode);
         for (int i = 0; i < 12; i++) for (int j = 0; j < 12; j++) Assert.Equal(chain[i, j], back[i, j]);
     }
 
@@ -97,7 +97,7 @@ public sealed class LaplacianTests
         Assert.Contains("not found", Assert.Throws<LaplacianException>(() => Manifold.Load(Path.Combine(dir, "absent"))).Message);
 
         // asymmetric triplets in a real parquet file
-        await Manifold.WriteAsync(dir, Laplacian.Chain(4), TauModeKind.Median);
+        await Manifold.WriteAsync(dir, Laplacian.Chain(4), TaumodeKind.Median);
         await Manifold.WriteTripletsAsync(Path.Combine(dir, Manifold.ParquetFile), "asym", 4, 4, [0, 0, 1], [0, 1, 1], [1, -1, 1]);
         Assert.Contains("not symmetric", Assert.Throws<LaplacianException>(() => Manifold.Load(dir)).Message);
 

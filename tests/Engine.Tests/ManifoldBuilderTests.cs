@@ -93,18 +93,18 @@ public sealed class ManifoldBuilderTests
         // cos(f0, f1) = cos(f1, f2) = 1/√2, so d = 1 − 1/√2 = 0.29289…; cos(f0, f2) = 0: no positive similarity, no edge.
         // With k = 1: f0 → f1, f1 → f0 (tie with f2 goes to the lower index), f2 → f1; symmetrised: edges {0,1} and {1,2}.
         float[] centroids = [1, 1, 0, 0, 1, 1];
-        var graph = ManifoldBuilder.BuildFeatureGraph(centroids, 2, 3, neighbours: 1, sigma: 0.5, p: 2, "hand", TauModeKind.Mean);
+        var graph = ManifoldBuilder.BuildFeatureGraph(centroids, 2, 3, neighbours: 1, sigma: 0.5, p: 2, "hand", TaumodeKind.Mean);
         const double w = 0.7445208382054341;   // 1 / (1 + (0.29289321881345254 / 0.5)²)
         var l = graph.Laplacian;
         Assert.Equal(2, graph.Edges);
         Assert.Equal(-w, l[0, 1], 14); Assert.Equal(-w, l[1, 2], 14);
         Assert.Equal(0, l[0, 2]);
         Assert.Equal(w, l[0, 0], 14); Assert.Equal(2 * w, l[1, 1], 14); Assert.Equal(w, l[2, 2], 14);
-        Assert.Equal(TauModeKind.Mean, l.DefaultTauMode);
+        Assert.Equal(TaumodeKind.Mean, l.DefaultTaumode);
         Assert.Equal(w, ManifoldBuilder.KernelWeight(1 - Math.Sqrt(0.5), 0.5, 2), 14);
 
         // σ from the data: the median edge distance, which puts every weight here at exactly ½.
-        var selfTuned = ManifoldBuilder.BuildFeatureGraph(centroids, 2, 3, 1, sigma: null, p: 1.8, "hand", TauModeKind.Median);
+        var selfTuned = ManifoldBuilder.BuildFeatureGraph(centroids, 2, 3, 1, sigma: null, p: 1.8, "hand", TaumodeKind.Median);
         Assert.Equal(1 - Math.Sqrt(0.5), selfTuned.Sigma, 14);
         Assert.True(selfTuned.SigmaFromData);
         Assert.Equal(-0.5, selfTuned.Laplacian[1, 2], 14);
@@ -150,12 +150,12 @@ public sealed class ManifoldBuilderTests
     [Fact]
     public async Task Written_manifold_round_trips_through_the_loader_with_arrowspace_metadata()
     {
-        var build = ManifoldBuilder.Build(CorrelatedItems(200, 10, 6), new ManifoldBuildOptions { Centroids = 9, Neighbours = 3, TauMode = TauModeKind.Percentile, Name = "synthetic-10", P = 1.8 });
+        var build = ManifoldBuilder.Build(CorrelatedItems(200, 10, 6), new ManifoldBuildOptions { Centroids = 9, Neighbours = 3, Taumode = TaumodeKind.Percentile, Name = "synthetic-10", P = 1.8 });
         var dir = TestSupport.TempDirectory();
         await ManifoldBuilder.WriteAsync(dir, build);
         var back = Manifold.Load(dir);
         Assert.Equal("synthetic-10", back.Name);
-        Assert.Equal(TauModeKind.Percentile, back.DefaultTauMode);
+        Assert.Equal(TaumodeKind.Percentile, back.DefaultTaumode);
         Assert.Equal(build.Laplacian.Entries(), back.Entries());
 
         var json = JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(dir, Manifold.MetadataFile)))!["builder_config"]!;
@@ -174,7 +174,7 @@ public sealed class ManifoldBuilderTests
     {
         // Head dimension 12: two heads of a 24-wide model.
         var config = TestSupport.SmallConfig(AttentionKind.Tau, heads: 2, kvHeads: 1, embd: 24, mode: null);
-        var build = ManifoldBuilder.Build(CorrelatedItems(200, 12, 7), new ManifoldBuildOptions { Centroids = 10, Neighbours = 4, TauMode = TauModeKind.Mean });
+        var build = ManifoldBuilder.Build(CorrelatedItems(200, 12, 7), new ManifoldBuildOptions { Centroids = 10, Neighbours = 4, Taumode = TaumodeKind.Mean });
 
         var modelDir = TestSupport.TempDirectory();
         TauModel.CreateRandom(config, 3).Save(modelDir);
@@ -183,7 +183,7 @@ public sealed class ManifoldBuilderTests
 
         var model = TauModel.Load(modelDir);
         Assert.Equal(build.Laplacian.Entries(), model.DefaultDomain!.Laplacian.Entries());
-        Assert.Equal(TauModeKind.Mean, model.DefaultDomain.Settings.Mode);   // config names no mode: the manifold's own
+        Assert.Equal(TaumodeKind.Mean, model.DefaultDomain.Settings.Mode);   // config names no mode: the manifold's own
         var logits = new InferenceSession(model).Append(TestSupport.RandomTokens(8, config.VocabSize, 1)).ToArray();
         Assert.All(logits, v => Assert.True(float.IsFinite(v)));
 

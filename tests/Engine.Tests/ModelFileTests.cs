@@ -58,11 +58,11 @@ public sealed class ModelFileTests
     {
         var dir = TestSupport.TempDirectory();
         var laplacian = Laplacian.FromTriplets("handmade", 8, 8, Enumerable.Range(0, 8).Select(i => (long)i).ToArray(),
-            Enumerable.Range(0, 8).Select(i => (long)i).ToArray(), Enumerable.Repeat(2.0, 8).ToArray(), TauModeKind.Mean);
+            Enumerable.Range(0, 8).Select(i => (long)i).ToArray(), Enumerable.Repeat(2.0, 8).ToArray(), TaumodeKind.Mean);
         TauModel.CreateRandom(Config with { Taumode = new TaumodeConfig() }, 1, laplacian).Save(dir);
         var loaded = TauModel.Load(dir);
         Assert.Equal("manifold", loaded.Config.ManifoldDirectory);
-        Assert.Equal(TauModeKind.Mean, loaded.DefaultDomain!.Settings.Mode);
+        Assert.Equal(TaumodeKind.Mean, loaded.DefaultDomain!.Settings.Mode);
         Assert.Equal(2.0, loaded.DefaultDomain.Laplacian[3, 3]);
     }
 
@@ -155,7 +155,7 @@ public sealed class ModelFileTests
     [Fact]
     public void Config_round_trips_through_json()
     {
-        var config = Config with { ManifoldDirectory = "manifold", Tokenizer = "gpt2", Taumode = new TaumodeConfig(TauModeKind.Percentile, 0.5, 1e-7, 0.25, 0.9) };
+        var config = Config with { ManifoldDirectory = "manifold", Tokenizer = "gpt2", Taumode = new TaumodeConfig(TaumodeKind.Percentile, 0.5, 1e-7, 0.25, 0.9) };
         Assert.Equal(config, ModelConfig.Parse(config.ToJson()));
     }
 

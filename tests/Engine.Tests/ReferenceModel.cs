@@ -41,10 +41,10 @@ public sealed class ReferenceModel(ModelConfig c, ModelWeights w, double[,]? lap
         var finite = x.Where(double.IsFinite).OrderBy(v => v).ToArray();
         double tau = s.Mode switch
         {
-            TauModeKind.Fixed => s.Tau,
+            TaumodeKind.Fixed => s.Tau,
             _ when finite.Length == 0 => 1e-10,
-            TauModeKind.Mean => finite.Average(),
-            TauModeKind.Median => finite.Length % 2 == 1 ? finite[finite.Length / 2] : (finite[finite.Length / 2 - 1] + finite[finite.Length / 2]) / 2,
+            TaumodeKind.Mean => finite.Average(),
+            TaumodeKind.Median => finite.Length % 2 == 1 ? finite[finite.Length / 2] : (finite[finite.Length / 2 - 1] + finite[finite.Length / 2]) / 2,
             _ => finite[(int)Math.Floor((finite.Length - 1) * s.Percentile + 0.5)],
         };
         tau = Math.Max(Math.Max(tau, 1e-10), s.Eps);

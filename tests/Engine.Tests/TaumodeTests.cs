@@ -4,12 +4,12 @@ namespace TauCluster.Engine.Tests;
 
 public sealed class TaumodeTests(ITestOutputHelper output)
 {
-    private static readonly TauModeKind[] AllModes = [TauModeKind.Fixed, TauModeKind.Median, TauModeKind.Mean, TauModeKind.Percentile];
+    private static readonly TaumodeKind[] AllModes = [TaumodeKind.Fixed, TaumodeKind.Median, TaumodeKind.Mean, TaumodeKind.Percentile];
 
-    private static TaumodeSettings Settings(TauModeKind mode, double tau = 1.0, double percentile = 0.5) =>
+    private static TaumodeSettings Settings(TaumodeKind mode, double tau = 1.0, double percentile = 0.5) =>
         new(mode, tau, 1e-6, 1.0, percentile);
 
-    private static void AssertMatchesReference(Laplacian laplacian, TauModeKind mode, IEnumerable<float[]> vectors, double percentile = 0.5)
+    private static void AssertMatchesReference(Laplacian laplacian, TaumodeKind mode, IEnumerable<float[]> vectors, double percentile = 0.5)
     {
         var dense = ReferenceModel.Dense(laplacian);
         var settings = Settings(mode, tau: 0.37, percentile: percentile);
@@ -59,7 +59,7 @@ public sealed class TaumodeTests(ITestOutputHelper output)
             Enumerable.Range(0, n).Select(i => (long)i).ToArray(), Enumerable.Repeat(1.0, n).ToArray(), null);
         foreach (var x in Vectors(n, 30, 1000))
         {
-            float lambda = Taumode.Lambda(x, identity, Settings(TauModeKind.Fixed, tau: 1.0));
+            float lambda = Taumode.Lambda(x, identity, Settings(TaumodeKind.Fixed, tau: 1.0));
             Assert.True(Math.Abs(lambda - 0.5) < 1e-5, $"λ = {lambda}");
         }
     }
@@ -68,28 +68,28 @@ public sealed class TaumodeTests(ITestOutputHelper output)
     public void Tau_selection_follows_the_design_rules()
     {
         float[] x = [3f, -1f, float.NaN, 2f, 0.5f, float.PositiveInfinity];   // finite: -1, 0.5, 2, 3
-        Assert.Equal(1.25, Taumode.SelectTau(x, Settings(TauModeKind.Median)), 12);
-        Assert.Equal(1.125, Taumode.SelectTau(x, Settings(TauModeKind.Mean)), 12);
+        Assert.Equal(1.25, Taumode.SelectTau(x, Settings(TaumodeKind.Median)), 12);
+        Assert.Equal(1.125, Taumode.SelectTau(x, Settings(TaumodeKind.Mean)), 12);
         // percentile: index floor((n−1)·p + 0.5) of the sorted finite components
-        Assert.Equal(0.5, Taumode.SelectTau(x, Settings(TauModeKind.Percentile, percentile: 0.4)), 12);   // floor(1.7) = 1
-        Assert.Equal(2.0, Taumode.SelectTau(x, Settings(TauModeKind.Percentile, percentile: 0.5)), 12);   // floor(2.0) = 2
-        Assert.Equal(-1.0, Taumode.SelectTau(x, Settings(TauModeKind.Percentile, percentile: 0.0)), 12);
-        Assert.Equal(0.37, Taumode.SelectTau(x, Settings(TauModeKind.Fixed, tau: 0.37)), 12);
+        Assert.Equal(0.5, Taumode.SelectTau(x, Settings(TaumodeKind.Percentile, percentile: 0.4)), 12);   // floor(1.7) = 1
+        Assert.Equal(2.0, Taumode.SelectTau(x, Settings(TaumodeKind.Percentile, percentile: 0.5)), 12);   // floor(2.0) = 2
+        Assert.Equal(-1.0, Taumode.SelectTau(x, Settings(TaumodeKind.Percentile, percentile: 0.0)), 12);
+        Assert.Equal(0.37, Taumode.SelectTau(x, Settings(TaumodeKind.Fixed, tau: 0.37)), 12);
 
         // a negative median is floored at 1e-10 and then at eps: λ = E / (E + eps)
         var chain = Laplacian.Chain(3);
         float[] negative = [-1f, -2f, 1f];
         double energy = Taumode.RayleighEnergy(negative, chain, 1e-6);
-        Assert.Equal(energy / (energy + 1e-6), Taumode.Lambda(negative, chain, Settings(TauModeKind.Median)), 6);
+        Assert.Equal(energy / (energy + 1e-6), Taumode.Lambda(negative, chain, Settings(TaumodeKind.Median)), 6);
     }
 
     [Fact]
     public void Energy_is_clamped_at_zero_and_zero_vector_gives_zero_lambda()
     {
         var chain = Laplacian.Chain(8);
-        Assert.Equal(0f, Taumode.Lambda(new float[8], chain, Settings(TauModeKind.Fixed)));
+        Assert.Equal(0f, Taumode.Lambda(new float[8], chain, Settings(TaumodeKind.Fixed)));
         // a constant vector is in the Laplacian's null space: no roughness
-        Assert.Equal(0f, Taumode.Lambda(Enumerable.Repeat(0.7f, 8).ToArray(), chain, Settings(TauModeKind.Median)));
+        Assert.Equal(0f, Taumode.Lambda(Enumerable.Repeat(0.7f, 8).ToArray(), chain, Settings(TaumodeKind.Median)));
     }
 
     [SkippableFact]

@@ -18,7 +18,7 @@ public static class TestSupport
     }
 
     public static ModelConfig SmallConfig(AttentionKind attention, int heads = 2, int kvHeads = 2, int embd = 32, int layers = 2,
-        int vocab = 97, TauModeKind? mode = TauModeKind.Median, double temperature = 1.0, double softcap = 15.0, int sequenceLen = 512) =>
+        int vocab = 97, TaumodeKind? mode = TaumodeKind.Median, double temperature = 1.0, double softcap = 15.0, int sequenceLen = 512) =>
         new ModelConfig(VocabSize: vocab, NLayer: layers, NHead: heads, NKvHead: kvHeads, NEmbd: embd, SequenceLen: sequenceLen,
             RopeBase: 10000, Softcap: softcap, Attention: attention,
             Taumode: new TaumodeConfig(Mode: mode, Temperature: temperature)).Validate();

@@ -40,7 +40,7 @@ public sealed class SiloServer : IAsyncDisposable
     {
         var root = Path.Combine(Path.GetTempPath(), "tau-http-tests", Guid.NewGuid().ToString("N"));
         var config = new ModelConfig(VocabSize: 256, NLayer: 2, NHead: 2, NKvHead: 1, NEmbd: 64, SequenceLen: 2048, Softcap: 15,
-            Taumode: new TaumodeConfig(Mode: TauModeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
+            Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.05), Tokenizer: "bytes");
         TauModel.CreateRandom(config, 5).Save(Path.Combine(root, "models", Model));
         TauModel.CreateRandom(config with { VocabSize = 50257, Tokenizer = "gpt2" }, 6).Save(Path.Combine(root, "models", Gpt2Model));
         int gatewayPort = TestPaths.FreePort();

@@ -10,7 +10,7 @@ public sealed class ModelTests(ITestOutputHelper output)
     /// <summary>2 layers, C = 16, 4 query heads sharing 2 kv heads (D = 4), vocabulary 11, fixed τ (its gradient is exact).</summary>
     private static ModelConfig TinyConfig(AttentionKind attention, int sequenceLength = 6) => new ModelConfig(
         VocabSize: 11, NLayer: 2, NHead: 4, NKvHead: 2, NEmbd: 16, SequenceLen: sequenceLength, Softcap: 15, Attention: attention,
-        Taumode: new TaumodeConfig(Mode: TauModeKind.Fixed, Tau: 1.0, Temperature: 0.25), Tokenizer: null).Validate();
+        Taumode: new TaumodeConfig(Mode: TaumodeKind.Fixed, Tau: 1.0, Temperature: 0.25), Tokenizer: null).Validate();
 
     [Theory]
     [InlineData(AttentionKind.Tau)]
@@ -94,7 +94,7 @@ public sealed class ModelTests(ITestOutputHelper output)
     public void Training_forward_gives_the_engine_logits(AttentionKind attention, int heads, int kvHeads, ulong seed)
     {
         var config = new ModelConfig(VocabSize: 97, NLayer: 2, NHead: heads, NKvHead: kvHeads, NEmbd: 32, SequenceLen: 48, Softcap: 15,
-            Attention: attention, Taumode: new TaumodeConfig(Mode: TauModeKind.Median)).Validate();
+            Attention: attention, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median)).Validate();
         AssertSameLogitsAsEngine(TauModel.CreateRandom(config, seed), 48, seed * 7);
     }
 
@@ -104,7 +104,7 @@ public sealed class ModelTests(ITestOutputHelper output)
         var config = new ModelConfig(VocabSize: 64, NLayer: 2, NHead: 2, NKvHead: 1, NEmbd: 16, SequenceLen: 24, Softcap: 0,
             Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Temperature: 0.2)).Validate();
         var model = TauModel.CreateRandom(config, 9, OperationGradientTests.RandomGraphLaplacian(8, 4));
-        Assert.Equal(TauModeKind.Median, model.DefaultDomain!.Settings.Mode);   // the manifold's own mode
+        Assert.Equal(TaumodeKind.Median, model.DefaultDomain!.Settings.Mode);   // the manifold's own mode
         AssertSameLogitsAsEngine(model, 24, 10);
     }
 

@@ -21,10 +21,10 @@ public sealed class OperationGradientTests
         var x = Random(16, 1);
         var w = Random(16, 2);
         var y = new double[16];
-        double r = Ops.RmsNorm<double>(x, y);
+        double r = Kernels.RmsNorm<double>(x, y);
         var dx = new double[16];
         Ops.RmsNormBackward<double>(y, r, w, dx);
-        AssertMatches("rms", () => { var o = new double[16]; Ops.RmsNorm<double>(x, o); return Dot(w, o); }, x, dx);
+        AssertMatches("rms", () => { var o = new double[16]; Kernels.RmsNorm<double>(x, o); return Dot(w, o); }, x, dx);
 
         var sum = Random(16, 3);
         var expected = sum.Zip(dx, (a, b) => a + b).ToArray();
@@ -70,7 +70,7 @@ public sealed class OperationGradientTests
         Ops.ClampBackward<double>(x, -5, 5, w, dx);
         Assert.Equal(0, dx[0]);
         Assert.Equal(0, dx[1]);
-        AssertMatches("clamp", () => { var y = new double[20]; Ops.Clamp<double>(x, -5, 5, y); return Dot(w, y); }, x, dx);
+        AssertMatches("clamp", () => { var y = new double[20]; Kernels.Clamp<double>(x, -5, 5, y); return Dot(w, y); }, x, dx);
     }
 
     [Fact]
@@ -84,7 +84,7 @@ public sealed class OperationGradientTests
         var w = Random(d, 10);
         var dx = (double[])w.Clone();
         Ops.RopeBackward<double>(dx, c, s);
-        AssertMatches("rope", () => { var y = (double[])x.Clone(); Ops.Rope<double>(y, c, s); return Dot(w, y); }, x, dx);
+        AssertMatches("rope", () => { var y = (double[])x.Clone(); Kernels.Rope<double>(y, c, s); return Dot(w, y); }, x, dx);
     }
 
     [Fact]
@@ -95,7 +95,7 @@ public sealed class OperationGradientTests
         var w = Random(24, 12);
         var du = new double[24];
         Ops.ReluSquaredBackward<double>(u, w, du);
-        AssertMatches("relu²", () => { var g = new double[24]; Ops.ReluSquared<double>(u, g); return Dot(w, g); }, u, du);
+        AssertMatches("relu²", () => { var g = new double[24]; Kernels.ReluSquared<double>(u, g); return Dot(w, g); }, u, du);
     }
 
     [Fact]
@@ -104,10 +104,10 @@ public sealed class OperationGradientTests
         var x = Random(12, 13, 4);
         var w = Random(12, 14);
         var y = new double[12];
-        Ops.Softcap<double>(x, 3.0, y);
+        Kernels.Softcap<double>(x, 3.0, y);
         var dx = new double[12];
         Ops.SoftcapBackward<double>(y, 3.0, w, dx);
-        AssertMatches("softcap", () => { var o = new double[12]; Ops.Softcap<double>(x, 3.0, o); return Dot(w, o); }, x, dx);
+        AssertMatches("softcap", () => { var o = new double[12]; Kernels.Softcap<double>(x, 3.0, o); return Dot(w, o); }, x, dx);
     }
 
     [Theory]
@@ -139,10 +139,10 @@ public sealed class OperationGradientTests
         var s = Random(9, 17, 2);
         var w = Random(9, 18);
         var p = (double[])s.Clone();
-        Ops.Softmax<double>(p);
+        Kernels.Softmax<double>(p);
         var ds = new double[9];
         Ops.SoftmaxBackward<double>(p, w, ds);
-        AssertMatches("softmax", () => { var o = (double[])s.Clone(); Ops.Softmax<double>(o); return Dot(w, o); }, s, ds);
+        AssertMatches("softmax", () => { var o = (double[])s.Clone(); Kernels.Softmax<double>(o); return Dot(w, o); }, s, ds);
     }
 
     [Fact]
@@ -159,9 +159,9 @@ public sealed class OperationGradientTests
         AssertMatches("cross-entropy", () => 0.5 * Ops.CrossEntropy<double>(logits, target, new double[11]), logits, d);
     }
 
-    public static TheoryData<TauModeKind, bool> LambdaCases() => new()
+    public static TheoryData<TaumodeKind, bool> LambdaCases() => new()
     {
-        { TauModeKind.Fixed, false }, { TauModeKind.Fixed, true }, { TauModeKind.Median, true }, { TauModeKind.Mean, true }, { TauModeKind.Percentile, false },
+        { TaumodeKind.Fixed, false }, { TaumodeKind.Fixed, true }, { TaumodeKind.Median, true }, { TaumodeKind.Mean, true }, { TaumodeKind.Percentile, false },
     };
 
     /// <summary>A random weighted graph's Laplacian (symmetric, rows sum to 0), sparse like a manifold's.</summary>
@@ -181,12 +181,12 @@ public sealed class OperationGradientTests
                 degree[j] += weight;
             }
         for (int i = 0; i < dimension; i++) { rows.Add(i); cols.Add(i); vals.Add(degree[i]); }
-        return Laplacian.FromTriplets("random-graph", dimension, dimension, rows.ToArray(), cols.ToArray(), vals.ToArray(), TauModeKind.Median);
+        return Laplacian.FromTriplets("random-graph", dimension, dimension, rows.ToArray(), cols.ToArray(), vals.ToArray(), TaumodeKind.Median);
     }
 
     [Theory]
     [MemberData(nameof(LambdaCases))]
-    public void Lambda_backward_matches_finite_differences_with_tau_held(TauModeKind mode, bool randomGraph)
+    public void Lambda_backward_matches_finite_differences_with_tau_held(TaumodeKind mode, bool randomGraph)
     {
         const int d = 8;
         var laplacian = randomGraph ? RandomGraphLaplacian(d, 20) : Laplacian.Chain(d);
@@ -207,7 +207,7 @@ public sealed class OperationGradientTests
     {
         var laplacians = new[] { Laplacian.Chain(16), RandomGraphLaplacian(16, 30) };
         foreach (var laplacian in laplacians)
-            foreach (var mode in Enum.GetValues<TauModeKind>())
+            foreach (var mode in Enum.GetValues<TaumodeKind>())
             {
                 var settings = new TaumodeSettings(mode, 0.8, 1e-6, 1.0, 0.3);
                 for (ulong seed = 0; seed < 20; seed++)

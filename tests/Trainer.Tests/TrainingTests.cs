@@ -165,7 +165,7 @@ public sealed class TrainingTests : IDisposable
     {
         var manifold = Path.Combine(root, "manifold-source");
         var laplacian = OperationGradientTests.RandomGraphLaplacian(8, 70);
-        await Manifold.WriteAsync(manifold, laplacian, TauModeKind.Median);
+        await Manifold.WriteAsync(manifold, laplacian, TaumodeKind.Median);
         var options = Tiny("manifold", steps: 4) with { Embedding = 16, Heads = 2, KvHeads = 1, ManifoldDirectory = manifold, EvalEvery = 2, Taumode = null };
         var trainer = Trainer.Create(options);
         trainer.Run();
@@ -173,7 +173,7 @@ public sealed class TrainingTests : IDisposable
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(trainer.Directory, TauModel.ConfigFile)))!;
         Assert.Equal("manifold", (string?)config["laplacian"]!["manifold"]);
         var model = TauModel.Load(trainer.Directory);
-        Assert.Equal(TauModeKind.Median, model.DefaultDomain!.Settings.Mode);   // the manifold's own mode, as the Engine resolves it
+        Assert.Equal(TaumodeKind.Median, model.DefaultDomain!.Settings.Mode);   // the manifold's own mode, as the Engine resolves it
         Assert.Equal(laplacian.Entries(), model.DefaultDomain.Laplacian.Entries());
 
         var resumed = Trainer.Resume(trainer.Directory);
