@@ -102,7 +102,7 @@ public sealed class SessionGrain(
     {
         using var turn = await turnstile.Enter();
         var model = models.Get(Spec.Model);
-        int[] ids = PromptIds(model, prompt, PromptPlacement.After);
+        int[] ids = Tokens.Place(model, prompt, PromptPlacement.After).Remainder;
         if (prompt.ExpectedLength is { } expected && expected != Tokens.Count)
         {
             if (Tokens.AlreadyAppended(expected, ids))
@@ -205,11 +205,7 @@ public sealed class SessionGrain(
         spec.Sampling.ToOptions();
         if (request.MaxTokens < 1) throw new InvalidOptionsException($"max_tokens = {request.MaxTokens} must be at least 1");
 
-        var (keep, rest) = request.Prompt is { } prompt
-            ? request.Placement == PromptPlacement.Whole
-                ? Tokens.SharedPrefix(model.Tokenizer, AsText(prompt), PromptIds(model, prompt, PromptPlacement.Whole))
-                : (Tokens.Count, PromptIds(model, prompt, PromptPlacement.After))
-            : (Tokens.Count, []);
+        var (keep, rest) = Tokens.Place(model, request.Prompt, request.Placement);
         int start = keep + rest.Length;
         if (start == 0) throw new InvalidOptionsException($"session '{Id}' has no tokens: send a prompt");
         if ((long)start + request.MaxTokens > model.Config.SequenceLen)
@@ -239,19 +235,6 @@ public sealed class SessionGrain(
         lastReused = keep;
         return record;
     }
-
-    /// <summary>A prompt's ids: chat turns rendered by the template (after what the session holds, or as the whole of it), text tokenized, ids checked.</summary>
-    private int[] PromptIds(TauModel model, PromptInput prompt, PromptPlacement placement) =>
-        Transcript.Tokenize(model, prompt.Turns is null ? prompt : PromptInput.FromText(
-            placement == PromptPlacement.Whole ? ChatTemplate.Render(prompt.Turns) : ChatTemplate.After(HeldText(model), prompt.Turns)));
-
-    /// <summary>A prompt whose turns are rendered as text, which is how a whole conversation is compared with what the session holds.</summary>
-    private static PromptInput AsText(PromptInput prompt) => prompt.Turns is null ? prompt : PromptInput.FromText(ChatTemplate.Render(prompt.Turns));
-
-    /// <summary>The end of the session's text, as far back as a chat turn needs to see (its unfinished last line).</summary>
-    private string HeldText(TauModel model) =>
-        Tokens.Count == 0 ? "" : (model.Tokenizer ?? throw new InvalidOptionsException("this model has no tokenizer: chat turns need text"))
-            .Decode(Tokens.Skip(Math.Max(0, Tokens.Count - 64)));
 
     public async Task<SessionInfo> Fork(string childSessionId)
     {

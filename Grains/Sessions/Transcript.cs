@@ -58,6 +58,28 @@ public sealed class Transcript : IReadOnlyList<int>
         return (lo, tokenizer.Encode(text[kept.Length..]).ToArray());
     }
 
+    /// <summary>
+    /// Where a prompt goes in this transcript: how many of its tokens stay, and the ids that follow them. After what it
+    /// holds, chat turns continue the template from the transcript's text; as the whole of it, they are rendered and
+    /// compared with it (<see cref="SharedPrefix"/>). No prompt: everything stays, nothing follows.
+    /// </summary>
+    public (int Keep, int[] Remainder) Place(TauModel model, PromptInput? prompt, PromptPlacement placement)
+    {
+        if (prompt is null) return (Count, []);
+        if (placement == PromptPlacement.Whole)
+        {
+            var whole = prompt.Turns is null ? prompt : PromptInput.FromText(ChatTemplate.Render(prompt.Turns));
+            return SharedPrefix(model.Tokenizer, whole, Tokenize(model, whole));
+        }
+        var after = prompt.Turns is null ? prompt : PromptInput.FromText(ChatTemplate.After(TextTail(model.Tokenizer), prompt.Turns));
+        return (Count, Tokenize(model, after));
+    }
+
+    /// <summary>The end of the transcript's text, as far back as a chat turn needs to see (its unfinished last line).</summary>
+    private string TextTail(ITextTokenizer? tokenizer) =>
+        Count == 0 ? "" : (tokenizer ?? throw new InvalidOptionsException("this model has no tokenizer: chat turns need text"))
+            .Decode(ids.Skip(Math.Max(0, Count - 64)));
+
     /// <summary>Whether an append of <paramref name="appended"/> at <paramref name="expectedLength"/> already took effect (its reply was lost).</summary>
     public bool AlreadyAppended(int expectedLength, int[] appended) =>
         Count == expectedLength + appended.Length && ids.Skip(expectedLength).SequenceEqual(appended);

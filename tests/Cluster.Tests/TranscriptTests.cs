@@ -104,4 +104,22 @@ public sealed class TranscriptTests
         (await third.WaitAsync(TimeSpan.FromMinutes(1))).Dispose();
         using var again = await turnstile.Enter();   // free once every turn has ended
     }
+
+    [Fact]
+    public void A_prompt_is_placed_after_the_transcript_or_as_the_whole_of_it()
+    {
+        var bytes = Bytes.Value;
+        var held = Of([.. ByteTokenizer.Instance.Encode("User: a\nAssistant: b\nUser:")]);
+        var (keep, rest) = held.Place(bytes, PromptInput.FromTurns(new ChatTurn("user", "c")), PromptPlacement.After);
+        Assert.Equal((held.Count, " c\nAssistant:"), (keep, ByteTokenizer.Instance.Decode(rest)));   // the reply stopped at the next turn
+
+        (keep, rest) = held.Place(bytes, PromptInput.FromTurns(new ChatTurn("user", "a"), new ChatTurn("assistant", " b"), new ChatTurn("user", "d")), PromptPlacement.Whole);
+        Assert.Equal("User: a\nAssistant: b\nUser:".Length, keep);                                   // the whole conversation, rendered, agrees that far
+        Assert.Equal(" d\nAssistant:", ByteTokenizer.Instance.Decode(rest));
+
+        Assert.Equal((held.Count, 0), (held.Place(bytes, null, PromptPlacement.Whole).Keep, held.Place(bytes, null, PromptPlacement.Whole).Remainder.Length));
+        Assert.Equal([3], Of(1, 2).Place(bytes, PromptInput.FromIds([3]), PromptPlacement.After).Remainder);
+        Assert.Contains("no tokenizer", Assert.Throws<InvalidOptionsException>(
+            () => Of(1).Place(Model(null, 10), PromptInput.FromTurns(new ChatTurn("user", "x")), PromptPlacement.After)).Message);
+    }
 }
