@@ -15,8 +15,8 @@ public sealed class SessionCompute(InferenceSession inference, Sampler sampler)
 }
 
 /// <summary>
-/// The silo's live session caches by handle. Session grains pass handles to the layer workers, which run on
-/// the same silo, so caches are never serialized or copied by Orleans.
+/// The silo's live session caches by handle: a fork on the same silo finds its parent's cache by the handle the parent
+/// reports and copies it, rather than recompute it; the metrics add up the caches' bytes.
 /// </summary>
 public sealed class LocalSessions
 {

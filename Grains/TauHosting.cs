@@ -29,7 +29,7 @@ public static class TauHosting
         services.AddPlacementDirector<AwayFromCallerPlacement, AwayFromCallerPlacementDirector>();
         services.AddMetrics();   // the IMeterFactory TauMetrics' meter comes from (hosts register it already; this makes sure)
         services.AddSingleton<TauMetrics>();
-        services.AddSingleton(_ => new DecodeBatcher());
+        services.AddSingleton(_ => new ComputeWorkers());
         services.AddTauErrors();
 
         switch (options.Storage)

@@ -12,7 +12,7 @@ public sealed class TauMetrics : IDisposable
 {
     public const string MeterName = "TauCluster";
 
-    public TauMetrics(IMeterFactory meters, LocalSessions sessions, LocalShards shards, Engine.DecodeBatcher batcher)
+    public TauMetrics(IMeterFactory meters, LocalSessions sessions, LocalShards shards, Engine.ComputeWorkers compute)
     {
         Meter = meters.Create(MeterName);
         TimeToFirstToken = Meter.CreateHistogram("tau.time_to_first_token", "s", "From a generation request reaching its session to its first new token", advice: LatencyBuckets);
@@ -29,9 +29,10 @@ public sealed class TauMetrics : IDisposable
         ShardQueries = Meter.CreateCounter<long>("tau.context_shard_queries", "{query}", "Layers of forward passes that asked a session's context shards (one round trip to each)");
         ShardQueryBytes = Meter.CreateCounter<long>("tau.context_shard_query_bytes", "By", "Payload bytes of context-shard queries: λs sent, partials received");
         ShardRebuilds = Meter.CreateCounter<long>("tau.context_shard_rebuilds", "{shard}", "Context shards lost and computed again from their sessions' tokens");
-        Meter.CreateObservableGauge("tau.batch_waiting", () => batcher.Waiting, "{step}", "Decode steps waiting for the next continuous batch");
-        Meter.CreateObservableCounter("tau.batched_steps", () => batcher.Steps, "{step}", "Decode steps run in continuous batches");
-        Meter.CreateObservableCounter("tau.batches", () => batcher.Batches, "{batch}", "Forward passes run by the continuous batcher");
+        Meter.CreateObservableGauge("tau.batch_waiting", () => compute.Waiting, "{step}", "Decode steps and prompts waiting for their first pass of the continuous batch");
+        Meter.CreateObservableCounter("tau.batched_steps", () => compute.Steps, "{step}", "Decode steps run in continuous batches");
+        Meter.CreateObservableCounter("tau.batched_prefill_blocks", () => compute.PrefillChunks, "{block}", "Prompt blocks (up to 256 tokens of one session) run in continuous batches");
+        Meter.CreateObservableCounter("tau.batches", () => compute.Batches, "{batch}", "Forward passes run by the compute workers");
     }
 
     /// <summary>Token latencies run from about a millisecond to seconds; the default buckets are for milliseconds.</summary>

@@ -9,7 +9,7 @@ namespace TauCluster.Client;
 
 /// <summary>
 /// <c>tau bench sessions</c>: aggregate tokens/s of N concurrent sessions through an embedded one-silo cluster (session
-/// grains, layer workers, Orleans streams), beside one session on the bare engine: the cluster path's overhead.
+/// grains, the compute worker, Orleans streams), beside one session on the bare engine: the cluster path's overhead.
 /// </summary>
 internal static class BenchSessionsCommand
 {

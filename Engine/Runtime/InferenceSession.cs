@@ -147,18 +147,18 @@ public sealed class InferenceSession
         }
     }
 
-    /// <summary>This session's step through a <see cref="DecodeBatcher"/>, made on its first batched step and reused.</summary>
-    internal BatchedStep? BatchedStep { get; set; }
+    /// <summary>This session's step through a <see cref="ComputeWorker"/>, made on its first step there and reused.</summary>
+    internal SessionStep? WorkerStep { get; set; }
 
-    /// <summary>The forward-pass buffers and the lane a batched decode step runs this session in.</summary>
-    internal Lane DecodeLane => new(Cache, 1);
+    /// <summary>The lane a worker's pass runs <paramref name="rows"/> of this session's new tokens in.</summary>
+    internal Lane Lane(int rows) => new(Cache, rows);
 
-    /// <summary>Takes in a token that a batched step ran through the model, with its logits row.</summary>
-    internal void AcceptBatched(int token, ReadOnlySpan<float> logits)
+    /// <summary>Takes in a block of tokens that a worker's pass ran through the model, with the logits of its last row.</summary>
+    internal void AcceptBlock(ReadOnlySpan<int> block, ReadOnlySpan<float> logits)
     {
         buffers.EnsureCapacity(1);
         logits.CopyTo(buffers.Logits);
-        tokens.Add(token);
+        foreach (int t in block) tokens.Add(t);
         hasLogits = true;
     }
 

@@ -20,7 +20,7 @@ public sealed class SessionGrain(
     DomainStore domains,
     LocalSessions local,
     ILocalSiloDetails silo,
-    DecodeBatcher batcher,
+    ComputeWorkers compute,
     TauMetrics metrics,
     IOptions<TauClusterOptions> options,
     ILogger<SessionGrain> logger) : Grain, ISessionGrain
@@ -34,7 +34,7 @@ public sealed class SessionGrain(
     private string Id => this.GetPrimaryKeyString();
     private Transcript Tokens => tokens ??= Transcript.Unpack(state.State.Tokens);
     private SessionSpec Spec => state.State.Spec ?? throw new UnknownNameException("session", Id, "open it first");
-    private SessionRuntime Runtime => runtime ??= new SessionRuntime(Id, GrainFactory, batcher, local, options.Value, metrics, logger);
+    private SessionRuntime Runtime => runtime ??= new SessionRuntime(Id, GrainFactory, compute, local, options.Value, metrics, logger);
     private SessionCompute? Live => runtime?.Current;   // the live cache, if this activation has one
 
     public async Task<SessionInfo> Open(SessionSpec spec)

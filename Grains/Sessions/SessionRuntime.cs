@@ -5,14 +5,14 @@ namespace TauCluster.Grains;
 
 /// <summary>
 /// The in-memory half of one session on this silo: its live cache and sampler (<see cref="SessionCompute"/>), where
-/// each step's compute goes (the silo's continuous batch, or a layer worker), the context shards its oldest positions
+/// each step's compute goes (its model's <see cref="ComputeWorker"/> on this silo), the context shards its oldest positions
 /// move to past the cache budget, and the recomputation of a lost shard. Derived from the session's tokens; the grain
 /// owns those and the persisted state.
 /// </summary>
 internal sealed class SessionRuntime(
     string sessionId,
     IGrainFactory grains,
-    DecodeBatcher batcher,
+    ComputeWorkers compute,
     LocalSessions local,
     TauClusterOptions options,
     TauMetrics metrics,
@@ -74,11 +74,17 @@ internal sealed class SessionRuntime(
         return next;
     }
 
-    /// <summary>A decode step joins the silo's continuous batch directly; prefills, and sessions with shards, go to a layer worker.</summary>
-    private async Task<int> Compute(SessionCompute c, int[] tokens, bool sample) =>
-        sample && tokens.Length == 1 && !c.Inference.HasExternalContext
-            ? await batcher.Step(c.Inference, tokens[0], c.Sampler)
-            : await grains.GetGrain<ILayerWorkerGrain>(0).Step(new ComputeStep(c.Handle, tokens, sample));
+    /// <summary>
+    /// Every step goes to the model's compute worker on this silo, called directly rather than through a grain: the cache
+    /// lives in this silo's memory, so a message would only add a hop. A decode step takes the worker's allocation-free path.
+    /// </summary>
+    private async Task<int> Compute(SessionCompute c, int[] tokens, bool sample)
+    {
+        var worker = compute.For(c.Inference.Model);
+        return sample && tokens.Length == 1
+            ? await worker.Decode(c.Inference, tokens[0], c.Sampler)
+            : await worker.Prefill(c.Inference, tokens, sample ? c.Sampler : null);
+    }
 
     /// <summary>
     /// Moves the oldest sealed segments to a new context shard while the cache is over its budget. A move that fails

@@ -227,7 +227,7 @@ public sealed class ContextShardTests(ContextShardTests.WholeCluster whole) : IC
             for (int offset = 0; offset < prompt.Length; offset += Segment)
             {
                 var block = prompt[offset..Math.Min(prompt.Length, offset + Segment)];
-                // A forward pass off the test's thread, as a layer worker runs it: it waits on the shards in every layer.
+                // A forward pass off the test's thread, as a compute worker runs a session with shards: it waits on them in every layer.
                 actual = await Task.Run(() => sharded.Append(block).ToArray());
                 while (cache.SealedSegments > 0) await shards.Offload(cache, 1);
             }

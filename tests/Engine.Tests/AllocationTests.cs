@@ -76,8 +76,8 @@ public sealed class AllocationTests
     private const int SmallestObjectBytes = 24;
 
     /// <summary>
-    /// The silo's decode path, <see cref="DecodeBatcher.Step"/>, allocates nothing per step either: two sessions step
-    /// together, and the batcher's code (its passes, its sampling on the thread pool, each Step call and each await of
+    /// The silo's decode path, <see cref="ComputeWorker.Decode"/>, allocates nothing per step either: two sessions step
+    /// together, and the worker's code (its passes, its sampling on the thread pool, each Decode call and each await of
     /// one) and the kernel pool's workers allocate less than one object per step in every window. Not zero: the first
     /// await of a step on a thread-pool thread that has not yet run a Task reads TaskScheduler.Current, and the runtime
     /// then makes that thread's Task statics, 32 bytes, once per thread (seen in about one window in three).
@@ -87,15 +87,16 @@ public sealed class AllocationTests
     public async Task Batched_decode_steps_allocate_nothing(AttentionKind attention, TauAttentionPath path, int stepsPerWindow)
     {
         var (model, pool, _) = Setup(attention);
-        using var batcher = new DecodeBatcher(pool: pool);
+        using var workers = new ComputeWorkers(pool: pool);
+        var worker = workers.For(model);
         var first = Prefilled(model, pool, path, 2, length: 875);
         var second = Prefilled(model, pool, path, 3, length: 875);
         var firstSampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 1));
         var secondSampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 2));
-        long Allocated() => batcher.AllocatedBytes + pool.WorkerAllocatedBytes;
+        long Allocated() => worker.AllocatedBytes + pool.WorkerAllocatedBytes;
         const int warmUp = 150;   // to length 1025: the windows stay inside the λ index's block that ends at 1088
 
-        // One async method for the whole measurement, resumed by the batcher's work items (a new method per window
+        // One async method for the whole measurement, resumed by the worker's work items (a new method per window
         // would allocate its own state machine).
         var windows = await Task.Run(async () =>
         {
@@ -105,8 +106,8 @@ public sealed class AllocationTests
             for (int step = -warmUp; step < BatchedWindows * stepsPerWindow; step++)
             {
                 if (step >= 0 && step % stepsPerWindow == 0) before = Allocated();
-                var stepA = batcher.Step(first, a, firstSampler);
-                var stepB = batcher.Step(second, b, secondSampler);
+                var stepA = worker.Decode(first, a, firstSampler);
+                var stepB = worker.Decode(second, b, secondSampler);
                 (a, b) = (await stepA, await stepB);
                 if (step >= 0 && step % stepsPerWindow == stepsPerWindow - 1) allocated[step / stepsPerWindow] = Allocated() - before;
             }
@@ -116,7 +117,7 @@ public sealed class AllocationTests
         // An allocation per step, even of the smallest object, would put at least that much per step in every window.
         Assert.True(windows.All(w => w < SmallestObjectBytes * 2 * stepsPerWindow),
             $"windows of {stepsPerWindow} batched steps of two sessions allocated: {string.Join(", ", windows)} bytes");
-        Assert.True(batcher.LargestBatch == 2, $"the two sessions never shared a forward pass (largest batch {batcher.LargestBatch})");
+        Assert.True(worker.LargestBatch == 2, $"the two sessions never shared a forward pass (largest batch {worker.LargestBatch})");
         Assert.Equal(875 + warmUp + BatchedWindows * stepsPerWindow, first.Length);
     }
 }

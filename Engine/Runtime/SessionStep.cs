@@ -4,21 +4,26 @@ using System.Threading.Tasks.Sources;
 namespace TauCluster.Engine;
 
 /// <summary>
-/// A session's one decode step in flight through a <see cref="DecodeBatcher"/>, reused for each of its steps. The
-/// batcher's thread completes it by queueing it to the thread pool, where it samples the next token and resumes the
-/// waiting session (inline, or on the session's own scheduling context), so the batcher goes straight on to its next
-/// pass. It is its own completion source rather than a ManualResetValueTaskSourceCore, whose path for an awaiter that
-/// arrives just after completion queues a new work item: here that late resume is this same object queued again.
+/// A session's one step in flight through its <see cref="ComputeWorker"/> (a decode step or a prefill), reused for each
+/// of its steps. The worker's thread runs it a block at a time and completes it by queueing it to the thread pool,
+/// where it samples the next token (when asked) and resumes the waiting session (inline, or on the session's own
+/// scheduling context), so the worker goes straight on to its next pass. It is its own completion source rather than
+/// a ManualResetValueTaskSourceCore, whose path for an awaiter that arrives just after completion queues a new work
+/// item: here that late resume is this same object queued again.
 /// </summary>
-internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batcher) : IValueTaskSource<int>, IThreadPoolWorkItem
+internal sealed class SessionStep(InferenceSession session, ComputeWorker worker) : IValueTaskSource<int>, IThreadPoolWorkItem
 {
     /// <summary>Stands in <see cref="continuation"/> once the step has completed.</summary>
     private static readonly Action<object?> CompletedSentinel = _ => { };
+
+    /// <summary>A decode step's one token, kept here so that a step hands the worker no new array.</summary>
+    private readonly int[] single = new int[1];
 
     private Sampler? sampler;
     private Exception? failure;
     private int result;
     private short version;
+    private int inFlight;
     private bool completed;
     private bool resumeLate;
     private Action<object?>? continuation;
@@ -27,11 +32,26 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
     private object? schedulingContext;
 
     public InferenceSession Session { get; } = session;
-    public int Token { get; private set; }
+    public ComputeWorker Worker { get; } = worker;
 
-    public ValueTask<int> Start(int token, Sampler sampler)
+    /// <summary>The tokens the worker has yet to run through the model, from the start of the next block.</summary>
+    public ReadOnlyMemory<int> Remaining { get; private set; }
+
+    /// <summary>Rows of the step's next block: the blocks are those of <see cref="InferenceSession.Append(ReadOnlySpan{int})"/>, so the numbers are too.</summary>
+    public int NextBlock => Math.Min(InferenceSession.PrefillBlock, Remaining.Length);
+
+    public ValueTask<int> StartDecode(int token, Sampler sampler)
     {
-        Token = token;
+        single[0] = token;
+        return Start(single, sampler);
+    }
+
+    /// <summary>Begins a step; refuses a second one while this session's last is still running, which would race on its cache.</summary>
+    public ValueTask<int> Start(ReadOnlyMemory<int> tokens, Sampler? sampler)
+    {
+        if (Interlocked.Exchange(ref inFlight, 1) != 0)
+            throw new InvalidOperationException("the session already has a step in flight: await it before the next");
+        Remaining = tokens;
         this.sampler = sampler;
         failure = null;
         completed = resumeLate = false;
@@ -41,10 +61,18 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
         return new ValueTask<int>(this, ++version);
     }
 
-    /// <summary>Called by the batcher's thread when the step's pass has run (or failed).</summary>
+    /// <summary>The worker's thread ran the next block; whether that was the last.</summary>
+    public bool Advance(int rows)
+    {
+        Remaining = Remaining[rows..];
+        return Remaining.IsEmpty;
+    }
+
+    /// <summary>Called by the worker's thread when the step's last pass has run (or failed).</summary>
     public void Complete(Exception? error)
     {
         failure = error;
+        Remaining = default;
         ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
     }
 
@@ -59,16 +87,17 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         try
         {
-            if (failure is null) result = sampler!.Sample(Session.Logits);
+            if (failure is null) result = sampler is null ? -1 : sampler.Sample(Session.Logits);
         }
         catch (Exception e)
         {
             failure = e;
         }
         sampler = null;
+        Volatile.Write(ref inFlight, 0);   // before the session resumes: its next step may start at once
         completed = true;
         bool awaited = Interlocked.CompareExchange(ref continuation, CompletedSentinel, null) is not null;
-        batcher.CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+        Worker.CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
         if (awaited) Resume();
     }
 
@@ -89,7 +118,7 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
             resumeLate = true;
             ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
         }
-        batcher.CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+        Worker.CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
     }
 
     /// <summary>Runs the awaiter's continuation where it asked to be resumed: its scheduling context, or here.</summary>
@@ -98,10 +127,10 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
         switch (schedulingContext)
         {
             case SynchronizationContext context:
-                context.Post(static s => ((BatchedStep)s!).RunContinuation(), this);
+                context.Post(static s => ((SessionStep)s!).RunContinuation(), this);
                 break;
             case TaskScheduler scheduler:
-                Task.Factory.StartNew(static s => ((BatchedStep)s!).RunContinuation(), this, CancellationToken.None, TaskCreationOptions.DenyChildAttach, scheduler);
+                Task.Factory.StartNew(static s => ((SessionStep)s!).RunContinuation(), this, CancellationToken.None, TaskCreationOptions.DenyChildAttach, scheduler);
                 break;
             default:
                 RunContinuation();
@@ -112,7 +141,7 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
     /// <summary>The continuation, in the execution context it was awaited in when it asked for that to flow.</summary>
     private void RunContinuation()
     {
-        if (executionContext is { } flowing) ExecutionContext.Run(flowing, static s => ((BatchedStep)s!).InvokeContinuation(), this);
+        if (executionContext is { } flowing) ExecutionContext.Run(flowing, static s => ((SessionStep)s!).InvokeContinuation(), this);
         else InvokeContinuation();
     }
 
@@ -133,13 +162,13 @@ internal sealed class BatchedStep(InferenceSession session, DecodeBatcher batche
     int IValueTaskSource<int>.GetResult(short token)
     {
         Check(token);
-        if (!Volatile.Read(ref completed)) throw new InvalidOperationException("the decode step has not completed");
+        if (!Volatile.Read(ref completed)) throw new InvalidOperationException("the step has not completed");
         if (failure is not null) ExceptionDispatchInfo.Throw(failure);
         return result;
     }
 
     private void Check(short token)
     {
-        if (token != version) throw new InvalidOperationException("a decode step's result was awaited twice, or after the session's next step");
+        if (token != version) throw new InvalidOperationException("a step's result was awaited twice, or after the session's next step");
     }
 }

@@ -1,0 +1,207 @@
+using System.Collections.Concurrent;
+
+namespace TauCluster.Engine;
+
+/// <summary>
+/// Runs one model's kernels on one device for every session of that model on the silo: it owns the forward pass's
+/// buffers, the thread the passes run on, and the continuous batch. Each pass takes the decode steps that are waiting
+/// (one row each, up to <see cref="MaxBatch"/>) and blocks of prompts (up to <see cref="InferenceSession.PrefillBlock"/>
+/// rows of one session each) while they fit in <see cref="RowBudget"/>, one lane per session, so every weight is read
+/// once per pass and a long prompt goes a block per pass instead of stalling the others' tokens behind it (chunked
+/// prefill). A step that arrives while a pass runs joins the next one. Because every number of a row is computed the
+/// same way whatever else is in the pass, and a prompt's blocks are those <see cref="InferenceSession.Append(ReadOnlySpan{int})"/>
+/// runs, a session's logits and tokens are bitwise those it gets alone.
+/// </summary>
+public sealed partial class ComputeWorker : IDisposable
+{
+    private readonly TauModel model;
+    private readonly ConcurrentQueue<SessionStep> decodes = new();
+    private readonly ConcurrentQueue<SessionStep> prefills = new();
+    /// <summary>An OS event rather than a SemaphoreSlim, whose lock allocates when contended: a step allocates nothing.</summary>
+    private readonly AutoResetEvent ready = new(initialState: false);
+    private readonly ForwardBuffers buffers;
+    private volatile bool stopped;
+    private volatile PassHold? hold;
+    private int waiting;
+    private long allocatedBytes;
+
+    internal ComputeWorker(TauModel model, ComputeDevice device, int maxBatch, KernelPool pool)
+    {
+        this.model = model;
+        Device = device;
+        MaxBatch = maxBatch;
+        RowBudget = InferenceSession.PrefillBlock + maxBatch;
+        buffers = new ForwardBuffers(model.Config, pool);
+        var batch = new PassBatch(this);
+        new Thread(() => Loop(batch)) { IsBackground = true, Name = $"tau-compute-{device}" }.Start();
+    }
+
+    public ComputeDevice Device { get; }
+    public int MaxBatch { get; }
+
+    /// <summary>Rows one pass may hold: a full prompt block beside a full batch of decode steps.</summary>
+    public int RowBudget { get; }
+
+    /// <summary>Steps waiting for their first pass.</summary>
+    public int Waiting => Volatile.Read(ref waiting);
+
+    /// <summary>Passes run, decode steps and prompt blocks they held, and the most lanes one pass held (tests, metrics).</summary>
+    public long Batches { get; private set; }
+    public long Steps { get; private set; }
+    public long PrefillChunks { get; private set; }
+    public int LargestBatch { get; private set; }
+
+    /// <summary>
+    /// Bytes the worker's own code has allocated, wherever it ran: its passes, its sampling on the thread pool, and
+    /// each <see cref="Decode"/> call and await of one (not the awaiting caller's own code; the kernel pool counts its
+    /// workers apart). A check that a step allocates nothing; reading the thread's count costs a few nanoseconds.
+    /// </summary>
+    internal long AllocatedBytes => Interlocked.Read(ref allocatedBytes);
+
+    internal void CountAllocated(long bytes)
+    {
+        if (bytes != 0) Interlocked.Add(ref allocatedBytes, bytes);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="token"/> through the session's model in the next pass, then samples the next token on a
+    /// thread-pool thread, so that the sessions of a pass sample in parallel while the next pass runs. A step allocates
+    /// nothing: what it returns is backed by the session's reusable <see cref="SessionStep"/>.
+    /// </summary>
+    public ValueTask<int> Decode(InferenceSession session, int token, Sampler sampler)
+    {
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        SessionStep step;
+        ValueTask<int> done;
+        try
+        {
+            Admit(session);
+            session.Validate(token);
+            if (session.HasExternalContext) return Alone(session, new[] { token }, sampler);
+            step = StepOf(session);
+            done = step.StartDecode(token, sampler);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<int>(e);
+        }
+        Enqueue(decodes, step);
+        CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+        return done;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> through the session's model, a block per pass beside other sessions' steps, and
+    /// then samples the next token when given a sampler (otherwise the result is −1). None: samples the current logits.
+    /// </summary>
+    public ValueTask<int> Prefill(InferenceSession session, ReadOnlyMemory<int> tokens, Sampler? sampler)
+    {
+        try
+        {
+            Admit(session);
+            if (tokens.IsEmpty) return new(sampler?.Sample(session.Logits) ?? -1);
+            session.Validate(tokens.Span);
+            if (session.HasExternalContext) return Alone(session, tokens, sampler);
+            var step = StepOf(session);
+            var done = step.Start(tokens, sampler);
+            Enqueue(prefills, step);
+            return done;
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<int>(e);
+        }
+    }
+
+    private void Admit(InferenceSession session)
+    {
+        ObjectDisposedException.ThrowIf(stopped, this);
+        if (session.Model != model) throw new ArgumentException("the session runs another model than this worker's", nameof(session));
+    }
+
+    private SessionStep StepOf(InferenceSession session)
+    {
+        if (session.WorkerStep is not { } step || step.Worker != this) session.WorkerStep = step = new SessionStep(session, this);
+        return step;
+    }
+
+    /// <summary>
+    /// A session with context shards waits on them in every layer: it runs by itself on the thread pool, in its own
+    /// buffers, rather than hold up every other session's pass.
+    /// </summary>
+    private static ValueTask<int> Alone(InferenceSession session, ReadOnlyMemory<int> tokens, Sampler? sampler) => new(Task.Run(() =>
+    {
+        var logits = session.Append(tokens.Span);
+        return sampler?.Sample(logits) ?? -1;
+    }));
+
+    private void Enqueue(ConcurrentQueue<SessionStep> queue, SessionStep step)
+    {
+        Interlocked.Increment(ref waiting);
+        queue.Enqueue(step);
+        ready.Set();
+    }
+
+    /// <summary>
+    /// Until disposed, passes wait: the first after it takes as many steps as fit, and <see cref="PassHold.Allow"/> lets
+    /// passes run one by one. Lets a test line up a pass of an exact make-up.
+    /// </summary>
+    internal PassHold HoldPasses() => hold = new PassHold(this);
+
+    internal sealed class PassHold(ComputeWorker worker) : IDisposable
+    {
+        private readonly SemaphoreSlim passes = new(0);
+
+        /// <summary>Lets <paramref name="count"/> more passes run.</summary>
+        public void Allow(int count = 1) => passes.Release(count);
+
+        public void Enter() => passes.Wait();
+
+        public void Dispose()
+        {
+            worker.hold = null;
+            passes.Release(int.MaxValue / 2);
+        }
+    }
+
+    public void Dispose()
+    {
+        stopped = true;
+        hold?.Dispose();
+        ready.Set();
+    }
+
+    private void Loop(PassBatch batch)
+    {
+        while (true)
+        {
+            // Waits without a cancellation token, whose registration would allocate on every wait: Dispose wakes it.
+            while (!stopped && !batch.HasCarried && decodes.IsEmpty && prefills.IsEmpty) ready.WaitOne();
+            hold?.Enter();
+            if (stopped) break;
+            long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+            batch.Gather();
+            Run(batch);
+            CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+        }
+        batch.FailAll(new ObjectDisposedException(nameof(ComputeWorker)));
+    }
+
+    private void Run(PassBatch batch)
+    {
+        try
+        {
+            model.Forward(batch.Tokens, batch.Lanes, buffers, everyRow: false);
+        }
+        catch (Exception e)
+        {
+            batch.Fail(e);
+            return;
+        }
+        Batches++;
+        Steps += batch.DecodeCount;
+        PrefillChunks += batch.Count - batch.DecodeCount;
+        LargestBatch = Math.Max(LargestBatch, batch.Count);
+        batch.Finish(buffers.Logits, model.Config.VocabSize);
+    }
+}
