@@ -156,6 +156,8 @@ public sealed class SessionGrain(
         long started = Stopwatch.GetTimestamp();
         using var turn = await turnstile.Enter(cancellation);
         int unsaved = 0;
+        Task? checkpoint = null;
+        Task<int>? ahead = null;
         try
         {
             // A re-sent request resumes: what this session already generated for it comes again (the caller skips
@@ -169,7 +171,8 @@ public sealed class SessionGrain(
             long last = started;
             while (!reply.Finished && !cancellation.IsCancellationRequested)
             {
-                int next = await Runtime.Step(c, Tokens, sample: true);
+                int next = await (ahead ?? Runtime.Step(c, Tokens, sample: true));
+                ahead = null;
                 Tokens.Add(next);
                 long now = Stopwatch.GetTimestamp();
                 (last == started ? metrics.TimeToFirstToken : metrics.InterTokenLatency).Record(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
@@ -177,14 +180,33 @@ public sealed class SessionGrain(
                 last = now;
                 if (++unsaved >= options.Value.CheckpointEvery)
                 {
-                    await Save();
+                    // Checkpoints leave the critical path: the write runs while the next tokens compute; one at a time.
+                    if (checkpoint is not null) await checkpoint;
+                    checkpoint = Save();
                     unsaved = 0;
                 }
-                yield return Finished(reply.Next(Tokens.Count - 1, next));
+                var chunk = Finished(reply.Next(Tokens.Count - 1, next));
+                // The next token computes while this one travels to the caller: a step never waits for the caller's
+                // round trip, and the session is never more than that one token ahead of what its caller has.
+                if (!reply.Finished && !cancellation.IsCancellationRequested) ahead = Runtime.Step(c, Tokens, sample: true);
+                yield return chunk;
             }
         }
         finally
         {
+            if (ahead is not null)
+            {
+                try
+                {
+                    Tokens.Add(await ahead);   // the caller left with a step under way: the session keeps the token it made
+                    unsaved++;
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // The step's failure has already dropped the live cache; the tokens stand as they are.
+                }
+            }
+            if (checkpoint is not null) await checkpoint;
             if (unsaved > 0) await Save();   // a failed save still ends the turn: the using releases it
         }
     }

@@ -39,4 +39,19 @@ public sealed class TokenizerTests
         Assert.DoesNotContain(deltas, d => d.Contains('\uFFFD'));
         Assert.Contains(deltas, d => d.Length == 0);   // some token ended mid-character and was held back
     }
+
+    [Fact]
+    public void Incremental_decoding_of_any_bytes_equals_decoding_them_all_at_once()
+    {
+        var tokenizer = TextTokenizer.For("bytes")!;
+        var rng = new Random(7);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            // Bytes a small model might well produce: valid characters, lone continuation bytes, sequences cut short.
+            var ids = Enumerable.Range(0, rng.Next(1, 40)).Select(_ => rng.Next(4) == 0 ? rng.Next(0x80, 0x100) : rng.Next(0x20, 0x80)).ToArray();
+            var decoder = new IncrementalDecoder(tokenizer);
+            string streamed = string.Concat(ids.Select(decoder.Add)) + decoder.Flush();
+            Assert.Equal(tokenizer.Decode(ids), streamed);
+        }
+    }
 }
