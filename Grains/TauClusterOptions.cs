@@ -52,6 +52,13 @@ public sealed class TauClusterOptions
     /// </summary>
     public long ContextBudgetBytes { get; set; } = 1L << 30;
 
+    /// <summary>
+    /// The most decode steps one forward pass of a model's compute worker takes; more sessions wait for the next pass,
+    /// in the order they came. Past the size where a pass's tokens per second stop growing, a bigger batch only adds
+    /// latency (BENCHMARKS.md has the curve).
+    /// </summary>
+    public int MaxBatch { get; set; } = 64;
+
     public static string DefaultDataDirectory =>
         Environment.GetEnvironmentVariable("TAU_HOME") is { Length: > 0 } home ? home
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "taucluster");

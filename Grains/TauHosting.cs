@@ -29,7 +29,8 @@ public static class TauHosting
         services.AddPlacementDirector<AwayFromCallerPlacement, AwayFromCallerPlacementDirector>();
         services.AddMetrics();   // the IMeterFactory TauMetrics' meter comes from (hosts register it already; this makes sure)
         services.AddSingleton<TauMetrics>();
-        services.AddSingleton(_ => new ComputeWorkers());
+        if (options.MaxBatch < 1) throw new InvalidOptionsException($"Tau:MaxBatch = {options.MaxBatch} must be at least 1");
+        services.AddSingleton(_ => new ComputeWorkers(options.MaxBatch));
         services.AddTauErrors();
 
         switch (options.Storage)

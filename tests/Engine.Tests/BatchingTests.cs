@@ -184,4 +184,53 @@ public sealed class BatchingTests
         Assert.InRange(await worker.Decode(session, 4, sampler), 0, 49);
         Assert.Equal(4, session.Length);
     }
+
+    [Fact]
+    public async Task Past_a_full_batch_sessions_wait_in_arrival_order_and_each_gets_one_step_per_round()
+    {
+        const int maxBatch = 4, groups = 3, sessions = groups * maxBatch, rounds = 3;
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(AttentionKind.Tau, vocab: 300), 17);
+        using var workers = new ComputeWorkers(maxBatch);
+        var worker = workers.For(model);
+        var runs = Enumerable.Range(0, sessions).Select(i =>
+        {
+            var session = new InferenceSession(model);
+            var sampler = new Sampler(300, new SamplingOptions(0.9, 20, 0.95, (ulong)i));
+            return (Session: session, Sampler: sampler, First: sampler.Sample(session.Append(TestSupport.RandomTokens(4, 300, (ulong)i))));
+        }).ToArray();
+        var done = new int[sessions];
+
+        async Task WaitFor(Func<bool> condition, string what)
+        {
+            for (var clock = System.Diagnostics.Stopwatch.StartNew(); !condition(); await Task.Delay(1))
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"timed out waiting until {what}");
+        }
+
+        using var hold = worker.HoldPasses();
+        // Arrival order is session order: each first step is queued before the next session's.
+        var first = runs.Select(r => worker.Decode(r.Session, r.First, r.Sampler)).ToArray();
+        var loops = runs.Select((r, i) => Task.Run(async () =>
+        {
+            int token = await first[i];
+            for (int round = 1; ; round++)
+            {
+                Interlocked.Increment(ref done[i]);
+                if (round == rounds) return;
+                token = await worker.Decode(r.Session, token, r.Sampler);
+            }
+        })).ToArray();
+
+        for (int pass = 0; pass < groups * rounds; pass++)
+        {
+            hold.Allow();
+            await WaitFor(() => done.Sum() == (pass + 1) * maxBatch, $"pass {pass + 1} completed");
+            // Pass p served group p mod 3: the first four waiting, in arrival order; nobody was passed over.
+            var expected = Enumerable.Range(0, sessions).Select(i => pass < i / maxBatch ? 0 : (pass - i / maxBatch) / groups + 1);
+            Assert.Equal(expected, done);
+            await WaitFor(() => worker.Waiting == done.Count(d => d < rounds), $"the sessions of pass {pass + 1} queued again");
+        }
+        await Task.WhenAll(loops);
+        Assert.Equal(groups * rounds, worker.Batches);
+        Assert.Equal(maxBatch, worker.LargestBatch);
+    }
 }
