@@ -35,7 +35,8 @@ internal static class BenchKernelsCommand
                 ["sum_ms"] = Math.Round(f.SumMs, 4), ["sum_gb_per_s"] = Math.Round(f.SumGBps, 2), ["ratio"] = Math.Round(ratio, 3),
                 ["fork_join_us"] = Math.Round(f.ForkJoinMicroseconds, 3), ["parked_fork_join_us"] = Math.Round(f.ParkedForkJoinMicroseconds, 3),
                 ["fork_joins_per_step"] = f.JobsPerStep, ["fork_join_ms_per_step"] = Math.Round(f.ForkJoinMsPerStep, 4),
-                ["step_ms"] = Math.Round(f.StepMs, 4),
+                ["step_ms"] = Math.Round(f.StepMs, 4), ["batch_rows"] = f.BatchRows, ["batch_matmul_ms"] = Math.Round(f.BatchMatMulMs, 3),
+                ["batch_gflops"] = Math.Round(f.BatchGflops, 1),
             }.ToJsonString());
             return 0;
         }
@@ -43,6 +44,7 @@ internal static class BenchKernelsCommand
             kernels {f.Path} on {f.Threads} threads, {f.WeightBytes / 1e6:F1} MB of weights per decode step
             weight read of a decode step: {f.MatMulMs,8:F3} ms = {f.MatMulGBps,6:F1} GB/s
             plain parallel sum, same bytes: {f.SumMs,6:F3} ms = {f.SumGBps,6:F1} GB/s   (ratio {ratio:F2})
+            the same products for {f.BatchRows} rows: {f.BatchMatMulMs,8:F3} ms = {f.BatchGflops,6:F1} GFLOP/s
             fork-join: {f.ForkJoinMicroseconds:F2} µs awake, {f.ParkedForkJoinMicroseconds:F2} µs parked; {f.JobsPerStep:F1} per decode step = {f.ForkJoinMsPerStep:F3} ms of a {f.StepMs:F3} ms step
             """));
         return 0;

@@ -11,9 +11,14 @@ namespace TauCluster.Engine;
 /// <param name="ParkedForkJoinMicroseconds">The same after the workers have gone idle and parked.</param>
 /// <param name="JobsPerStep">Fork-joins that one decode step shared with the workers.</param>
 /// <param name="StepMs">One whole decode step at a 1K context (forward pass and greedy choice).</param>
+/// <param name="BatchRows">Rows of the batched products timed in <paramref name="BatchMatMulMs"/>.</param>
+/// <param name="BatchMatMulMs">The products of one decode step for a batch of rows (one per session).</param>
 public sealed record KernelFigures(GemmPath Path, int Threads, long WeightBytes, double MatMulMs, double SumMs,
-    double ForkJoinMicroseconds, double ParkedForkJoinMicroseconds, double JobsPerStep, double StepMs)
+    double ForkJoinMicroseconds, double ParkedForkJoinMicroseconds, double JobsPerStep, double StepMs, int BatchRows, double BatchMatMulMs)
 {
+    /// <summary>Multiply-adds of the batched products, as GFLOP/s (two flops each).</summary>
+    public double BatchGflops => 2.0 * BatchRows * (WeightBytes / sizeof(float)) / BatchMatMulMs / 1e6;
+
     public double MatMulGBps => WeightBytes / MatMulMs / 1e6;
     public double SumGBps => WeightBytes / SumMs / 1e6;
     public double ForkJoinMsPerStep => JobsPerStep * ForkJoinMicroseconds / 1000;
@@ -36,6 +41,11 @@ public static class KernelBench
         // Alternated, so that whatever else the machine runs meanwhile weighs on both alike.
         var (matMul, plain) = MedianPair(repeats, () => { foreach (var m in matrices) work.Run(m, x, y, 1); }, () => pool.For(sum.Chunks, sum));
 
+        const int batch = 64;
+        var xs = TestVector(batch * matrices.Max(m => m.In));
+        var ys = new float[batch * matrices.Max(m => m.Out)];
+        double batched = Median(Math.Max(3, repeats / 8), () => { foreach (var m in matrices) work.Run(m, xs, ys, batch); });
+
         var empty = new EmptyWork();
         const int forks = 2000;
         double forkJoin = Median(5, () => { for (int i = 0; i < forks; i++) pool.For(pool.Workers + 1, empty); }) * 1000 / forks;
@@ -49,7 +59,8 @@ public static class KernelBench
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < repeats; i++) logits = session.Append(Sampler.ArgMax(logits));
         double step = clock.Elapsed.TotalMilliseconds / repeats;
-        return new KernelFigures(GemmKernels.Best, pool.Workers + 1, bytes, matMul, plain, forkJoin, parked, (double)(pool.Jobs - jobs) / repeats, step);
+        return new KernelFigures(GemmKernels.Best, pool.Workers + 1, bytes, matMul, plain, forkJoin, parked, (double)(pool.Jobs - jobs) / repeats, step,
+            batch, batched);
     }
 
     private static float[] TestVector(int length)
