@@ -45,7 +45,8 @@ internal static class BenchKernelsCommand
             weight read of a decode step: {f.MatMulMs,8:F3} ms = {f.MatMulGBps,6:F1} GB/s
             plain parallel sum, same bytes: {f.SumMs,6:F3} ms = {f.SumGBps,6:F1} GB/s   (ratio {ratio:F2})
             the same products for {f.BatchRows} rows: {f.BatchMatMulMs,8:F3} ms = {f.BatchGflops,6:F1} GFLOP/s
-            fork-join: {f.ForkJoinMicroseconds:F2} µs awake, {f.ParkedForkJoinMicroseconds:F2} µs parked; {f.JobsPerStep:F1} per decode step = {f.ForkJoinMsPerStep:F3} ms of a {f.StepMs:F3} ms step
+            fork-join of an empty job: {f.ForkJoinMicroseconds:F2} µs with the workers awake, {f.ParkedForkJoinMicroseconds:F2} µs parked
+            a decode step at 1K context: {f.StepMs:F3} ms, of which {f.JobsPerStep:F0} fork-joins cost the caller {f.ForkJoinMsPerStep:F3} ms (publish, wake, join)
             """));
         return 0;
     }

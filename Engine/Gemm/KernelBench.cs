@@ -7,21 +7,21 @@ namespace TauCluster.Engine;
 /// <param name="WeightBytes">Bytes of the weights one decode step multiplies by (every layer's products and lm_head).</param>
 /// <param name="MatMulMs">Time of those products for one row, the median of the repeats.</param>
 /// <param name="SumMs">Time of a plain parallel sum over the same packed bytes, the median of the repeats.</param>
-/// <param name="ForkJoinMicroseconds">One fork-join of an empty job on every worker, back to back (workers awake).</param>
+/// <param name="ForkJoinMicroseconds">One fork-join of an empty job split for every thread, back to back (workers awake).</param>
 /// <param name="ParkedForkJoinMicroseconds">The same after the workers have gone idle and parked.</param>
 /// <param name="JobsPerStep">Fork-joins that one decode step shared with the workers.</param>
+/// <param name="ForkJoinMsPerStep">What those cost the decoding thread per step, measured in the steps: publishing, waking, waiting at the joins.</param>
 /// <param name="StepMs">One whole decode step at a 1K context (forward pass and greedy choice).</param>
 /// <param name="BatchRows">Rows of the batched products timed in <paramref name="BatchMatMulMs"/>.</param>
 /// <param name="BatchMatMulMs">The products of one decode step for a batch of rows (one per session).</param>
 public sealed record KernelFigures(GemmPath Path, int Threads, long WeightBytes, double MatMulMs, double SumMs,
-    double ForkJoinMicroseconds, double ParkedForkJoinMicroseconds, double JobsPerStep, double StepMs, int BatchRows, double BatchMatMulMs)
+    double ForkJoinMicroseconds, double ParkedForkJoinMicroseconds, double JobsPerStep, double ForkJoinMsPerStep, double StepMs, int BatchRows, double BatchMatMulMs)
 {
     /// <summary>Multiply-adds of the batched products, as GFLOP/s (two flops each).</summary>
     public double BatchGflops => 2.0 * BatchRows * (WeightBytes / sizeof(float)) / BatchMatMulMs / 1e6;
 
     public double MatMulGBps => WeightBytes / MatMulMs / 1e6;
     public double SumGBps => WeightBytes / SumMs / 1e6;
-    public double ForkJoinMsPerStep => JobsPerStep * ForkJoinMicroseconds / 1000;
 }
 
 /// <summary>
@@ -58,11 +58,12 @@ public static class KernelBench
         session.FillSynthetic(context - 1, seed: 1);
         var logits = session.Append(1);
         for (int i = 0; i < 4; i++) logits = session.Append(Sampler.ArgMax(logits));
-        long jobs = pool.Jobs;
+        long jobs = pool.Jobs, overhead = pool.ForkJoinTicks;
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < repeats; i++) logits = session.Append(Sampler.ArgMax(logits));
         double step = clock.Elapsed.TotalMilliseconds / repeats;
-        return new KernelFigures(GemmKernels.Best, pool.Workers + 1, bytes, matMul, plain, forkJoin, parked, (double)(pool.Jobs - jobs) / repeats, step,
+        return new KernelFigures(GemmKernels.Best, pool.Workers + 1, bytes, matMul, plain, forkJoin, parked, (double)(pool.Jobs - jobs) / repeats,
+            (pool.ForkJoinTicks - overhead) * 1000.0 / Stopwatch.Frequency / repeats, step,
             batch, batched);
     }
 

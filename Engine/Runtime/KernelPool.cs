@@ -58,6 +58,14 @@ public sealed class KernelPool
     /// <summary>Jobs that were shared with the workers: the fork-joins a step paid for.</summary>
     public long Jobs => Volatile.Read(ref jobs);
 
+    private long overheadTicks;
+
+    /// <summary>
+    /// Stopwatch ticks the callers of shared jobs spent not running chunks: publishing the job, waking workers, and
+    /// waiting at the join for helpers to finish. What the fork-joins cost the decoding thread.
+    /// </summary>
+    public long ForkJoinTicks => Volatile.Read(ref overheadTicks);
+
     /// <summary>Bytes the worker threads have allocated, as of their last job: a check that the kernels allocate nothing.</summary>
     internal long WorkerAllocatedBytes => Total(workerAllocatedBytes);
 
@@ -78,6 +86,7 @@ public sealed class KernelPool
             for (int i = 0; i < chunks; i++) job.RunChunk(i);
             return;
         }
+        long start = Stopwatch.GetTimestamp();
         try
         {
             int helpers = Math.Min(workerCount, chunks - 1);
@@ -91,12 +100,18 @@ public sealed class KernelPool
             Interlocked.Increment(ref generation);
             // A worker announces itself before its last look at the generation, so one of the two always sees the other.
             if (Interlocked.Exchange(ref parked, 0) is var sleepers and > 0) wake.Release(sleepers);
+            long drainStart = Stopwatch.GetTimestamp();
             try { Drain(job, chunks); }
             catch (Exception e) { Interlocked.CompareExchange(ref failure, e, null); }
-            // Every helper must check out before the job's fields are reused.
+            long drainEnd = Stopwatch.GetTimestamp();
+            // Helpers that have not come by now find no chunk left: withdraw their tickets rather than wait for them to
+            // wake (on a busy machine that is a scheduler's time slice). The others must check out before the job's
+            // fields are reused.
+            if (Interlocked.Exchange(ref tickets, 0) is var unclaimed and > 0) Interlocked.Add(ref activeWorkers, -unclaimed);
             var spin = new SpinWait();
             while (Volatile.Read(ref activeWorkers) != 0) spin.SpinOnce(sleep1Threshold: -1);
             work = null;
+            overheadTicks += drainStart - start + Stopwatch.GetTimestamp() - drainEnd;
             if (failure is { } error) ExceptionDispatchInfo.Throw(error);
         }
         finally
