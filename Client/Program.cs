@@ -18,6 +18,7 @@ try
         ["sessions", var verb, .. var rest] => await SessionsCommand.Run(verb, rest, interrupt.Token),
         ["model", "init", .. var rest] => ModelInitCommand.Run(rest),
         ["bench", "decode", .. var rest] => BenchDecodeCommand.Run(rest),
+        ["bench", "kernels", .. var rest] => BenchKernelsCommand.Run(rest),
         ["bench", "sessions", .. var rest] => await BenchSessionsCommand.Run(rest, interrupt.Token),
         ["manifold", "build", .. var rest] => await ManifoldBuildCommand.Run(rest, interrupt.Token),
         ["manifold", "inspect", var dir] => ManifoldInspectCommand.Run(dir),

@@ -6,7 +6,8 @@ internal static class HelpCommand
     private static readonly string[] Usages =
     [
         GenerateCommand.Usage, ChatCommand.Usage, SessionsCommand.Usage, ModelInitCommand.Usage, ManifoldBuildCommand.Usage,
-        ManifoldInspectCommand.Usage, TrainCommand.Usage, BenchDecodeCommand.Usage, BenchSessionsCommand.Usage,
+        ManifoldInspectCommand.Usage, TrainCommand.Usage, BenchDecodeCommand.Usage, BenchKernelsCommand.Usage,
+        BenchSessionsCommand.Usage,
     ];
 
     public static int Run()

@@ -1,27 +1,28 @@
-using System.Numerics.Tensors;
-
 namespace TauCluster.Engine;
 
 /// <summary>
-/// Y[t, o] = W[o, :] · X[t, :] for a row-major weight W [out, in] and a block of T input rows.
-/// Output rows are split in fixed chunks of 64, each weight row is read once per block, and every
-/// element is one whole dot product, so results are the same whatever the block size or thread count.
+/// Y[t, o] = W[o, :] · X[t, :] for a packed weight W [out, in] and a block of T input rows. Outputs are split in fixed
+/// chunks of 64 (four panels), each chunk reads its weights once for all rows, and every element is one fused
+/// multiply-add chain over k (<see cref="GemmKernels"/>), so results are the same whatever the block size or thread count.
 /// </summary>
 internal sealed class MatMulWork(KernelPool pool) : IChunkedWork
 {
-    private const int RowsPerChunk = 64;
-    private const long ParallelThreshold = 1 << 20;   // below ~1M multiply-adds a fork-join costs more than it saves
+    private const int OutputsPerChunk = GemmKernels.PanelWidth * GemmKernels.PanelsPerBlock;
+    private const long ParallelThreshold = 1 << 16;   // below ~64K multiply-adds (about 10 µs) a fork-join costs more than it saves
 
-    private float[] weights = [];
+    /// <summary>The kernels' instruction set; every one gives the same bits, and tests switch it to check that.</summary>
+    public GemmPath Path { get; set; } = GemmKernels.Best;
+
+    private PackedMatrix? weights;
     private float[] input = [];
     private float[] output = [];
-    private int outDim, inDim, rows;
+    private int rows;
 
-    public void Run(float[] weights, int outDim, int inDim, float[] input, float[] output, int rows)
+    public void Run(PackedMatrix weights, float[] input, float[] output, int rows)
     {
-        (this.weights, this.outDim, this.inDim, this.input, this.output, this.rows) = (weights, outDim, inDim, input, output, rows);
-        int chunks = (outDim + RowsPerChunk - 1) / RowsPerChunk;
-        if ((long)outDim * inDim * rows < ParallelThreshold)
+        (this.weights, this.input, this.output, this.rows) = (weights, input, output, rows);
+        int chunks = (weights.Out + OutputsPerChunk - 1) / OutputsPerChunk;
+        if ((long)weights.Out * weights.In * rows < ParallelThreshold)
             for (int c = 0; c < chunks; c++) RunChunk(c);
         else
             pool.For(chunks, this);
@@ -29,12 +30,7 @@ internal sealed class MatMulWork(KernelPool pool) : IChunkedWork
 
     public void RunChunk(int chunk)
     {
-        int end = Math.Min(outDim, (chunk + 1) * RowsPerChunk);
-        for (int o = chunk * RowsPerChunk; o < end; o++)
-        {
-            var row = new ReadOnlySpan<float>(weights, o * inDim, inDim);
-            for (int t = 0; t < rows; t++)
-                output[t * outDim + o] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(input, t * inDim, inDim));
-        }
+        int first = chunk * OutputsPerChunk;
+        weights!.Multiply(input, output, rows, first, Math.Min(OutputsPerChunk, weights.Out - first), Path);
     }
 }

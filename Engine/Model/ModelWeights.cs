@@ -12,6 +12,15 @@ public sealed class ModelWeights
     public required LayerWeights[] Layers { get; init; }
     public required float[] LmHead { get; init; }
 
+    private PackedWeights? packed;
+
+    /// <summary>
+    /// The products' weights repacked for the GEMM kernels, built on first use and then shared by every model built on
+    /// these weights (the bench builds one per attention kind). The row-major arrays stay: they are what is saved and trained.
+    /// </summary>
+    internal PackedWeights Packed(ModelConfig config) =>
+        packed ?? Interlocked.CompareExchange(ref packed, PackedWeights.Of(this, config), null) ?? packed;
+
     /// <summary>The tensor names and [out, in] shapes that DESIGN.md §2 requires for a config.</summary>
     public static IEnumerable<(string Name, int[] Shape)> Layout(ModelConfig c)
     {

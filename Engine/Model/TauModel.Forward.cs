@@ -30,13 +30,13 @@ public sealed partial class TauModel
 
         for (int layer = 0; layer < c.NLayer; layer++)
         {
-            var w = Weights.Layers[layer];
+            var w = Packed.Layers[layer];
 
             // attention: h = rms(x); q, k, v = clamp(W h, −5, 5)
             RmsRows(b.X, b.H, T, C);
-            b.MatMul.Run(w.Query, H * D, C, b.H, b.Q, T);
-            b.MatMul.Run(w.Key, Hkv * D, C, b.H, b.K, T);
-            b.MatMul.Run(w.Value, Hkv * D, C, b.H, b.V, T);
+            b.MatMul.Run(w.Query, b.H, b.Q, T);
+            b.MatMul.Run(w.Key, b.H, b.K, T);
+            b.MatMul.Run(w.Value, b.H, b.V, T);
             Kernels.Clamp(b.Q.AsSpan(0, T * H * D), -Kernels.QkvLimit, Kernels.QkvLimit);
             Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
             Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
@@ -61,15 +61,15 @@ public sealed partial class TauModel
             b.Attention.Run(lanes, layer, b.Q, b.Y);
 
             // x = x + Wproj · concat(y₀ … y_{H−1})
-            b.MatMul.Run(w.AttentionProjection, C, C, b.Y, b.Out, T);
+            b.MatMul.Run(w.AttentionProjection, b.Y, b.Out, T);
             TensorPrimitives.Add(b.X.AsSpan(0, T * C), b.Out.AsSpan(0, T * C), b.X.AsSpan(0, T * C));
 
             // MLP: x = x + Wfc2 · relu(Wfc1 · rms(x))²
             RmsRows(b.X, b.H, T, C);
-            b.MatMul.Run(w.MlpUp, c.MlpDim, C, b.H, b.Up, T);
+            b.MatMul.Run(w.MlpUp, b.H, b.Up, T);
             var up = b.Up.AsSpan(0, T * c.MlpDim);
             Kernels.ReluSquared(up, up);
-            b.MatMul.Run(w.MlpDown, C, c.MlpDim, b.Up, b.Out, T);
+            b.MatMul.Run(w.MlpDown, b.Up, b.Out, T);
             TensorPrimitives.Add(b.X.AsSpan(0, T * C), b.Out.AsSpan(0, T * C), b.X.AsSpan(0, T * C));
         }
 
@@ -78,7 +78,7 @@ public sealed partial class TauModel
         for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
             for (int i = everyRow ? 0 : lanes[l].Rows - 1; i < lanes[l].Rows; i++, rows++)
                 Kernels.RmsNorm(b.X.AsSpan((t + i) * C, C), b.H.AsSpan(rows * C, C));
-        b.MatMul.Run(Weights.LmHead, c.VocabSize, C, b.H, b.Logits, rows);
+        b.MatMul.Run(Packed.LmHead, b.H, b.Logits, rows);
         var logits = b.Logits.AsSpan(0, rows * c.VocabSize);
         Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
         if (c.Softcap > 0)

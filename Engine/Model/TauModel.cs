@@ -13,6 +13,7 @@ public sealed partial class TauModel
     {
         Config = config.Validate();
         Weights = weights;
+        Packed = weights.Packed(Config);
         Directory = directory;
         Tokenizer = TextTokenizer.For(config.Tokenizer);
         RopeDivisors = Kernels.RopeDivisors(config.HeadDim, config.RopeBase);
@@ -32,6 +33,8 @@ public sealed partial class TauModel
     public TaumodeSpec? DefaultDomain { get; }
 
     internal double[] RopeDivisors { get; }
+
+    internal PackedWeights Packed { get; }
 
     public static TauModel Create(ModelConfig config, ModelWeights weights, Laplacian? laplacian = null) =>
         new(config, weights, laplacian, null);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 
 namespace TauCluster.Engine;
@@ -12,10 +13,18 @@ public interface IChunkedWork
 /// An allocation-free fork-join pool for the kernels. One job runs at a time; a caller that finds the pool
 /// busy (another session is using it) runs its chunks inline, so concurrent sessions still fill the cores.
 /// Chunks are fixed by the caller, never by the number of threads, so results do not depend on who ran them.
+/// <para>
+/// A decode step forks dozens of times, microseconds apart, and waking a parked thread costs more than most of those
+/// jobs. So a worker that finishes a job spins for <see cref="SpinTime"/> watching for the next one, and only then parks
+/// on the semaphore; a job wakes only the parked workers. A busy decode never parks, an idle pool costs nothing.
+/// </para>
 /// </summary>
 public sealed class KernelPool
 {
     public static KernelPool Shared { get; } = new(Environment.ProcessorCount - 1);
+
+    /// <summary>How long an idle worker watches for the next job before it parks.</summary>
+    private static readonly long SpinTime = Stopwatch.Frequency / 5000;   // 200 µs
 
     private readonly SemaphoreSlim wake = new(0);
     private readonly int workerCount;
@@ -25,7 +34,11 @@ public sealed class KernelPool
     private IChunkedWork? work;
     private int chunkCount;
     private int nextChunk;
-    private int activeWorkers;
+    private int tickets;          // helpers the current job still wants; a worker that takes one joins it
+    private int activeWorkers;    // helpers of the current job that have not checked out
+    private long generation;      // one more for every job published
+    private int parked;           // workers that announced they are about to park
+    private long jobs;
     private Exception? failure;
 
     public KernelPool(int workers)
@@ -39,6 +52,19 @@ public sealed class KernelPool
             new Thread(() => WorkerLoop(index)) { IsBackground = true, Name = $"tau-kernel-{i}" }.Start();
         }
     }
+
+    public int Workers => workerCount;
+
+    /// <summary>Jobs that were shared with the workers: the fork-joins a step paid for.</summary>
+    public long Jobs => Volatile.Read(ref jobs);
+
+    private long overheadTicks;
+
+    /// <summary>
+    /// Stopwatch ticks the callers of shared jobs spent not running chunks: publishing the job, waking workers, and
+    /// waiting at the join for helpers to finish. What the fork-joins cost the decoding thread.
+    /// </summary>
+    public long ForkJoinTicks => Volatile.Read(ref overheadTicks);
 
     /// <summary>Bytes the worker threads have allocated, as of their last job: a check that the kernels allocate nothing.</summary>
     internal long WorkerAllocatedBytes => Total(workerAllocatedBytes);
@@ -60,21 +86,32 @@ public sealed class KernelPool
             for (int i = 0; i < chunks; i++) job.RunChunk(i);
             return;
         }
+        long start = Stopwatch.GetTimestamp();
         try
         {
             int helpers = Math.Min(workerCount, chunks - 1);
             work = job;
             chunkCount = chunks;
             failure = null;
-            Volatile.Write(ref activeWorkers, helpers);
+            jobs++;
             Volatile.Write(ref nextChunk, 0);
-            wake.Release(helpers);
+            Volatile.Write(ref activeWorkers, helpers);
+            Volatile.Write(ref tickets, helpers);
+            Interlocked.Increment(ref generation);
+            // A worker announces itself before its last look at the generation, so one of the two always sees the other.
+            if (Interlocked.Exchange(ref parked, 0) is var sleepers and > 0) wake.Release(sleepers);
+            long drainStart = Stopwatch.GetTimestamp();
             try { Drain(job, chunks); }
             catch (Exception e) { Interlocked.CompareExchange(ref failure, e, null); }
-            // Every released worker must check out before the job's fields are reused.
+            long drainEnd = Stopwatch.GetTimestamp();
+            // Helpers that have not come by now find no chunk left: withdraw their tickets rather than wait for them to
+            // wake (on a busy machine that is a scheduler's time slice). The others must check out before the job's
+            // fields are reused.
+            if (Interlocked.Exchange(ref tickets, 0) is var unclaimed and > 0) Interlocked.Add(ref activeWorkers, -unclaimed);
             var spin = new SpinWait();
             while (Volatile.Read(ref activeWorkers) != 0) spin.SpinOnce(sleep1Threshold: -1);
             work = null;
+            overheadTicks += drainStart - start + Stopwatch.GetTimestamp() - drainEnd;
             if (failure is { } error) ExceptionDispatchInfo.Throw(error);
         }
         finally
@@ -96,9 +133,12 @@ public sealed class KernelPool
 
     private void WorkerLoop(int index)
     {
+        long seen = 0;
         while (true)
         {
-            wake.Wait();
+            seen = AwaitJob(seen);
+            // A ticket belongs to the job now published: that job cannot finish, nor its fields change, until we check out.
+            if (Interlocked.Decrement(ref tickets) < 0) continue;
             try { Volatile.Write(ref workerChunks[index], workerChunks[index] + Drain(work!, chunkCount)); }
             catch (Exception e) { Interlocked.CompareExchange(ref failure, e, null); }
             finally
@@ -106,6 +146,24 @@ public sealed class KernelPool
                 Volatile.Write(ref workerAllocatedBytes[index], GC.GetAllocatedBytesForCurrentThread());
                 Interlocked.Decrement(ref activeWorkers);
             }
+        }
+    }
+
+    /// <summary>Spins, then parks, until a job after <paramref name="seen"/> is published; returns its generation.</summary>
+    private long AwaitJob(long seen)
+    {
+        while (true)
+        {
+            long start = Stopwatch.GetTimestamp();
+            var spin = new SpinWait();
+            while (Stopwatch.GetTimestamp() - start < SpinTime)
+            {
+                if (Volatile.Read(ref generation) is var now && now != seen) return now;
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
+            Interlocked.Increment(ref parked);
+            // A wake may be stale (meant for a look that already saw its job): the loop looks again and parks again.
+            if (Volatile.Read(ref generation) == seen) wake.Wait();
         }
     }
 }

@@ -309,6 +309,17 @@ public sealed class TauCommandTests : IDisposable
     }
 
     [Fact]
+    public void Bench_kernels_json_gives_the_weight_read_beside_a_plain_sum_of_the_same_bytes()
+    {
+        var bench = Json(Tau("bench", "kernels", "--model", SmallModel(), "--repeats", "3", "--json"));
+        // Per layer q 64×64, k and v 32×64, proj 64×64, MLP 256×64 and 64×256; lm_head 256×64: floats of 4 bytes.
+        Assert.Equal(4 * (2 * (4096 + 2048 + 2048 + 4096 + 16384 + 16384) + 16384), bench.GetProperty("weight_bytes").GetInt64());
+        foreach (var figure in new[] { "matmul_gb_per_s", "sum_gb_per_s", "ratio", "fork_join_us", "step_ms", "batch_gflops" })
+            Assert.True(bench.GetProperty(figure).GetDouble() > 0, $"{figure}: {bench}");
+        Assert.Contains(bench.GetProperty("path").GetString(), new[] { "Avx512", "Avx2", "Portable" });
+    }
+
+    [Fact]
     public void Bench_sessions_json_has_a_result_per_session_count_and_the_bare_engine_rate()
     {
         var model = SmallModel();
@@ -490,7 +501,7 @@ public sealed class TauCommandTests : IDisposable
                     .Select(w => w.All(c => char.IsUpper(c) || c == '_') ? "x" : w.Split('|')[0])], []));
             commands[^1].Options.AddRange(Regex.Matches(line, @"--[a-z][a-z0-9-]*").Select(m => m.Value).Where(o => o != "--help"));
         }
-        Assert.Equal(10, commands.Count(c => c.Options.Count > 0));   // all but tau manifold inspect DIR
+        Assert.Equal(11, commands.Count(c => c.Options.Count > 0));   // all but tau manifold inspect DIR
         foreach (var (words, options) in commands.Where(c => c.Options.Count > 0))
         {
             var r = Tau([.. words, .. options.Distinct().SelectMany(o => flags.Contains(o) ? new[] { o } : [o, "x"]), "--not-an-option"]);
