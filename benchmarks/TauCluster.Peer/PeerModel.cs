@@ -19,6 +19,9 @@ public static class PeerModel
     public const int TrainContext = 131072;
     public const int Seed = 20260101;
 
+    /// <summary>Bumped whenever the file's contents change, so a GGUF left from an earlier build is not reused.</summary>
+    public const int FormatRevision = 2;
+
     private const int HeadDim = NEmbd / NHead;
 
     /// <summary>Parameters of the GGUF: embeddings, output layer, the layers' matrices and the norm gains.</summary>
@@ -62,15 +65,16 @@ public static class PeerModel
         g.Add("llama.rope.dimension_count", (uint)HeadDim);
         g.Add("llama.vocab_size", (uint)Vocab);
 
-        // Placeholder vocabulary: <unk>, <s>, </s>, then t3 … t50256, all distinct.
+        // Placeholder vocabulary: <unk>, <s>, </s>, the newline byte (llama.cpp looks it up in an SPM vocabulary), then
+        // t4 … t50256, all distinct.
         var tokens = new string[Vocab];
         var scores = new float[Vocab];
         var types = new int[Vocab];
         for (int i = 0; i < Vocab; i++)
         {
-            tokens[i] = i switch { 0 => "<unk>", 1 => "<s>", 2 => "</s>", _ => $"t{i}" };
+            tokens[i] = i switch { 0 => "<unk>", 1 => "<s>", 2 => "</s>", 3 => "<0x0A>", _ => $"t{i}" };
             scores[i] = -i;
-            types[i] = i switch { 0 => 2, 1 or 2 => 3, _ => 1 };   // UNKNOWN, CONTROL, NORMAL
+            types[i] = i switch { 0 => 2, 1 or 2 => 3, 3 => 6, _ => 1 };   // UNKNOWN, CONTROL, BYTE, NORMAL
         }
         g.Add("tokenizer.ggml.model", "llama");
         g.Add("tokenizer.ggml.tokens", tokens);

@@ -28,7 +28,7 @@ static int Bench(Arguments a)
     string only = a.String("--only") ?? "all";
     if (only is not ("all" or "sequences" or "decode")) throw new ArgumentException("--only must be sequences or decode");
     var settings = new BenchSettings(
-        Gguf: a.String("--gguf") ?? Path.Combine(Path.GetTempPath(), "taucluster-peer", $"paper-shape-llama-f32-seed{PeerModel.Seed}.gguf"),
+        Gguf: a.String("--gguf") ?? Path.Combine(Path.GetTempPath(), "taucluster-peer", $"paper-shape-llama-f32-seed{PeerModel.Seed}-r{PeerModel.FormatRevision}.gguf"),
         Sequences: a.Ints("--sequences") ?? [1, 16, 64],
         Tokens: a.Int("--tokens") ?? 64,
         Contexts: a.Ints("--contexts") ?? [1024, 16384],
