@@ -3,14 +3,15 @@ using System.Text.Json.Nodes;
 
 // Draws the plots of BENCHMARKS.md and MODELS.md.
 //   decode ms/token against context, one line per attention, from `tau bench decode --json`:
-//     dotnet run --project benchmarks/TauCluster.Plots -- bench-decode.json docs/decode-vs-context.png
+//     dotnet run --project benchmarks/TauCluster.Plots -- bench-decode.json docs/decode-vs-context.png ["TITLE"]
+//   (also benchmarks/peer.sh's combined JSON, whose results hold llama.cpp's rows as attention "llama.cpp")
 //   training curves (train loss averaged over 50 steps, validation loss) from `tau train` logs:
 //     dotnet run --project benchmarks/TauCluster.Plots -- training docs/training-curves.png tau=RUN/train_log.csv causal=RUN/train_log.csv
 if (args is ["training", var output, .. var runs] && runs.Length > 0 && runs.All(r => r.Contains('=')))
     return TrainingCurves(output, runs);
-if (args.Length != 2)
+if (args.Length is not (2 or 3))
 {
-    Console.Error.WriteLine("usage: TauCluster.Plots BENCH_DECODE.json OUT.png | TauCluster.Plots training OUT.png LABEL=train_log.csv ...");
+    Console.Error.WriteLine("usage: TauCluster.Plots BENCH_DECODE.json OUT.png [TITLE] | TauCluster.Plots training OUT.png LABEL=train_log.csv ...");
     return 2;
 }
 var results = JsonNode.Parse(File.ReadAllText(args[0]))!["results"]!.AsArray();
@@ -27,7 +28,7 @@ foreach (var group in results.GroupBy(r => r!["attention"]!.GetValue<string>()))
 }
 plot.Axes.Bottom.Label.Text = "context (tokens, log₂ scale)";
 plot.Axes.Left.Label.Text = "decode ms / token";
-plot.Title("Decode step vs context: 6 layers, n_embd 384, 1 head (2-core AMD EPYC)");
+plot.Title(args.Length == 3 ? args[2] : "Decode step vs context: 6 layers, n_embd 384, 1 head (2-core AMD EPYC)");
 plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
     results.Select(r => r!["context"]!.GetValue<int>()).Distinct().Order().Select(c => (Math.Log2(c), c >= 1024 ? $"{c / 1024}K" : $"{c}")).Select(t => new ScottPlot.Tick(t.Item1, t.Item2)).ToArray());
 plot.Axes.SetLimitsY(0, results.Max(r => r!["ms_per_token"]!.GetValue<double>()) * 1.1);
