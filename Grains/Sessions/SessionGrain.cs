@@ -50,11 +50,9 @@ public sealed class SessionGrain(
         Names.Require("session", Id);
         var model = models.Get(spec.Model);
         var sampling = spec.Sampling.ToOptions();
+        RequireSameModel(spec);
         if (state.State.Spec is { } existing)
         {
-            if (existing.Model != spec.Model || existing.Domain != spec.Domain)
-                throw new SessionConflictException($"session '{Id}' already runs model '{existing.Model}'" +
-                    (existing.Domain is null ? "" : $" with domain '{existing.Domain}'") + "; open it with the same, or use another session id");
             if (existing.Sampling != spec.Sampling)
             {
                 // New options apply from the next token; a new seed restarts the generator, the same seed continues it.
@@ -96,6 +94,14 @@ public sealed class SessionGrain(
             (state.State, tokens) = (new SessionState(), null);   // not opened: a retry opens it again
             throw;
         }
+    }
+
+    /// <summary>Refuses a spec whose model or domain is not the one an existing session runs.</summary>
+    private void RequireSameModel(SessionSpec spec)
+    {
+        if (state.State.Spec is { } existing && (existing.Model != spec.Model || existing.Domain != spec.Domain))
+            throw new SessionConflictException($"session '{Id}' already runs model '{existing.Model}'" +
+                (existing.Domain is null ? "" : $" with domain '{existing.Domain}'") + "; open it with the same, or use another session id");
     }
 
     public async Task<SessionInfo> Append(PromptInput prompt)
@@ -221,10 +227,9 @@ public sealed class SessionGrain(
     private async Task<CompletionRecord> Begin(CompletionRequest request)
     {
         var spec = request.Spec ?? Spec;
-        if (state.State.Spec is { } existing && (existing.Model != spec.Model || existing.Domain != spec.Domain))
-            await OpenWith(spec);   // refuses it, naming what the session runs
+        RequireSameModel(spec);
         var model = models.Get(spec.Model);
-        spec.Sampling.ToOptions();
+        spec.Sampling.Validate();
         if (request.MaxTokens < 1) throw new InvalidOptionsException($"max_tokens = {request.MaxTokens} must be at least 1");
 
         var (keep, rest) = Tokens.Place(model, request.Prompt, request.Placement);
