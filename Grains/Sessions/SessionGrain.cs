@@ -164,6 +164,7 @@ public sealed class SessionGrain(
         int unsaved = 0;
         Task? checkpoint = null;
         Task<int>? ahead = null;
+        RngState beforeAhead = default;
         try
         {
             // A re-sent request resumes: what this session already generated for it comes again (the caller skips
@@ -193,8 +194,12 @@ public sealed class SessionGrain(
                 }
                 var chunk = Finished(reply.Next(Tokens.Count - 1, next));
                 // The next token computes while this one travels to the caller: a step never waits for the caller's
-                // round trip, and the session is never more than that one token ahead of what its caller has.
-                if (!reply.Finished && !cancellation.IsCancellationRequested) ahead = Runtime.Step(c, Tokens, sample: true);
+                // round trip. If the caller leaves meanwhile, the finally below undoes the step's draw.
+                if (!reply.Finished && !cancellation.IsCancellationRequested)
+                {
+                    beforeAhead = c.Sampler.State;
+                    ahead = Runtime.Step(c, Tokens, sample: true);
+                }
                 yield return chunk;
             }
         }
@@ -204,8 +209,11 @@ public sealed class SessionGrain(
             {
                 try
                 {
-                    Tokens.Add(await ahead);   // the caller left with a step under way: the session keeps the token it made
-                    unsaved++;
+                    // The caller left with a step under way: its token was never handed out, so the session does not keep
+                    // it. The cache already holds the step's input and its logits; with the generator as it was before
+                    // the draw, the next generation draws that same token again.
+                    await ahead;
+                    if (Live is { } live) live.Sampler.State = beforeAhead;
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
