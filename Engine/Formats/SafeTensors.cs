@@ -6,10 +6,8 @@ using System.Text.Json.Nodes;
 
 namespace TauCluster.Engine;
 
-public enum TensorDType { F32, F16, BF16 }
-
-/// <summary>One tensor: its name, shape and data, widened to F32 whatever its stored dtype.</summary>
-public sealed record Tensor(string Name, int[] Shape, float[] Data);
+/// <summary>One tensor: its name, shape and data, widened to F32 from <paramref name="DType"/>, the type it was stored in.</summary>
+public sealed record Tensor(string Name, int[] Shape, float[] Data, TensorDType DType = TensorDType.F32);
 
 /// <summary>
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header
@@ -77,7 +75,7 @@ public static class SafeTensors
             throw new ModelFormatException($"{path}: tensor {name} has no data_offsets [begin, end]");
         long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
         long elements = shape.Aggregate(1L, (a, b) => a * b);
-        long expectedBytes = elements * ElementSize(dtype);
+        long expectedBytes = elements * dtype.ElementSize();
         if (begin < 0 || end < begin || end - begin != expectedBytes)
             throw new ModelFormatException($"{path}: tensor {name} data_offsets [{begin}, {end}] do not hold {elements} {dtypeText} values");
         if (end > dataLength)
@@ -87,7 +85,7 @@ public static class SafeTensors
         var raw = new byte[expectedBytes];
         file.Position = dataStart + begin;
         file.ReadExactly(raw);
-        return new Tensor(name, shape, Widen(raw, dtype, (int)elements));
+        return new Tensor(name, shape, Widen(raw, dtype, (int)elements), dtype);
     }
 
     private static int[] ReadShape(string path, string name, JsonObject entry)
@@ -103,8 +101,6 @@ public static class SafeTensors
         return shape;
     }
 
-    private static int ElementSize(TensorDType dtype) => dtype == TensorDType.F32 ? 4 : 2;
-
     private static float[] Widen(byte[] raw, TensorDType dtype, int count)
     {
         var result = new float[count];
@@ -113,19 +109,15 @@ public static class SafeTensors
             case TensorDType.F32:
                 MemoryMarshal.Cast<byte, float>(raw).CopyTo(result);
                 break;
-            case TensorDType.F16:
-                var halves = MemoryMarshal.Cast<byte, Half>(raw);
-                for (int i = 0; i < count; i++) result[i] = (float)halves[i];
-                break;
-            case TensorDType.BF16:
+            default:
                 var bits = MemoryMarshal.Cast<byte, ushort>(raw);
-                for (int i = 0; i < count; i++) result[i] = BitConverter.Int32BitsToSingle(bits[i] << 16);
+                for (int i = 0; i < count; i++) result[i] = dtype.Widen(bits[i]);
                 break;
         }
         return result;
     }
 
-    /// <summary>Writes tensors in the given order, each in the given dtype (F32 when absent).</summary>
+    /// <summary>Writes tensors in the given order, each in the given dtype (its own when absent), rounded to nearest.</summary>
     public static void Write(string path, IEnumerable<Tensor> tensors, Func<string, TensorDType>? dtypeOf = null)
     {
         var list = tensors.ToList();
@@ -133,8 +125,8 @@ public static class SafeTensors
         long offset = 0;
         foreach (var t in list)
         {
-            var dtype = dtypeOf?.Invoke(t.Name) ?? TensorDType.F32;
-            long bytes = t.Data.LongLength * ElementSize(dtype);
+            var dtype = dtypeOf?.Invoke(t.Name) ?? t.DType;
+            long bytes = t.Data.LongLength * dtype.ElementSize();
             header[t.Name] = new JsonObject
             {
                 ["dtype"] = dtype.ToString(),
@@ -156,20 +148,15 @@ public static class SafeTensors
         file.Write(headerPadded);
         foreach (var t in list)
         {
-            switch (dtypeOf?.Invoke(t.Name) ?? TensorDType.F32)
+            switch (dtypeOf?.Invoke(t.Name) ?? t.DType)
             {
                 case TensorDType.F32:
                     file.Write(MemoryMarshal.AsBytes(t.Data.AsSpan()));
                     break;
-                case TensorDType.F16:
-                    var halves = new Half[t.Data.Length];
-                    for (int i = 0; i < halves.Length; i++) halves[i] = (Half)t.Data[i];
-                    file.Write(MemoryMarshal.AsBytes(halves.AsSpan()));
-                    break;
-                case TensorDType.BF16:
-                    var bf = new ushort[t.Data.Length];
-                    for (int i = 0; i < bf.Length; i++) bf[i] = (ushort)(BitConverter.SingleToInt32Bits(t.Data[i]) >> 16);
-                    file.Write(MemoryMarshal.AsBytes(bf.AsSpan()));
+                case var narrow:
+                    var bits = new ushort[t.Data.Length];
+                    for (int i = 0; i < bits.Length; i++) bits[i] = narrow.Narrow(t.Data[i]);
+                    file.Write(MemoryMarshal.AsBytes(bits.AsSpan()));
                     break;
             }
         }

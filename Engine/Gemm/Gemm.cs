@@ -73,7 +73,7 @@ public static unsafe class Gemm
                 float* pa = pa0 + a.Offset + (long)i0 * ars + (long)k0 * acs;
                 float* pb = pb0 + b.Offset + (long)k0 * ldb + j0;
                 float* pc = pc0 + c.Offset + (long)i0 * ldc + j0;
-                GemmKernels.Multiply(pa, ars, acs, pb, GemmKernels.PanelWidth, ldb, pc, ldc, rows, cols, Math.Min(DepthBlock, depth - k0), accumulate || k0 > 0, GemmKernels.Best);
+                GemmKernels.Multiply(pa, ars, acs, (F32Element*)pb, GemmKernels.PanelWidth, ldb, pc, ldc, rows, cols, Math.Min(DepthBlock, depth - k0), accumulate || k0 > 0, GemmKernels.Best);
             }
         }
     }

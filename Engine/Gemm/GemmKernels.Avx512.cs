@@ -10,7 +10,8 @@ internal static unsafe partial class GemmKernels
 
     /// <summary>C[4 × 64] (+)= A[4 × kc]·B[kc × 64] in sixteen accumulators: each weight load feeds four rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Rows4Panels4(float* a, int ars, int acs, float* b, int ps, int bk, float* c, int ldc, int kc, bool load)
+    private static void Avx512Rows4Panels4<T>(float* a, int ars, int acs, T* b, int ps, int bk, float* c, int ldc, int kc, bool load)
+        where T : unmanaged, IPanelElement<T>
     {
         long p1 = ps, p2 = 2L * ps, p3 = 3L * ps;
         float* c1 = c + ldc, c2 = c + 2L * ldc, c3 = c + 3L * ldc;
@@ -21,7 +22,7 @@ internal static unsafe partial class GemmKernels
         long r1 = ars, r2 = 2L * ars, r3 = 3L * ars;
         for (int p = 0; p < kc; p++, a += acs, b += bk)
         {
-            var w0 = Vector512.Load(b); var w1 = Vector512.Load(b + p1); var w2 = Vector512.Load(b + p2); var w3 = Vector512.Load(b + p3);
+            var w0 = T.Load512(b); var w1 = T.Load512(b + p1); var w2 = T.Load512(b + p2); var w3 = T.Load512(b + p3);
             var x = Vector512.Create(a[0]);
             s00 = Vector512.FusedMultiplyAdd(x, w0, s00); s01 = Vector512.FusedMultiplyAdd(x, w1, s01);
             s02 = Vector512.FusedMultiplyAdd(x, w2, s02); s03 = Vector512.FusedMultiplyAdd(x, w3, s03);
@@ -43,31 +44,33 @@ internal static unsafe partial class GemmKernels
 
     /// <summary>C[1 × 64] (+)= A[1 × kc]·B[kc × 64]: the decode kernel, four independent chains to hide FMA latency.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Row1Panels4(float* a, int acs, float* b, int ps, int bk, float* c, int kc, bool load)
+    private static void Avx512Row1Panels4<T>(float* a, int acs, T* b, int ps, int bk, float* c, int kc, bool load)
+        where T : unmanaged, IPanelElement<T>
     {
         long p1 = ps, p2 = 2L * ps, p3 = 3L * ps;
         Vector512<float> s0 = Start512(c, load), s1 = Start512(c + 16, load), s2 = Start512(c + 32, load), s3 = Start512(c + 48, load);
         for (int p = 0; p < kc; p++, a += acs, b += bk)
         {
             var x = Vector512.Create(a[0]);
-            s0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b), s0);
-            s1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b + p1), s1);
-            s2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b + p2), s2);
-            s3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b + p3), s3);
+            s0 = Vector512.FusedMultiplyAdd(x, T.Load512(b), s0);
+            s1 = Vector512.FusedMultiplyAdd(x, T.Load512(b + p1), s1);
+            s2 = Vector512.FusedMultiplyAdd(x, T.Load512(b + p2), s2);
+            s3 = Vector512.FusedMultiplyAdd(x, T.Load512(b + p3), s3);
         }
         s0.Store(c); s1.Store(c + 16); s2.Store(c + 32); s3.Store(c + 48);
     }
 
     /// <summary>C[4 × 16] (+)= A[4 × kc]·B[kc × 16], for the panels left after the blocks of four.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Rows4Panel1(float* a, int ars, int acs, float* b, int bk, float* c, int ldc, int kc, bool load)
+    private static void Avx512Rows4Panel1<T>(float* a, int ars, int acs, T* b, int bk, float* c, int ldc, int kc, bool load)
+        where T : unmanaged, IPanelElement<T>
     {
         float* c1 = c + ldc, c2 = c + 2L * ldc, c3 = c + 3L * ldc;
         Vector512<float> s0 = Start512(c, load), s1 = Start512(c1, load), s2 = Start512(c2, load), s3 = Start512(c3, load);
         long r1 = ars, r2 = 2L * ars, r3 = 3L * ars;
         for (int p = 0; p < kc; p++, a += acs, b += bk)
         {
-            var w = Vector512.Load(b);
+            var w = T.Load512(b);
             s0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), w, s0);
             s1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[r1]), w, s1);
             s2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[r2]), w, s2);
@@ -77,10 +80,11 @@ internal static unsafe partial class GemmKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Row1Panel1(float* a, int acs, float* b, int bk, float* c, int kc, bool load)
+    private static void Avx512Row1Panel1<T>(float* a, int acs, T* b, int bk, float* c, int kc, bool load)
+        where T : unmanaged, IPanelElement<T>
     {
         var s = Start512(c, load);
-        for (int p = 0; p < kc; p++, a += acs, b += bk) s = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), Vector512.Load(b), s);
+        for (int p = 0; p < kc; p++, a += acs, b += bk) s = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), T.Load512(b), s);
         s.Store(c);
     }
 }

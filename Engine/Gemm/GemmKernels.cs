@@ -34,75 +34,79 @@ internal static unsafe partial class GemmKernels
         _ => [GemmPath.Portable],
     };
 
-    public static void Multiply(float* a, int ars, int acs, float* b, int panelStride, int kStride, float* c, int ldc,
+    public static void Multiply<T>(float* a, int ars, int acs, T* b, int panelStride, int kStride, float* c, int ldc,
         int rows, int cols, int kc, bool load, GemmPath path)
+        where T : unmanaged, IPanelElement<T>
     {
         int panels = path switch
         {
-            GemmPath.Avx512 => Avx512Panels(a, ars, acs, b, panelStride, kStride, c, ldc, rows, cols / PanelWidth, kc, load),
-            GemmPath.Avx2 => Avx2Panels(a, ars, acs, b, panelStride, kStride, c, ldc, rows, cols / PanelWidth, kc, load),
+            GemmPath.Avx512 => Avx512Panels<T>(a, ars, acs, b, panelStride, kStride, c, ldc, rows, cols / PanelWidth, kc, load),
+            GemmPath.Avx2 => Avx2Panels<T>(a, ars, acs, b, panelStride, kStride, c, ldc, rows, cols / PanelWidth, kc, load),
             _ => 0,
         };
-        Scalar(a, ars, acs, b, panelStride, kStride, c, ldc, rows, panels * PanelWidth, cols, kc, load);
+        Scalar<T>(a, ars, acs, b, panelStride, kStride, c, ldc, rows, panels * PanelWidth, cols, kc, load);
     }
 
     /// <summary>Columns [j0, cols): the chain every vector lane also runs.</summary>
-    private static void Scalar(float* a, int ars, int acs, float* b, int panelStride, int kStride, float* c, int ldc,
+    private static void Scalar<T>(float* a, int ars, int acs, T* b, int panelStride, int kStride, float* c, int ldc,
         int rows, int j0, int cols, int kc, bool load)
+        where T : unmanaged, IPanelElement<T>
     {
         for (int j = j0; j < cols; j++)
         {
-            float* bj = b + (long)(j / PanelWidth) * panelStride + j % PanelWidth;
+            T* bj = b + (long)(j / PanelWidth) * panelStride + j % PanelWidth;
             for (int i = 0; i < rows; i++)
             {
                 float* ai = a + (long)i * ars;
                 float sum = load ? c[(long)i * ldc + j] : 0f;
-                for (int p = 0; p < kc; p++) sum = MathF.FusedMultiplyAdd(ai[(long)p * acs], bj[(long)p * kStride], sum);
+                for (int p = 0; p < kc; p++) sum = MathF.FusedMultiplyAdd(ai[(long)p * acs], T.Widen(bj + (long)p * kStride), sum);
                 c[(long)i * ldc + j] = sum;
             }
         }
     }
 
     /// <summary>Whole panels in blocks of 4 rows × 4 panels, then the remainders; returns the panels done.</summary>
-    private static int Avx512Panels(float* a, int ars, int acs, float* b, int ps, int bk, float* c, int ldc, int rows, int panels, int kc, bool load)
+    private static int Avx512Panels<T>(float* a, int ars, int acs, T* b, int ps, int bk, float* c, int ldc, int rows, int panels, int kc, bool load)
+        where T : unmanaged, IPanelElement<T>
     {
         int q = 0;
         for (; q + PanelsPerBlock <= panels; q += PanelsPerBlock)
         {
-            float* bq = b + (long)q * ps, cq = c + q * PanelWidth;
+            T* bq = b + (long)q * ps; float* cq = c + q * PanelWidth;
             int i = 0;
-            for (; i + RowsPerBlock <= rows; i += RowsPerBlock) Avx512Rows4Panels4(a + (long)i * ars, ars, acs, bq, ps, bk, cq + (long)i * ldc, ldc, kc, load);
-            for (; i < rows; i++) Avx512Row1Panels4(a + (long)i * ars, acs, bq, ps, bk, cq + (long)i * ldc, kc, load);
+            for (; i + RowsPerBlock <= rows; i += RowsPerBlock) Avx512Rows4Panels4<T>(a + (long)i * ars, ars, acs, bq, ps, bk, cq + (long)i * ldc, ldc, kc, load);
+            for (; i < rows; i++) Avx512Row1Panels4<T>(a + (long)i * ars, acs, bq, ps, bk, cq + (long)i * ldc, kc, load);
         }
         for (; q < panels; q++)
         {
-            float* bq = b + (long)q * ps, cq = c + q * PanelWidth;
+            T* bq = b + (long)q * ps; float* cq = c + q * PanelWidth;
             int i = 0;
-            for (; i + RowsPerBlock <= rows; i += RowsPerBlock) Avx512Rows4Panel1(a + (long)i * ars, ars, acs, bq, bk, cq + (long)i * ldc, ldc, kc, load);
-            for (; i < rows; i++) Avx512Row1Panel1(a + (long)i * ars, acs, bq, bk, cq + (long)i * ldc, kc, load);
+            for (; i + RowsPerBlock <= rows; i += RowsPerBlock) Avx512Rows4Panel1<T>(a + (long)i * ars, ars, acs, bq, bk, cq + (long)i * ldc, ldc, kc, load);
+            for (; i < rows; i++) Avx512Row1Panel1<T>(a + (long)i * ars, acs, bq, bk, cq + (long)i * ldc, kc, load);
         }
         return q;
     }
 
     /// <summary>Whole panels, each 16-column panel as two 256-bit halves: 4 rows × 1 panel, or 1 row × 4 panels.</summary>
-    private static int Avx2Panels(float* a, int ars, int acs, float* b, int ps, int bk, float* c, int ldc, int rows, int panels, int kc, bool load)
+    private static int Avx2Panels<T>(float* a, int ars, int acs, T* b, int ps, int bk, float* c, int ldc, int rows, int panels, int kc, bool load)
+        where T : unmanaged, IPanelElement<T>
     {
         int q = 0;
         for (; q + PanelsPerBlock <= panels; q += PanelsPerBlock)
         {
-            float* bq = b + (long)q * ps, cq = c + q * PanelWidth;
+            T* bq = b + (long)q * ps; float* cq = c + q * PanelWidth;
             int i = 0;
             for (; i + RowsPerBlock <= rows; i += RowsPerBlock)
                 for (int r = 0; r < PanelsPerBlock; r++)
-                    Avx2Rows4Panel1(a + (long)i * ars, ars, acs, bq + (long)r * ps, bk, cq + (long)i * ldc + r * PanelWidth, ldc, kc, load);
-            for (; i < rows; i++) Avx2Row1Panels4(a + (long)i * ars, acs, bq, ps, bk, cq + (long)i * ldc, kc, load);
+                    Avx2Rows4Panel1<T>(a + (long)i * ars, ars, acs, bq + (long)r * ps, bk, cq + (long)i * ldc + r * PanelWidth, ldc, kc, load);
+            for (; i < rows; i++) Avx2Row1Panels4<T>(a + (long)i * ars, acs, bq, ps, bk, cq + (long)i * ldc, kc, load);
         }
         for (; q < panels; q++)
         {
-            float* bq = b + (long)q * ps, cq = c + q * PanelWidth;
+            T* bq = b + (long)q * ps; float* cq = c + q * PanelWidth;
             int i = 0;
-            for (; i + RowsPerBlock <= rows; i += RowsPerBlock) Avx2Rows4Panel1(a + (long)i * ars, ars, acs, bq, bk, cq + (long)i * ldc, ldc, kc, load);
-            for (; i < rows; i++) Avx2Row1Panel1(a + (long)i * ars, acs, bq, bk, cq + (long)i * ldc, kc, load);
+            for (; i + RowsPerBlock <= rows; i += RowsPerBlock) Avx2Rows4Panel1<T>(a + (long)i * ars, ars, acs, bq, bk, cq + (long)i * ldc, ldc, kc, load);
+            for (; i < rows; i++) Avx2Row1Panel1<T>(a + (long)i * ars, acs, bq, bk, cq + (long)i * ldc, kc, load);
         }
         return q;
     }

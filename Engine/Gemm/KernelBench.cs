@@ -1,9 +1,11 @@
 using System.Diagnostics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 
 namespace TauCluster.Engine;
 
 /// <summary>What <see cref="KernelBench.Measure"/> found: a decode step's weight read against a plain read of the same bytes.</summary>
+/// <param name="WeightType">The type the packed weights hold.</param>
 /// <param name="WeightBytes">Bytes of the weights one decode step multiplies by (every layer's products and lm_head).</param>
 /// <param name="MatMulMs">Time of those products for one row, the median of the repeats.</param>
 /// <param name="SumMs">Time of a plain parallel sum over the same packed bytes, the median of the repeats.</param>
@@ -14,11 +16,11 @@ namespace TauCluster.Engine;
 /// <param name="StepMs">One whole decode step at a 1K context (forward pass and greedy choice).</param>
 /// <param name="BatchRows">Rows of the batched products timed in <paramref name="BatchMatMulMs"/>.</param>
 /// <param name="BatchMatMulMs">The products of one decode step for a batch of rows (one per session).</param>
-public sealed record KernelFigures(GemmPath Path, int Threads, long WeightBytes, double MatMulMs, double SumMs,
+public sealed record KernelFigures(GemmPath Path, TensorDType WeightType, int Threads, long WeightBytes, double MatMulMs, double SumMs,
     double ForkJoinMicroseconds, double ParkedForkJoinMicroseconds, double JobsPerStep, double ForkJoinMsPerStep, double StepMs, int BatchRows, double BatchMatMulMs)
 {
     /// <summary>Multiply-adds of the batched products, as GFLOP/s (two flops each).</summary>
-    public double BatchGflops => 2.0 * BatchRows * (WeightBytes / sizeof(float)) / BatchMatMulMs / 1e6;
+    public double BatchGflops => 2.0 * BatchRows * (WeightBytes / WeightType.ElementSize()) / BatchMatMulMs / 1e6;
 
     public double MatMulGBps => WeightBytes / MatMulMs / 1e6;
     public double SumGBps => WeightBytes / SumMs / 1e6;
@@ -62,7 +64,7 @@ public static class KernelBench
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < repeats; i++) logits = session.Append(Sampler.ArgMax(logits));
         double step = clock.Elapsed.TotalMilliseconds / repeats;
-        return new KernelFigures(GemmKernels.Best, pool.Workers + 1, bytes, matMul, plain, forkJoin, parked, (double)(pool.Jobs - jobs) / repeats,
+        return new KernelFigures(GemmKernels.Best, model.Weights.WeightType, pool.Workers + 1, bytes, matMul, plain, forkJoin, parked, (double)(pool.Jobs - jobs) / repeats,
             (pool.ForkJoinTicks - overhead) * 1000.0 / Stopwatch.Frequency / repeats, step,
             batch, batched);
     }
@@ -123,8 +125,8 @@ public static class KernelBench
 
         public SumWork(PackedMatrix[] matrices)
         {
-            pieces = matrices.SelectMany(m => Enumerable.Range(0, (int)((m.Bytes / sizeof(float) + Piece - 1) / Piece))
-                .Select(i => (m, i * Piece, (int)Math.Min(Piece, m.Bytes / sizeof(float) - (long)i * Piece)))).ToArray();
+            pieces = matrices.SelectMany(m => Enumerable.Range(0, (int)((Floats(m) + Piece - 1) / Piece))
+                .Select(i => (m, i * Piece, (int)Math.Min(Piece, Floats(m) - (long)i * Piece)))).ToArray();
             sums = new float[pieces.Length];
         }
 
@@ -133,7 +135,10 @@ public static class KernelBench
         public void RunChunk(int chunk)
         {
             var (matrix, start, length) = pieces[chunk];
-            sums[chunk] = TensorPrimitives.Sum(matrix.Panels.Slice(start, length));
+            sums[chunk] = TensorPrimitives.Sum(MemoryMarshal.Cast<byte, float>(matrix.PanelBytes).Slice(start, length));
         }
+
+        // The weight's bytes read as floats, whatever its type: a sum only has to touch every byte once.
+        private static long Floats(PackedMatrix m) => m.Bytes / sizeof(float);
     }
 }

@@ -1,3 +1,6 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+
 namespace TauCluster.Engine;
 
 /// <summary>
@@ -7,30 +10,41 @@ namespace TauCluster.Engine;
 /// </summary>
 public sealed class PackedMatrix
 {
-    private readonly float[] panels;
+    // F32 panels as float[]; F16 and BF16 as their stored bits, widened in the kernels.
+    private readonly Array panels;
 
-    public PackedMatrix(ReadOnlySpan<float> weights, int outDim, int inDim)
+    public PackedMatrix(ReadOnlySpan<float> weights, int outDim, int inDim, TensorDType type = TensorDType.F32)
     {
         if (weights.Length != (long)outDim * inDim) throw new ArgumentException($"a [{outDim}×{inDim}] weight needs {(long)outDim * inDim} values, not {weights.Length}");
-        (Out, In) = (outDim, inDim);
+        if (type == TensorDType.F16 && !TensorPrimitives.IsFiniteAll(weights)) throw new ArgumentException("F16 panels hold finite values only");
+        (Out, In, Type) = (outDim, inDim, type);
         int panelCount = (outDim + GemmKernels.PanelWidth - 1) / GemmKernels.PanelWidth;
-        panels = new float[checked(panelCount * GemmKernels.PanelWidth * inDim)];
-        for (int o = 0; o < outDim; o++)
+        int length = checked(panelCount * GemmKernels.PanelWidth * inDim);
+        panels = type == TensorDType.F32 ? Pack(weights, new float[length], v => v) : Pack(weights, new ushort[length], v => type.Narrow(v, exact: true));
+    }
+
+    private T[] Pack<T>(ReadOnlySpan<float> weights, T[] packed, Func<float, T> store)
+    {
+        for (int o = 0; o < Out; o++)
         {
-            var row = weights.Slice(o * inDim, inDim);
-            long panel = (long)(o / GemmKernels.PanelWidth) * GemmKernels.PanelWidth * inDim;
-            for (int k = 0; k < inDim; k++) panels[panel + k * GemmKernels.PanelWidth + o % GemmKernels.PanelWidth] = row[k];
+            var row = weights.Slice(o * In, In);
+            long panel = (long)(o / GemmKernels.PanelWidth) * GemmKernels.PanelWidth * In;
+            for (int k = 0; k < In; k++) packed[panel + k * GemmKernels.PanelWidth + o % GemmKernels.PanelWidth] = store(row[k]);
         }
+        return packed;
     }
 
     public int Out { get; }
     public int In { get; }
 
-    /// <summary>Bytes of the weight itself, without the padding: what one product must read.</summary>
-    public long Bytes => (long)Out * In * sizeof(float);
+    /// <summary>The element type the panels hold and the kernels widen.</summary>
+    public TensorDType Type { get; }
 
-    /// <summary>The packed values, for a plain read of the same bytes (the bandwidth reference).</summary>
-    internal ReadOnlySpan<float> Panels => panels;
+    /// <summary>Bytes of the weight itself, without the padding: what one product must read.</summary>
+    public long Bytes => (long)Out * In * Type.ElementSize();
+
+    /// <summary>The packed bytes, for a plain read of the same bytes (the bandwidth reference).</summary>
+    internal ReadOnlySpan<byte> PanelBytes => panels is float[] f ? MemoryMarshal.AsBytes(f.AsSpan()) : MemoryMarshal.AsBytes(((ushort[])panels).AsSpan());
 
     /// <summary>
     /// Y[t, o] = W[o, :] · X[t, :] for the outputs [first, first + count) of T input rows; <paramref name="first"/> is a
@@ -42,9 +56,21 @@ public sealed class PackedMatrix
     {
         if (first % GemmKernels.PanelWidth != 0 || first < 0 || count < 0 || first + count > Out) throw new ArgumentOutOfRangeException(nameof(first));
         if (x.Length < (long)rows * In || y.Length < (long)rows * Out) throw new ArgumentException("input or output too short for the rows");
-        fixed (float* w = panels, px = x, py = y)
-            GemmKernels.Multiply(px, In, 1, w + (long)first * In, GemmKernels.PanelWidth * In, GemmKernels.PanelWidth, py + first, Out, rows, count, In, load: false, path);
+        fixed (float* px = x, py = y)
+        {
+            if (panels is float[] f)
+                fixed (float* w = f) Multiply((F32Element*)w, px, py, rows, first, count, path);
+            else
+                fixed (ushort* w = (ushort[])panels)
+                {
+                    if (Type == TensorDType.BF16) Multiply((BF16Element*)w, px, py, rows, first, count, path);
+                    else Multiply((F16Element*)w, px, py, rows, first, count, path);
+                }
+        }
     }
+
+    private unsafe void Multiply<T>(T* w, float* x, float* y, int rows, int first, int count, GemmPath path) where T : unmanaged, IPanelElement<T> =>
+        GemmKernels.Multiply(x, In, 1, w + (long)first * In, GemmKernels.PanelWidth * In, GemmKernels.PanelWidth, y + first, Out, rows, count, In, load: false, path);
 }
 
 /// <summary>One layer's weights, packed.</summary>
@@ -53,11 +79,15 @@ internal sealed record PackedLayer(PackedMatrix Query, PackedMatrix Key, PackedM
 /// <summary>A model's products' weights, packed once and shared by every model variant built on the same <see cref="ModelWeights"/>.</summary>
 internal sealed record PackedWeights(PackedLayer[] Layers, PackedMatrix LmHead)
 {
-    public static PackedWeights Of(ModelWeights w, ModelConfig c) => new(
-        w.Layers.Select(l => new PackedLayer(
-            new PackedMatrix(l.Query, c.NHead * c.HeadDim, c.NEmbd), new PackedMatrix(l.Key, c.KvDim, c.NEmbd), new PackedMatrix(l.Value, c.KvDim, c.NEmbd),
-            new PackedMatrix(l.AttentionProjection, c.NEmbd, c.NEmbd), new PackedMatrix(l.MlpUp, c.MlpDim, c.NEmbd), new PackedMatrix(l.MlpDown, c.NEmbd, c.MlpDim))).ToArray(),
-        new PackedMatrix(w.LmHead, c.VocabSize, c.NEmbd));
+    public static PackedWeights Of(ModelWeights w, ModelConfig c)
+    {
+        PackedMatrix Pack(float[] weights, int outDim, int inDim) => new(weights, outDim, inDim, w.WeightType);
+        return new(
+            w.Layers.Select(l => new PackedLayer(
+                Pack(l.Query, c.NHead * c.HeadDim, c.NEmbd), Pack(l.Key, c.KvDim, c.NEmbd), Pack(l.Value, c.KvDim, c.NEmbd),
+                Pack(l.AttentionProjection, c.NEmbd, c.NEmbd), Pack(l.MlpUp, c.MlpDim, c.NEmbd), Pack(l.MlpDown, c.NEmbd, c.MlpDim))).ToArray(),
+            Pack(w.LmHead, c.VocabSize, c.NEmbd));
+    }
 
     public IEnumerable<PackedMatrix> All => Layers.SelectMany(l => new[] { l.Query, l.Key, l.Value, l.AttentionProjection, l.MlpUp, l.MlpDown }).Append(LmHead);
 }

@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace TauCluster.Engine;
 
 /// <summary>The weights of one transformer block, each [out, in] row-major as PyTorch stores them.</summary>
@@ -11,6 +13,12 @@ public sealed class ModelWeights
     public required float[] TokenEmbedding { get; init; }
     public required LayerWeights[] Layers { get; init; }
     public required float[] LmHead { get; init; }
+
+    /// <summary>
+    /// The type every weight is a value of (each F32 here is the exact widening of one): what the file stores, and what
+    /// the packed panels hold, so that a 16-bit model's products read half the bytes.
+    /// </summary>
+    public TensorDType WeightType { get; init; } = TensorDType.F32;
 
     private PackedWeights? packed;
 
@@ -37,7 +45,10 @@ public sealed class ModelWeights
         yield return ("lm_head.weight", [c.VocabSize, c.NEmbd]);
     }
 
-    /// <summary>Checks names and shapes against the config; a missing or mis-shaped tensor is an error naming it.</summary>
+    /// <summary>
+    /// Checks names and shapes against the config; a missing or mis-shaped tensor is an error naming it. The weights
+    /// must be finite, and keep their stored type when every tensor has the same one, and are F32 (which holds them all exactly) otherwise.
+    /// </summary>
     public static ModelWeights FromTensors(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, string source)
     {
         float[] Take(string name, int[] shape)
@@ -46,10 +57,13 @@ public sealed class ModelWeights
                 throw new ModelFormatException($"{source}: missing tensor {name} (expected shape [{string.Join(", ", shape)}])");
             if (!t.Shape.SequenceEqual(shape))
                 throw new ModelFormatException($"{source}: tensor {name} has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", shape)}]");
+            if (!TensorPrimitives.IsFiniteAll<float>(t.Data))
+                throw new ModelFormatException($"{source}: tensor {name} holds a value that is not finite (an infinity or NaN)");
             return t.Data;
         }
 
         var layout = Layout(config).ToDictionary(e => e.Name, e => e.Shape);
+        var types = layout.Keys.Select(name => tensors.TryGetValue(name, out var t) ? t.DType : TensorDType.F32).Distinct().ToArray();
         string L(int i, string part) => $"transformer.h.{i}.{part}.weight";
         return new ModelWeights
         {
@@ -62,6 +76,7 @@ public sealed class ModelWeights
                 Take(L(i, "mlp.c_fc"), layout[L(i, "mlp.c_fc")]),
                 Take(L(i, "mlp.c_proj"), layout[L(i, "mlp.c_proj")]))).ToArray(),
             LmHead = Take("lm_head.weight", layout["lm_head.weight"]),
+            WeightType = types.Length == 1 ? types[0] : TensorDType.F32,
         };
     }
 
@@ -82,20 +97,21 @@ public sealed class ModelWeights
             byName[$"transformer.h.{i}.mlp.c_fc.weight"] = l.MlpUp;
             byName[$"transformer.h.{i}.mlp.c_proj.weight"] = l.MlpDown;
         }
-        return Layout(config).Select(e => new Tensor(e.Name, e.Shape, byName[e.Name]));
+        return Layout(config).Select(e => new Tensor(e.Name, e.Shape, byName[e.Name], WeightType));
     }
 
     /// <summary>
     /// Seeded Gaussian weights for any config: N(0, 1) embeddings, N(0, 1/in) linear layers, so that
-    /// benchmarks and tests can make models of any shape, and the same seed always gives the same model.
+    /// benchmarks and tests can make models of any shape, and the same seed always gives the same model. A 16-bit
+    /// <paramref name="type"/> rounds the same draws to nearest.
     /// </summary>
-    public static ModelWeights CreateRandom(ModelConfig config, ulong seed)
+    public static ModelWeights CreateRandom(ModelConfig config, ulong seed, TensorDType type = TensorDType.F32)
     {
         var rng = new Xoshiro256(seed);
         float[] Gaussian(int outDim, int inDim, double std)
         {
             var w = new float[(long)outDim * inDim];
-            for (int i = 0; i < w.Length; i++) w[i] = (float)(rng.NextGaussian() * std);
+            for (int i = 0; i < w.Length; i++) w[i] = type.Round((float)(rng.NextGaussian() * std));
             return w;
         }
         int c = config.NEmbd;
@@ -111,6 +127,7 @@ public sealed class ModelWeights
                 Gaussian(config.MlpDim, c, linear),
                 Gaussian(c, config.MlpDim, 1.0 / Math.Sqrt(config.MlpDim)))).ToArray(),
             LmHead = Gaussian(config.VocabSize, c, linear),
+            WeightType = type,
         };
     }
 }

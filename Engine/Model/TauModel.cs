@@ -65,7 +65,7 @@ public sealed partial class TauModel
         return new TauModel(config, weights, laplacian, directory);
     }
 
-    /// <summary>Writes config.json, model.safetensors and the manifold (when the model has one).</summary>
+    /// <summary>Writes config.json, model.safetensors (in the weights' type unless <paramref name="dtypeOf"/> says otherwise) and the manifold (when the model has one).</summary>
     public void Save(string directory, Func<string, TensorDType>? dtypeOf = null)
     {
         System.IO.Directory.CreateDirectory(directory);
@@ -79,7 +79,7 @@ public sealed partial class TauModel
         SafeTensors.Write(Path.Combine(directory, WeightsFile), Weights.ToTensors(Config), dtypeOf);
     }
 
-    /// <summary>Writes a model of seeded random weights for any config (what <c>tau model init</c> does).</summary>
-    public static TauModel CreateRandom(ModelConfig config, ulong seed, Laplacian? laplacian = null) =>
-        Create(config.Validate(), ModelWeights.CreateRandom(config, seed), laplacian);
+    /// <summary>A model of seeded random weights of a type for any config (what <c>tau model init</c> writes).</summary>
+    public static TauModel CreateRandom(ModelConfig config, ulong seed, Laplacian? laplacian = null, TensorDType type = TensorDType.F32) =>
+        Create(config.Validate(), ModelWeights.CreateRandom(config, seed, type), laplacian);
 }

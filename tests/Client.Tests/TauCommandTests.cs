@@ -61,6 +61,29 @@ public sealed class TauCommandTests : IDisposable
     }
 
     [Fact]
+    public void Model_init_writes_16_bit_weights_on_request_and_refuses_an_unknown_dtype()
+    {
+        var config = Path.Combine(home, "bf16.json");
+        Directory.CreateDirectory(home);
+        File.WriteAllText(config, """
+            {"vocab_size": 256, "n_layer": 1, "n_head": 1, "n_kv_head": 1, "n_embd": 32, "sequence_len": 64,
+             "attention": "tau", "laplacian": "chain", "taumode": {"mode": "median"}, "tokenizer": "bytes"}
+            """);
+        var dir = Path.Combine(home, "bf16");
+        var init = Tau("model", "init", "--config", config, "--out", dir, "--dtype", "bf16");
+        Assert.True(init.ExitCode == 0, init.Stderr);
+        Assert.Contains("BF16 weights", init.Stdout);
+        Assert.All(SafeTensors.Read(Path.Combine(dir, TauModel.WeightsFile)).Values, t => Assert.Equal(TensorDType.BF16, t.DType));
+        var generate = Tau("generate", "--model", dir, "--prompt", "hi", "--max-tokens", "4", "--seed", "1", "--json");
+        Assert.Equal(4, Json(generate).GetProperty("ids").GetArrayLength());
+
+        var refused = Tau("model", "init", "--config", config, "--out", Path.Combine(home, "f8"), "--dtype", "f8");
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("--dtype 'f8' must be f32, f16 or bf16", refused.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(home, "f8")));
+    }
+
+    [Fact]
     public void Generate_json_is_deterministic_for_a_seed_and_reports_the_cache_saving()
     {
         var model = SmallModel();

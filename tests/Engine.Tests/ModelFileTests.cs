@@ -53,6 +53,46 @@ public sealed class ModelFileTests
         Assert.NotEqual(a, b);   // really narrowed and widened, not passed through
     }
 
+    [Theory]
+    [InlineData(TensorDType.F16)]
+    [InlineData(TensorDType.BF16)]
+    public void A_16_bit_model_stays_16_bit_and_computes_what_F32_weights_of_the_same_values_compute(TensorDType type)
+    {
+        var dir = TestSupport.TempDirectory();
+        TauModel.CreateRandom(Config, 42, type: type).Save(dir);
+        Assert.All(SafeTensors.Read(Path.Combine(dir, TauModel.WeightsFile)).Values, t => Assert.Equal(type, t.DType));
+
+        var narrow = TauModel.Load(dir);
+        Assert.Equal(type, narrow.Weights.WeightType);
+        Assert.All(narrow.Packed.All, m => Assert.Equal(type, m.Type));
+        var w = narrow.Weights;
+        var wide = TauModel.Create(Config, new ModelWeights { TokenEmbedding = w.TokenEmbedding, Layers = w.Layers, LmHead = w.LmHead }, narrow.DefaultDomain?.Laplacian);
+        Assert.Equal(wide.Packed.All.Sum(m => m.Bytes), 2 * narrow.Packed.All.Sum(m => m.Bytes));
+
+        var tokens = TestSupport.RandomTokens(20, Config.VocabSize, 1);
+        Assert.Equal(new InferenceSession(wide).AppendAllLogits(tokens), new InferenceSession(narrow).AppendAllLogits(tokens));
+        // The same draws as the F32 model, rounded: close to it, and not it.
+        var f32 = TauModel.CreateRandom(Config, 42).Weights.LmHead;
+        Assert.NotEqual(f32, w.LmHead);
+        Assert.All(f32.Zip(w.LmHead), p => Assert.Equal(type.Round(p.First), p.Second));
+    }
+
+    [Fact]
+    public void A_weight_that_is_not_finite_is_refused_naming_its_tensor()
+    {
+        var dir = SavedModel();
+        RewriteTensors(dir, tensors => tensors.Select(t => t.Name == "transformer.h.1.mlp.c_fc.weight" ? t with { Data = t.Data.Select((v, i) => i == 5 ? float.NaN : v).ToArray() } : t));
+        var e = Assert.Throws<ModelFormatException>(() => TauModel.Load(dir));
+        Assert.Contains("tensor transformer.h.1.mlp.c_fc.weight holds a value that is not finite", e.Message);
+    }
+
+    [Fact]
+    public void A_file_of_mixed_types_is_served_as_F32()
+    {
+        var dir = SavedModel(name => name == "lm_head.weight" ? TensorDType.BF16 : TensorDType.F32);
+        Assert.Equal(TensorDType.F32, TauModel.Load(dir).Weights.WeightType);
+    }
+
     [Fact]
     public void Manifold_model_saves_its_laplacian_beside_it()
     {
