@@ -2,7 +2,7 @@ namespace TauCluster.Peer;
 
 /// <summary>
 /// The llama-architecture peer of the tau paper-shape model (PaperModel in Grains/ModelStore.cs): 6 layers, n_embd 384,
-/// one head of dimension 384 with one kv head, vocabulary 50257, rope base 10000, F32 weights. Its SwiGLU feed-forward
+/// one head of dimension 384 with one kv head, vocabulary 50257, rope base 10000, F32 weights, or F16/BF16 matrices with F32 norm gains (as llama.cpp's converters write them). Its SwiGLU feed-forward
 /// width is 1024 = 8C/3, so its three feed-forward matrices (3·F·C) hold exactly the tau MLP's two (2·4C·C) and a
 /// decode step reads the same weight bytes, apart from the RMSNorm gains that tau's parameterless norms lack.
 /// </summary>
@@ -28,32 +28,40 @@ public static class PeerModel
     public static long Parameters => 2L * Vocab * NEmbd + NLayer * (LayerMatrixParameters + 2L * NEmbd) + NEmbd;
 
     /// <summary>
-    /// Weight bytes one decode step reads: every layer matrix, the output layer, one embedding row and the norm gains.
+    /// Weight bytes one decode step reads: every layer matrix, the output layer, one embedding row (all of
+    /// <paramref name="matrices"/>) and the norm gains (always F32).
     /// </summary>
-    public static long WeightBytesPerToken =>
-        sizeof(float) * (NLayer * (LayerMatrixParameters + 2L * NEmbd) + (long)Vocab * NEmbd + NEmbd + NEmbd);
+    public static long WeightBytesPerToken(TensorType matrices) =>
+        MatrixBytesPerToken(matrices) + sizeof(float) * (NLayer * 2L * NEmbd + NEmbd);
 
     /// <summary>The same for the tau paper shape: 4C² attention and 2·4C·C MLP per layer, the LM head, one embedding row.</summary>
-    public static long TauWeightBytesPerToken =>
-        sizeof(float) * (NLayer * (4L * NEmbd * NEmbd + 2L * 4 * NEmbd * NEmbd) + (long)Vocab * NEmbd + NEmbd);
+    public static long TauWeightBytesPerToken(TensorType matrices) =>
+        GgufWriter.ElementBytes(matrices) * (NLayer * (4L * NEmbd * NEmbd + 2L * 4 * NEmbd * NEmbd) + (long)Vocab * NEmbd + NEmbd);
 
     /// <summary>Matrix weights alone (no norm gains), per token: what must equal the tau model's.</summary>
-    public static long MatrixBytesPerToken => sizeof(float) * (NLayer * LayerMatrixParameters + (long)Vocab * NEmbd + NEmbd);
+    public static long MatrixBytesPerToken(TensorType matrices) =>
+        GgufWriter.ElementBytes(matrices) * (NLayer * LayerMatrixParameters + (long)Vocab * NEmbd + NEmbd);
 
     private static long LayerMatrixParameters => 4L * NEmbd * HeadDim * NHead + 3L * FeedForward * NEmbd;
 
     /// <summary>
     /// Writes the GGUF: seeded Gaussian weights as the tau model's are drawn (N(0, 1) embeddings, N(0, 1/in) linear
     /// layers), unit norm gains, and a placeholder SentencePiece-style vocabulary so that llama.cpp loads it; the
-    /// benchmark feeds token ids straight into its batches and never tokenizes. Returns the file's size.
+    /// benchmark feeds token ids straight into its batches and never tokenizes. The 2-D weights are stored as
+    /// <paramref name="matrices"/>, drawn from the same stream whatever it is, so the variants differ only by rounding.
+    /// Returns the file's size.
     /// </summary>
-    public static long Write(string path)
+    public static long Write(string path, TensorType matrices)
     {
         var g = new GgufWriter();
         g.Add("general.architecture", "llama");
         g.Add("general.name", "tauformer-paper-shape-peer");
         g.Add("general.alignment", GgufWriter.Alignment);
-        g.Add("general.file_type", 0u);   // LLAMA_FTYPE_ALL_F32
+        g.Add("general.file_type", matrices switch   // llama_ftype, which llama.cpp reports; each tensor carries its own type
+        {
+            TensorType.F32 => 0u, TensorType.F16 => 1u, TensorType.BF16 => 32u,   // ALL_F32, MOSTLY_F16, MOSTLY_BF16
+            _ => throw new ArgumentOutOfRangeException(nameof(matrices)),
+        });
         g.Add("llama.context_length", (uint)TrainContext);
         g.Add("llama.embedding_length", (uint)NEmbd);
         g.Add("llama.block_count", (uint)NLayer);
@@ -99,21 +107,21 @@ public static class PeerModel
         double linear = 1.0 / Math.Sqrt(NEmbd);
 
         // Dimensions innermost first: a PyTorch [out, in] weight is [in, out].
-        g.AddTensor("token_embd.weight", [NEmbd, Vocab], Gaussian(1.0));
+        g.AddTensor("token_embd.weight", [NEmbd, Vocab], Gaussian(1.0), matrices);
         for (int l = 0; l < NLayer; l++)
         {
             g.AddTensor($"blk.{l}.attn_norm.weight", [NEmbd], ones);
-            g.AddTensor($"blk.{l}.attn_q.weight", [NEmbd, HeadDim * NHead], Gaussian(linear));
-            g.AddTensor($"blk.{l}.attn_k.weight", [NEmbd, HeadDim * NKvHead], Gaussian(linear));
-            g.AddTensor($"blk.{l}.attn_v.weight", [NEmbd, HeadDim * NKvHead], Gaussian(linear));
-            g.AddTensor($"blk.{l}.attn_output.weight", [HeadDim * NHead, NEmbd], Gaussian(linear));
+            g.AddTensor($"blk.{l}.attn_q.weight", [NEmbd, HeadDim * NHead], Gaussian(linear), matrices);
+            g.AddTensor($"blk.{l}.attn_k.weight", [NEmbd, HeadDim * NKvHead], Gaussian(linear), matrices);
+            g.AddTensor($"blk.{l}.attn_v.weight", [NEmbd, HeadDim * NKvHead], Gaussian(linear), matrices);
+            g.AddTensor($"blk.{l}.attn_output.weight", [HeadDim * NHead, NEmbd], Gaussian(linear), matrices);
             g.AddTensor($"blk.{l}.ffn_norm.weight", [NEmbd], ones);
-            g.AddTensor($"blk.{l}.ffn_gate.weight", [NEmbd, FeedForward], Gaussian(linear));
-            g.AddTensor($"blk.{l}.ffn_up.weight", [NEmbd, FeedForward], Gaussian(linear));
-            g.AddTensor($"blk.{l}.ffn_down.weight", [FeedForward, NEmbd], Gaussian(1.0 / Math.Sqrt(FeedForward)));
+            g.AddTensor($"blk.{l}.ffn_gate.weight", [NEmbd, FeedForward], Gaussian(linear), matrices);
+            g.AddTensor($"blk.{l}.ffn_up.weight", [NEmbd, FeedForward], Gaussian(linear), matrices);
+            g.AddTensor($"blk.{l}.ffn_down.weight", [FeedForward, NEmbd], Gaussian(1.0 / Math.Sqrt(FeedForward)), matrices);
         }
         g.AddTensor("output_norm.weight", [NEmbd], ones);
-        g.AddTensor("output.weight", [NEmbd, Vocab], Gaussian(linear));
+        g.AddTensor("output.weight", [NEmbd, Vocab], Gaussian(linear), matrices);
         return g.Write(path);
     }
 }

@@ -5,20 +5,21 @@ using TauCluster.Peer;
 
 // llama.cpp (LLamaSharp 0.30.0, CPU backend) on a llama-architecture GGUF of the tau paper shape, written here.
 //   dotnet benchmarks/TauCluster.Peer/bin/Release/net10.0/TauCluster.Peer.dll [--sequences 1,16,64] [--tokens 64]
-//       [--contexts 1024,16384,65536] [--steps 32] [--warmup 4] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--gguf PATH] [--json] [--verbose]
-//   dotnet …/TauCluster.Peer.dll combine TAU_SESSIONS.json TAU_DECODE.json PEER.json… > COMBINED.json   (benchmarks/peer.sh)
+//       [--contexts 1024,16384,65536] [--steps 32] [--warmup 4] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--dtype f32|f16|bf16] [--gguf PATH] [--json] [--verbose]
+//   dotnet …/TauCluster.Peer.dll combine TAU_SESSIONS.json TAU_DECODE.json PEER.json… [--tau-sessions-bf16 TAU_SESSIONS_BF16.json]
+//       [--peer-sequences-16 PEER_F16.json] > COMBINED.json   (benchmarks/peer.sh; the two options add the 16-bit rows)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 try
 {
-    if (args is ["combine", var sessions, var decode, .. var peers] && peers.Length > 0)
-        return Combine.Run(sessions, decode, peers);
+    if (args is ["combine", .. var files])
+        return Combine.Run(files);
     return Bench(new Arguments(args));
 }
 catch (ArgumentException e)
 {
     Console.Error.WriteLine($"error: {e.Message}");
-    Console.Error.WriteLine("usage: TauCluster.Peer [--sequences 1,16,64] [--tokens N] [--contexts 1024,16384] [--steps N] [--warmup N] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--gguf PATH] [--json] [--verbose] | TauCluster.Peer combine TAU_SESSIONS.json TAU_DECODE.json PEER.json…");
+    Console.Error.WriteLine("usage: TauCluster.Peer [--sequences 1,16,64] [--tokens N] [--contexts 1024,16384] [--steps N] [--warmup N] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--dtype f32|f16|bf16] [--gguf PATH] [--json] [--verbose] | TauCluster.Peer combine TAU_SESSIONS.json TAU_DECODE.json PEER.json… [--tau-sessions-bf16 FILE] [--peer-sequences-16 FILE]");
     return 2;
 }
 
@@ -27,8 +28,14 @@ static int Bench(Arguments a)
     bool json = a.Has("--json"), verbose = a.Has("--verbose");
     string only = a.String("--only") ?? "all";
     if (only is not ("all" or "sequences" or "decode")) throw new ArgumentException("--only must be sequences or decode");
+    var dtype = (a.String("--dtype") ?? "f32") switch
+    {
+        "f32" => TensorType.F32, "f16" => TensorType.F16, "bf16" => TensorType.BF16,
+        var v => throw new ArgumentException($"--dtype takes f32, f16 or bf16, not '{v}'"),
+    };
+    string dtypeName = dtype.ToString().ToLowerInvariant();
     var settings = new BenchSettings(
-        Gguf: a.String("--gguf") ?? Path.Combine(Path.GetTempPath(), "taucluster-peer", $"paper-shape-llama-f32-seed{PeerModel.Seed}-r{PeerModel.FormatRevision}.gguf"),
+        Gguf: a.String("--gguf") ?? Path.Combine(Path.GetTempPath(), "taucluster-peer", $"paper-shape-llama-{dtypeName}-seed{PeerModel.Seed}-r{PeerModel.FormatRevision}.gguf"),
         Sequences: a.Ints("--sequences") ?? [1, 16, 64],
         Tokens: a.Int("--tokens") ?? 64,
         Contexts: a.Ints("--contexts") ?? [1024, 16384],
@@ -62,7 +69,7 @@ static int Bench(Arguments a)
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(settings.Gguf))!);
         string staging = $"{settings.Gguf}.tmp-{Environment.ProcessId}";
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        long size = PeerModel.Write(staging);
+        long size = PeerModel.Write(staging, dtype);
         File.Move(staging, settings.Gguf, overwrite: true);
         Say($"wrote {settings.Gguf}: {size:N0} bytes in {clock.Elapsed.TotalSeconds:F1} s");
     }
@@ -72,10 +79,10 @@ static int Bench(Arguments a)
     string systemInfo = System.Runtime.InteropServices.Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info()) ?? "";
     string library = log.Select(l => l).LastOrDefault(l => l.Contains("libllama", StringComparison.Ordinal)) ?? "(not logged)";
     Say($"llama.cpp loaded {settings.Gguf}: {check.Parameters:N0} parameters, {check.SizeBytes:N0} bytes, vocab {check.VocabCount}, n_embd {check.EmbeddingSize}; first logits finite: {check.LogitsFinite} (min {check.LogitMin:F3}, max {check.LogitMax:F3})");
-    Say($"weight bytes per decoded token: {PeerModel.WeightBytesPerToken:N0} (matrices {PeerModel.MatrixBytesPerToken:N0}; the tau paper shape: {PeerModel.TauWeightBytesPerToken:N0})");
+    Say($"weight bytes per decoded token ({dtype} matrices): {PeerModel.WeightBytesPerToken(dtype):N0} (matrices {PeerModel.MatrixBytesPerToken(dtype):N0}; the tau paper shape: {PeerModel.TauWeightBytesPerToken(dtype):N0})");
     Say($"system: {systemInfo.Trim()}");
     if (!check.LogitsFinite) throw new InvalidOperationException("llama.cpp's logits are not finite, or all equal: the GGUF is wrong");
-    if (PeerModel.MatrixBytesPerToken != PeerModel.TauWeightBytesPerToken)
+    if (PeerModel.MatrixBytesPerToken(dtype) != PeerModel.TauWeightBytesPerToken(dtype))
         throw new InvalidOperationException("the peer's matrix bytes per token differ from the tau paper shape's");
 
     // The machine is shared: llama.cpp's OpenMP threads spin at their barriers and slow down many times over when
@@ -105,20 +112,20 @@ static int Bench(Arguments a)
             {
                 ["gguf"] = settings.Gguf, ["architecture"] = "llama", ["n_embd"] = PeerModel.NEmbd, ["n_layer"] = PeerModel.NLayer,
                 ["n_head"] = PeerModel.NHead, ["n_kv_head"] = PeerModel.NKvHead, ["n_ff"] = PeerModel.FeedForward, ["n_vocab"] = PeerModel.Vocab,
-                ["rope_base"] = PeerModel.RopeBase, ["dtype"] = "F32", ["seed"] = PeerModel.Seed,
+                ["rope_base"] = PeerModel.RopeBase, ["dtype"] = dtype.ToString(), ["seed"] = PeerModel.Seed,
                 ["n_params"] = check.Parameters, ["n_params_expected"] = PeerModel.Parameters, ["size_bytes"] = check.SizeBytes,
-                ["weight_bytes_per_token"] = PeerModel.WeightBytesPerToken, ["matrix_bytes_per_token"] = PeerModel.MatrixBytesPerToken,
-                ["tau_weight_bytes_per_token"] = PeerModel.TauWeightBytesPerToken,
+                ["weight_bytes_per_token"] = PeerModel.WeightBytesPerToken(dtype), ["matrix_bytes_per_token"] = PeerModel.MatrixBytesPerToken(dtype),
+                ["tau_weight_bytes_per_token"] = PeerModel.TauWeightBytesPerToken(dtype),
                 ["logits_finite"] = check.LogitsFinite, ["logit_min"] = check.LogitMin, ["logit_max"] = check.LogitMax,
             },
             ["sequences"] = new JsonArray(sequences.Select(r => (JsonNode)new JsonObject
             {
-                ["sequences"] = r.Sequences, ["tokens"] = r.Tokens, ["seconds"] = Math.Round(r.Seconds, 4),
+                ["sequences"] = r.Sequences, ["dtype"] = dtype.ToString(), ["tokens"] = r.Tokens, ["seconds"] = Math.Round(r.Seconds, 4),
                 ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1),
             }).ToArray()),
             ["decode"] = new JsonArray(decode.Select(r => (JsonNode)new JsonObject
             {
-                ["context"] = r.Context, ["prefill_seconds"] = Math.Round(r.PrefillSeconds, 2),
+                ["context"] = r.Context, ["dtype"] = dtype.ToString(), ["prefill_seconds"] = Math.Round(r.PrefillSeconds, 2),
                 ["prefill_tokens_per_second"] = Math.Round(r.PrefillTokensPerSecond, 1), ["steps"] = r.Steps,
                 ["ms_per_token"] = Math.Round(r.MsPerToken, 3),
             }).ToArray()),
