@@ -67,17 +67,55 @@ public static class Taumode
             return count == 0 ? TauFloor : sum / count;
         }
 
-        // Median and percentile need the finite components in order; widening to double first keeps a float vector's
-        // order and values, so its τ is the one a float sort gives.
-        Span<double> sorted = x.Length <= StackSortLimit ? stackalloc double[x.Length] : new double[x.Length];
+        // Median and percentile need order statistics of the finite components; widening to double first keeps a
+        // float vector's order and values, so its τ is the one a float sort gives. Selection finds them without sorting.
+        Span<double> values = x.Length <= StackSortLimit ? stackalloc double[x.Length] : new double[x.Length];
         int n = 0;
-        foreach (T v in x) if (T.IsFinite(v)) sorted[n++] = double.CreateTruncating(v);
+        foreach (T v in x) if (T.IsFinite(v)) values[n++] = double.CreateTruncating(v);
         if (n == 0) return TauFloor;
-        sorted = sorted[..n];
-        sorted.Sort();
+        values = values[..n];
         if (settings.Mode == TaumodeKind.Median)
-            return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+        {
+            double upper = Select(values, n / 2);
+            return n % 2 == 1 ? upper : 0.5 * (Max(values[..(n / 2)]) + upper);
+        }
         int index = (int)Math.Floor((n - 1) * settings.Percentile + 0.5);
-        return sorted[Math.Clamp(index, 0, n - 1)];
+        return Select(values, Math.Clamp(index, 0, n - 1));
+    }
+
+    /// <summary>
+    /// The k-th smallest (0-based) of <paramref name="values"/>, by Hoare's selection: it reorders them so that none
+    /// before k is larger and none after it smaller.
+    /// </summary>
+    private static double Select(Span<double> values, int k)
+    {
+        int lo = 0, hi = values.Length - 1;
+        while (lo < hi)
+        {
+            double pivot = values[(lo + hi) >>> 1];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (values[i] < pivot) i++;
+                while (values[j] > pivot) j--;
+                if (i <= j)
+                {
+                    (values[i], values[j]) = (values[j], values[i]);
+                    i++;
+                    j--;
+                }
+            }
+            if (k <= j) hi = j;
+            else if (k >= i) lo = i;
+            else break;
+        }
+        return values[k];
+    }
+
+    private static double Max(ReadOnlySpan<double> values)
+    {
+        double max = values[0];
+        foreach (double v in values) max = Math.Max(max, v);
+        return max;
     }
 }

@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace TauCluster.Engine;
 
 /// <summary>
@@ -25,6 +28,7 @@ public sealed class Sampler
     private readonly Xoshiro256 rng;
     private readonly double[] weights;
     private readonly long[] order;
+    private readonly int[] largest;
 
     public Sampler(int vocabSize, SamplingOptions options, RngState? state = null)
     {
@@ -32,6 +36,7 @@ public sealed class Sampler
         rng = state is { } s ? new Xoshiro256(s) : new Xoshiro256(options.Seed);
         weights = new double[vocabSize];
         order = new long[vocabSize];
+        largest = new int[options.TopK > 0 && options.TopK < vocabSize ? options.TopK : 0];
     }
 
     public SamplingOptions Options { get; }
@@ -53,15 +58,11 @@ public sealed class Sampler
         if (!filter) return DrawInIdOrder(logits);
 
         // Ids by logit, descending, ties by lower id: one 64-bit key per id, sorted without allocation. With top-k,
-        // only the ids at or above the k-th largest logit are sorted (found by selection, not by sorting them all).
+        // only the ids at or above the k-th largest logit are sorted.
         int kept = n;
-        if (Options.TopK > 0 && Options.TopK < n)
+        if (largest.Length > 0)
         {
-            for (int i = 0; i < n; i++) order[i] = DescendingKey(logits[i]);
-            long kthKey = Select(order.AsSpan(0, n), Options.TopK - 1);
-            kept = 0;
-            for (int i = 0; i < n; i++)
-                if (DescendingKey(logits[i]) <= kthKey) order[kept++] = ((long)DescendingKey(logits[i]) << 32) | (uint)i;
+            kept = TopK(logits, largest, order);
         }
         else
         {
@@ -121,37 +122,72 @@ public sealed class Sampler
 
     private static int Id(long key) => (int)(uint)key;
 
-    /// <summary>The k-th smallest value (0-based) of <paramref name="values"/>, reordering them (Hoare's selection).</summary>
-    private static long Select(Span<long> values, int k)
+    /// <summary>
+    /// Writes into <paramref name="order"/> the sort keys of every id whose logit is at or above the k-th largest
+    /// (k = <paramref name="largest"/>.Length; ties at the k-th are all kept), unsorted, and returns how many.
+    /// One pass keeps the k largest ordinals seen so far in a min-heap, and a vector compare skips the logits that
+    /// cannot enter it, which for k ≪ n is nearly all of them; a second pass collects the ids.
+    /// </summary>
+    internal static int TopK(ReadOnlySpan<float> logits, Span<int> largest, Span<long> order)
     {
-        int lo = 0, hi = values.Length - 1;
-        while (lo < hi)
+        int k = largest.Length, n = logits.Length;
+        for (int i = 0; i < k; i++) largest[i] = Ordinal(logits[i]);
+        for (int i = k / 2 - 1; i >= 0; i--) SiftDown(largest, i);
+        var ints = MemoryMarshal.Cast<float, int>(logits);
+        int lanes = Vector256<int>.Count, at = k;
+        for (; at < n && at % lanes != 0; at++) Offer(largest, Ordinal(logits[at]));
+        for (; at + lanes <= n; at += lanes)
         {
-            long pivot = values[(lo + hi) >>> 1];
-            int i = lo, j = hi;
-            while (i <= j)
-            {
-                while (values[i] < pivot) i++;
-                while (values[j] > pivot) j--;
-                if (i <= j)
-                {
-                    (values[i], values[j]) = (values[j], values[i]);
-                    i++;
-                    j--;
-                }
-            }
-            if (k <= j) hi = j;
-            else if (k >= i) lo = i;
-            else return values[k];
+            if (!Vector256.GreaterThanAny(Ordinals(Vector256.Create(ints.Slice(at, lanes))), Vector256.Create(largest[0]))) continue;
+            for (int i = at; i < at + lanes; i++) Offer(largest, Ordinal(logits[i]));
         }
-        return values[k];
+        for (; at < n; at++) Offer(largest, Ordinal(logits[at]));
+
+        int kth = largest[0], kept = 0;
+        for (at = 0; at + lanes <= n; at += lanes)
+        {
+            if (!Vector256.GreaterThanOrEqualAny(Ordinals(Vector256.Create(ints.Slice(at, lanes))), Vector256.Create(kth))) continue;
+            for (int i = at; i < at + lanes; i++) Keep(logits, i, kth, order, ref kept);
+        }
+        for (; at < n; at++) Keep(logits, at, kth, order, ref kept);
+        return kept;
     }
 
-    /// <summary>An int whose ascending order is the float's descending order.</summary>
-    private static int DescendingKey(float value)
+    private static void Keep(ReadOnlySpan<float> logits, int id, int kth, Span<long> order, ref int kept)
+    {
+        int ordinal = Ordinal(logits[id]);
+        if (ordinal >= kth) order[kept++] = ((long)~ordinal << 32) | (uint)id;
+    }
+
+    private static void Offer(Span<int> heap, int ordinal)
+    {
+        if (ordinal <= heap[0]) return;   // an equal one leaves the k-th largest as it is
+        heap[0] = ordinal;
+        SiftDown(heap, 0);
+    }
+
+    private static void SiftDown(Span<int> heap, int i)
+    {
+        while (true)
+        {
+            int smallest = i, left = 2 * i + 1, right = left + 1;
+            if (left < heap.Length && heap[left] < heap[smallest]) smallest = left;
+            if (right < heap.Length && heap[right] < heap[smallest]) smallest = right;
+            if (smallest == i) return;
+            (heap[i], heap[smallest]) = (heap[smallest], heap[i]);
+            i = smallest;
+        }
+    }
+
+    /// <summary>An int whose order is the float's (−0 below +0): negative floats' magnitude bits flipped.</summary>
+    private static int Ordinal(float value)
     {
         int bits = BitConverter.SingleToInt32Bits(value);
-        int ascending = bits >= 0 ? bits : bits ^ int.MaxValue;   // flip negative floats so ints order like the floats
-        return ~ascending;
+        return bits ^ ((bits >> 31) & int.MaxValue);
     }
+
+    private static Vector256<int> Ordinals(Vector256<int> bits) => bits ^ (Vector256.ShiftRightArithmetic(bits, 31) & Vector256.Create(int.MaxValue));
+
+    /// <summary>An int whose ascending order is the float's descending order.</summary>
+    private static int DescendingKey(float value) => ~Ordinal(value);
 }

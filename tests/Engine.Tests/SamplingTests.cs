@@ -14,6 +14,40 @@ public sealed class SamplingTests
         Assert.Equal(1, sampler.Sample([0f, 5f, 2f, 5f, 5f]));
     }
 
+    /// <summary>
+    /// Top-k keeps exactly the ids whose logit is at or above the k-th largest, ties included, with −0 ranked below +0
+    /// as the sort keys rank them: checked against a full sort, on logits with many ties, signed zeros and lengths that
+    /// are not a multiple of the vector width.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1000, 1UL)]
+    [InlineData(40, 50257, 2UL)]
+    [InlineData(7, 13, 3UL)]
+    [InlineData(100, 1003, 4UL)]
+    [InlineData(40, 50257, 5UL)]
+    public void Top_k_keeps_the_ids_at_or_above_the_kth_largest_logit(int k, int n, ulong seed)
+    {
+        var rng = new Xoshiro256(seed);
+        var logits = Enumerable.Range(0, n).Select(_ => rng.NextDouble() switch
+        {
+            < 0.05 => 0f,
+            < 0.10 => -0f,
+            < 0.40 => MathF.Round((float)rng.NextGaussian() * 4),   // ties
+            _ => (float)rng.NextGaussian() * 4,
+        }).ToArray();
+        if (seed == 5) logits[^1] = 1000;   // the largest in the tail the vector loop leaves
+
+        static long Key(float v, int id) => ((long)BitConverter.SingleToInt32Bits(v) switch { var b => b >= 0 ? ~b : ~(b ^ int.MaxValue) } << 32) | (uint)id;
+        var sorted = logits.Select((v, id) => Key(v, id)).Order().ToArray();
+        int kthKey = (int)(sorted[k - 1] >> 32);
+        var expected = sorted.Where(key => (int)(key >> 32) <= kthKey).ToArray();
+
+        var order = new long[n];
+        int kept = Sampler.TopK(logits, new int[k], order);
+        Assert.Equal(expected, order.Take(kept).Order());
+        Assert.True(kept >= k);
+    }
+
     [Fact]
     public void Same_seed_gives_the_same_draws_and_another_seed_does_not()
     {

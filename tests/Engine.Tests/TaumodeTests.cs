@@ -83,6 +83,25 @@ public sealed class TaumodeTests(ITestOutputHelper output)
         Assert.Equal(energy / (energy + 1e-6), Taumode.Lambda(negative, chain, Settings(TaumodeKind.Median)), 6);
     }
 
+    /// <summary>τ's order statistics are found by selection, not a sort: the same values as a full sort, on vectors of odd
+    /// and even length with repeated values, in median and percentile modes.</summary>
+    [Theory]
+    [InlineData(384, 1UL)]
+    [InlineData(383, 2UL)]
+    [InlineData(2, 3UL)]
+    [InlineData(1, 4UL)]
+    [InlineData(64, 5UL)]
+    public void Median_and_percentile_tau_are_the_order_statistics_of_a_sort(int n, ulong seed)
+    {
+        var rng = new Xoshiro256(seed);
+        var x = Enumerable.Range(0, n).Select(_ => rng.NextDouble() < 0.3 ? MathF.Round((float)rng.NextGaussian()) : (float)rng.NextGaussian()).ToArray();
+        var sorted = x.Select(v => (double)v).Order().ToArray();
+        double median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+        Assert.Equal(median, Taumode.SelectTau(x, Settings(TaumodeKind.Median)));
+        foreach (double p in new[] { 0.0, 0.1, 0.5, 0.9, 1.0 })
+            Assert.Equal(sorted[(int)Math.Floor((n - 1) * p + 0.5)], Taumode.SelectTau(x, Settings(TaumodeKind.Percentile, percentile: p)));
+    }
+
     [Fact]
     public void Energy_is_clamped_at_zero_and_zero_vector_gives_zero_lambda()
     {
