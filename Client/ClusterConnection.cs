@@ -28,6 +28,9 @@ public sealed class ClusterConnection : IAsyncDisposable
     public TauSessionClient Sessions { get; }
     public bool Embedded { get; }
 
+    /// <summary>The embedded silo's compute workers (what a bench reads its passes from); null for a remote cluster.</summary>
+    public Engine.ComputeWorkers? Compute => Embedded ? host.Services.GetRequiredService<Engine.ComputeWorkers>() : null;
+
     /// <summary>
     /// An in-process silo with sessions in files under the data directory, so that <c>tau sessions …</c> and a later
     /// <c>--session</c> find them again. Its ports are picked free, so several <c>tau</c> processes can run at once.

@@ -59,12 +59,15 @@ internal static class BenchSessionsCommand
                 await cluster.Sessions.Open(id, spec, cancellation);
                 await cluster.Sessions.Append(id, PromptInput.FromIds(prompt), cancellation);
             }
+            var compute = cluster.Compute!;
+            long passes = compute.Batches, steps = compute.Steps;
             clock.Restart();
             await Task.WhenAll(ids.Select(async id => { await foreach (var _ in cluster.Sessions.Generate(id, tokens, cancellation: cancellation)) { } }));
             double rate = count * tokens / clock.Elapsed.TotalSeconds;
+            double stepsPerPass = (double)(compute.Steps - steps) / Math.Max(1, compute.Batches - passes);
             foreach (var id in ids) await cluster.Sessions.Session(id).Delete();
-            results.Add(new JsonObject { ["sessions"] = count, ["tokens_per_second"] = Math.Round(rate, 1) });
-            if (!a.Has("--json")) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count,3} sessions: {rate,8:F1} tokens/s"));
+            results.Add(new JsonObject { ["sessions"] = count, ["tokens_per_second"] = Math.Round(rate, 1), ["decode_steps_per_pass"] = Math.Round(stepsPerPass, 2) });
+            if (!a.Has("--json")) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count,3} sessions: {rate,8:F1} tokens/s, {stepsPerPass,5:F1} decode steps per forward pass"));
         }
         if (a.Has("--json"))
             Console.WriteLine(new JsonObject { ["results"] = results, ["engine_tokens_per_second"] = Math.Round(engineRate, 1) }.ToJsonString());
