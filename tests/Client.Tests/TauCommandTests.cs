@@ -350,8 +350,11 @@ public sealed class TauCommandTests : IDisposable
         Assert.Equal(["engine_tokens_per_second", "results"], bench.EnumerateObject().Select(p => p.Name).Order());
         var results = bench.GetProperty("results").EnumerateArray().ToArray();
         Assert.Equal([1, 3], results.Select(r => r.GetProperty("sessions").GetInt32()));
-        Assert.All(results, r => Assert.Equal(["sessions", "tokens_per_second"], r.EnumerateObject().Select(p => p.Name).Order()));
+        Assert.All(results, r => Assert.Equal(["decode_steps_per_pass", "sessions", "tokens_per_second"], r.EnumerateObject().Select(p => p.Name).Order()));
         Assert.All(results, r => Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0, r.ToString()));
+        // One session's passes hold its one step; three sessions' passes hold one to three.
+        Assert.Equal(1.0, results[0].GetProperty("decode_steps_per_pass").GetDouble());
+        Assert.InRange(results[1].GetProperty("decode_steps_per_pass").GetDouble(), 1.0, 3.0);
         Assert.True(bench.GetProperty("engine_tokens_per_second").GetDouble() > 0, bench.ToString());
     }
 
