@@ -14,10 +14,10 @@ namespace TauCluster.Client;
 internal static class BenchSessionsCommand
 {
     public const string Usage = """
-        tau bench sessions [--model DIR|NAME] [--sessions 1,16] [--tokens N] [--json]
+        tau bench sessions [--model DIR|NAME] [--sessions 1,16] [--tokens N] [--repeats 3] [--json]
         """;
 
-    private static readonly string[] Options = ["--model", "--sessions", "--tokens"];
+    private static readonly string[] Options = ["--model", "--sessions", "--tokens", "--repeats"];
 
     private static readonly string[] Flags = ["--json"];
 
@@ -27,21 +27,24 @@ internal static class BenchSessionsCommand
         var counts = List(a.String("--sessions") ?? "1,4", int.Parse, "--sessions", NumberList);
         foreach (int count in counts) AtLeastOne(count, "--sessions");
         int tokens = AtLeastOne(a.Int("--tokens") ?? 64, "--tokens");
+        int repeats = AtLeastOne(a.Int("--repeats") ?? 3, "--repeats");
         var options = EmbeddedOptions();
         var model = BenchModel(options, a.String("--model"), out string name);
         int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
 
         // The bare engine: one session, the same sampling, the same number of tokens (a first, untimed run warms it up).
-        double engineRate = 0;
-        for (int run = 0; run < 2; run++)
+        // Every figure is the median of --repeats runs: one run of a few hundred milliseconds is at the mercy of a shared machine.
+        var engineRates = new double[repeats + 1];
+        for (int run = 0; run <= repeats; run++)
         {
             var engine = new InferenceSession(model);
             var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 1));
             var logits = engine.Append(prompt);
             var engineClock = Stopwatch.StartNew();
             for (int i = 0; i < tokens; i++) logits = engine.Append(sampler.Sample(logits));
-            engineRate = tokens / engineClock.Elapsed.TotalSeconds;
+            engineRates[run] = tokens / engineClock.Elapsed.TotalSeconds;
         }
+        double engineRate = Median(engineRates[1..]);
 
         await using var cluster = await ClusterConnection.StartEmbedded(options, cancellation);
         var spec = new SessionSpec(name, null, new SamplingSettings(0.8, 40, 0.95, 1));
@@ -51,21 +54,27 @@ internal static class BenchSessionsCommand
         string warm = $"bench-warm-{Guid.NewGuid():N}";
         await foreach (var _ in cluster.Sessions.Complete(warm, new CompletionRequest(spec, PromptInput.FromIds(prompt), tokens), cancellation)) { }
         await cluster.Sessions.Session(warm).Delete();
+        var compute = cluster.Compute!;
         foreach (int count in counts)
         {
-            var ids = Enumerable.Range(0, count).Select(i => $"bench-{Guid.NewGuid():N}").ToArray();
-            foreach (var id in ids)
+            var rates = new double[repeats];
+            double stepsPerPass = 0;
+            for (int run = 0; run < repeats; run++)
             {
-                await cluster.Sessions.Open(id, spec, cancellation);
-                await cluster.Sessions.Append(id, PromptInput.FromIds(prompt), cancellation);
+                var ids = Enumerable.Range(0, count).Select(i => $"bench-{Guid.NewGuid():N}").ToArray();
+                foreach (var id in ids)
+                {
+                    await cluster.Sessions.Open(id, spec, cancellation);
+                    await cluster.Sessions.Append(id, PromptInput.FromIds(prompt), cancellation);
+                }
+                long passes = compute.Batches, steps = compute.Steps;   // from here: the prompts' passes are not decode passes
+                clock.Restart();
+                await Task.WhenAll(ids.Select(async id => { await foreach (var _ in cluster.Sessions.Generate(id, tokens, cancellation: cancellation)) { } }));
+                rates[run] = count * tokens / clock.Elapsed.TotalSeconds;
+                stepsPerPass += (double)(compute.Steps - steps) / Math.Max(1, compute.Batches - passes) / repeats;
+                foreach (var id in ids) await cluster.Sessions.Session(id).Delete();
             }
-            var compute = cluster.Compute!;
-            long passes = compute.Batches, steps = compute.Steps;
-            clock.Restart();
-            await Task.WhenAll(ids.Select(async id => { await foreach (var _ in cluster.Sessions.Generate(id, tokens, cancellation: cancellation)) { } }));
-            double rate = count * tokens / clock.Elapsed.TotalSeconds;
-            double stepsPerPass = (double)(compute.Steps - steps) / Math.Max(1, compute.Batches - passes);
-            foreach (var id in ids) await cluster.Sessions.Session(id).Delete();
+            double rate = Median(rates);
             results.Add(new JsonObject { ["sessions"] = count, ["tokens_per_second"] = Math.Round(rate, 1), ["decode_steps_per_pass"] = Math.Round(stepsPerPass, 2) });
             if (!a.Has("--json")) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count,3} sessions: {rate,8:F1} tokens/s, {stepsPerPass,5:F1} decode steps per forward pass"));
         }
@@ -74,5 +83,11 @@ internal static class BenchSessionsCommand
         else
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bare engine, 1 session: {engineRate:F1} tokens/s"));
         return 0;
+    }
+
+    private static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[sorted.Length / 2];
     }
 }

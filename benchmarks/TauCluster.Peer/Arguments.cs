@@ -5,7 +5,7 @@ namespace TauCluster.Peer;
 /// <summary><c>--name value</c> options and <c>--flag</c> switches; anything else is a usage error.</summary>
 public sealed class Arguments
 {
-    private static readonly string[] Options = ["--sequences", "--tokens", "--contexts", "--steps", "--warmup", "--threads", "--only", "--gguf", "--kv-unified", "--flash-attention", "--dtype"];
+    private static readonly string[] Options = ["--sequences", "--tokens", "--contexts", "--steps", "--warmup", "--repeats", "--threads", "--only", "--gguf", "--kv-unified", "--flash-attention", "--dtype"];
     private static readonly string[] Flags = ["--json", "--verbose"];
 
     private readonly Dictionary<string, string> _values = [];

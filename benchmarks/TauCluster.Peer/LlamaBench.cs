@@ -8,7 +8,7 @@ namespace TauCluster.Peer;
 
 /// <summary>What one run measures, and how llama.cpp is set up for it.</summary>
 public sealed record BenchSettings(
-    string Gguf, int[] Sequences, int Tokens, int[] Contexts, int Steps, int Threads, int Warmup, bool RunSequences, bool RunDecode, bool KvUnified, bool? FlashAttention)
+    string Gguf, int[] Sequences, int Tokens, int[] Contexts, int Steps, int Threads, int Warmup, bool RunSequences, bool RunDecode, bool KvUnified, bool? FlashAttention, int Repeats = 3)
 {
     public const int PromptTokens = 8;      // as `tau bench sessions`: an 8-token prompt per session, not timed
     public const uint BatchSize = 2048;     // n_batch: tokens per llama_decode call when prefilling
@@ -79,22 +79,29 @@ public sealed class LlamaBench(BenchSettings settings, LLamaWeights weights) : I
         foreach (int count in settings.Sequences)
         {
             if (count > BenchSettings.SeqMax) throw new ArgumentException($"--sequences {count} is more than n_seq_max {BenchSettings.SeqMax}");
-            context.NativeHandle.MemoryClear();
-            var batch = new LLamaBatch();
-            for (int s = 0; s < count; s++)
-                for (int i = 0; i < BenchSettings.PromptTokens; i++)
-                    batch.Add(i + 1, i, (LLamaSeqId)s, i == BenchSettings.PromptTokens - 1);
-            Decode(context, batch);
-            var next = new int[count];
-            for (int s = 0; s < count; s++) next[s] = ArgMax(context, (s + 1) * BenchSettings.PromptTokens - 1);
-            int position = BenchSettings.PromptTokens;
-            for (int i = 0; i < settings.Warmup; i++) Step(context, batch, next, position++);
-            var clock = Stopwatch.StartNew();
-            for (int i = 0; i < settings.Tokens; i++) Step(context, batch, next, position++);
-            var result = new SequenceResult(count, settings.Tokens, clock.Elapsed.TotalSeconds);
-            progress($"{count,3} sequences: {result.TokensPerSecond,8:F1} tokens/s");
+            // The median of a few runs: one run of a few hundred milliseconds is at the mercy of a shared machine.
+            var runs = Enumerable.Range(0, settings.Repeats).Select(_ => TimeSequences(context, count)).Order().ToArray();
+            var result = new SequenceResult(count, settings.Tokens, runs[runs.Length / 2]);
+            progress($"{count,3} sequences: {result.TokensPerSecond,8:F1} tokens/s (median of {runs.Length})");
             yield return result;
         }
+    }
+
+    private double TimeSequences(LLamaContext context, int count)
+    {
+        context.NativeHandle.MemoryClear();
+        var batch = new LLamaBatch();
+        for (int s = 0; s < count; s++)
+            for (int i = 0; i < BenchSettings.PromptTokens; i++)
+                batch.Add(i + 1, i, (LLamaSeqId)s, i == BenchSettings.PromptTokens - 1);
+        Decode(context, batch);
+        var next = new int[count];
+        for (int s = 0; s < count; s++) next[s] = ArgMax(context, (s + 1) * BenchSettings.PromptTokens - 1);
+        int position = BenchSettings.PromptTokens;
+        for (int i = 0; i < settings.Warmup; i++) Step(context, batch, next, position++);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < settings.Tokens; i++) Step(context, batch, next, position++);
+        return clock.Elapsed.TotalSeconds;
     }
 
     /// <summary>

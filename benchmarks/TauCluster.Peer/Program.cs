@@ -5,7 +5,7 @@ using TauCluster.Peer;
 
 // llama.cpp (LLamaSharp 0.30.0, CPU backend) on a llama-architecture GGUF of the tau paper shape, written here.
 //   dotnet benchmarks/TauCluster.Peer/bin/Release/net10.0/TauCluster.Peer.dll [--sequences 1,16,64] [--tokens 64]
-//       [--contexts 1024,16384,65536] [--steps 32] [--warmup 4] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--dtype f32|f16|bf16] [--gguf PATH] [--json] [--verbose]
+//       [--contexts 1024,16384,65536] [--steps 32] [--warmup 4] [--repeats 3] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--dtype f32|f16|bf16] [--gguf PATH] [--json] [--verbose]
 //   dotnet …/TauCluster.Peer.dll combine TAU_SESSIONS.json TAU_DECODE.json PEER.json… [--tau-sessions-bf16 TAU_SESSIONS_BF16.json]
 //       [--peer-sequences-16 PEER_F16.json] > COMBINED.json   (benchmarks/peer.sh; the two options add the 16-bit rows)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -19,7 +19,7 @@ try
 catch (ArgumentException e)
 {
     Console.Error.WriteLine($"error: {e.Message}");
-    Console.Error.WriteLine("usage: TauCluster.Peer [--sequences 1,16,64] [--tokens N] [--contexts 1024,16384] [--steps N] [--warmup N] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--dtype f32|f16|bf16] [--gguf PATH] [--json] [--verbose] | TauCluster.Peer combine TAU_SESSIONS.json TAU_DECODE.json PEER.json… [--tau-sessions-bf16 FILE] [--peer-sequences-16 FILE]");
+    Console.Error.WriteLine("usage: TauCluster.Peer [--sequences 1,16,64] [--tokens N] [--contexts 1024,16384] [--steps N] [--warmup N] [--repeats N] [--threads N] [--only sequences|decode] [--kv-unified true|false] [--flash-attention auto|on|off] [--dtype f32|f16|bf16] [--gguf PATH] [--json] [--verbose] | TauCluster.Peer combine TAU_SESSIONS.json TAU_DECODE.json PEER.json… [--tau-sessions-bf16 FILE] [--peer-sequences-16 FILE]");
     return 2;
 }
 
@@ -42,6 +42,7 @@ static int Bench(Arguments a)
         Steps: a.Int("--steps") ?? 32,
         Threads: a.Int("--threads") ?? Environment.ProcessorCount,
         Warmup: a.Int("--warmup") ?? 4,
+        Repeats: a.Int("--repeats") ?? 3,
         RunSequences: only is "all" or "sequences",
         RunDecode: only is "all" or "decode",
         KvUnified: (a.String("--kv-unified") ?? "true") switch
@@ -105,7 +106,7 @@ static int Bench(Arguments a)
             {
                 ["threads"] = settings.Threads, ["n_batch"] = BenchSettings.BatchSize, ["n_ubatch"] = BenchSettings.UBatchSize,
                 ["n_seq_max"] = BenchSettings.SeqMax, ["kv_unified"] = settings.KvUnified, ["kv_cache_type"] = "f16 (llama.cpp's default)", ["flash_attention"] = a.String("--flash-attention") ?? "auto",
-                ["prompt_tokens"] = BenchSettings.PromptTokens, ["tokens"] = settings.Tokens, ["steps"] = settings.Steps, ["warmup"] = settings.Warmup,
+                ["prompt_tokens"] = BenchSettings.PromptTokens, ["tokens"] = settings.Tokens, ["steps"] = settings.Steps, ["warmup"] = settings.Warmup, ["repeats"] = settings.Repeats,
                 ["sampling"] = "greedy (argmax of the logits)",
             },
             ["model"] = new JsonObject
