@@ -30,7 +30,7 @@ internal static class BenchKernelsCommand
         {
             Console.WriteLine(new JsonObject
             {
-                ["path"] = f.Path.ToString(), ["threads"] = f.Threads, ["weight_bytes"] = f.WeightBytes,
+                ["path"] = f.Path.ToString(), ["weight_type"] = f.WeightType.ToString(), ["threads"] = f.Threads, ["weight_bytes"] = f.WeightBytes,
                 ["matmul_ms"] = Math.Round(f.MatMulMs, 4), ["matmul_gb_per_s"] = Math.Round(f.MatMulGBps, 2),
                 ["sum_ms"] = Math.Round(f.SumMs, 4), ["sum_gb_per_s"] = Math.Round(f.SumGBps, 2), ["ratio"] = Math.Round(ratio, 3),
                 ["fork_join_us"] = Math.Round(f.ForkJoinMicroseconds, 3), ["parked_fork_join_us"] = Math.Round(f.ParkedForkJoinMicroseconds, 3),
@@ -41,7 +41,7 @@ internal static class BenchKernelsCommand
             return 0;
         }
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"""
-            kernels {f.Path} on {f.Threads} threads, {f.WeightBytes / 1e6:F1} MB of weights per decode step
+            kernels {f.Path} on {f.Threads} threads, {f.WeightBytes / 1e6:F1} MB of {f.WeightType} weights per decode step
             weight read of a decode step: {f.MatMulMs,8:F3} ms = {f.MatMulGBps,6:F1} GB/s
             plain parallel sum, same bytes: {f.SumMs,6:F3} ms = {f.SumGBps,6:F1} GB/s   (ratio {ratio:F2})
             the same products for {f.BatchRows} rows: {f.BatchMatMulMs,8:F3} ms = {f.BatchGflops,6:F1} GFLOP/s

@@ -76,6 +76,10 @@ public sealed class TauCommandTests : IDisposable
         Assert.All(SafeTensors.Read(Path.Combine(dir, TauModel.WeightsFile)).Values, t => Assert.Equal(TensorDType.BF16, t.DType));
         var generate = Tau("generate", "--model", dir, "--prompt", "hi", "--max-tokens", "4", "--seed", "1", "--json");
         Assert.Equal(4, Json(generate).GetProperty("ids").GetArrayLength());
+        // Served 16-bit: q, k, v, proj 32×32, MLP 128×32 and 32×128, lm_head 256×32, two bytes each.
+        var kernels = Json(Tau("bench", "kernels", "--model", dir, "--repeats", "3", "--json"));
+        Assert.Equal("BF16", kernels.GetProperty("weight_type").GetString());
+        Assert.Equal(2 * (4 * 1024 + 2 * 4096 + 8192), kernels.GetProperty("weight_bytes").GetInt64());
 
         var refused = Tau("model", "init", "--config", config, "--out", Path.Combine(home, "f8"), "--dtype", "f8");
         Assert.Equal(2, refused.ExitCode);
