@@ -1,15 +1,11 @@
 using System.Text;
+using TauCluster.Engine;
 
 namespace TauCluster.Peer;
 
 /// <summary>Writes one row (ggml's innermost dimension) of a tensor: row number <paramref name="index"/>.</summary>
 public delegate void RowFill(Span<float> row, int index);
 
-/// <summary>The ggml_type values the peer writes; the numbers are ggml's.</summary>
-public enum TensorType : uint
-{
-    F32 = 0, F16 = 1, BF16 = 30,
-}
 
 /// <summary>
 /// A minimal GGUF v3 writer: the header, metadata key/values, the tensor infos, then each tensor's data at an offset
@@ -33,12 +29,17 @@ public sealed class GgufWriter
     private readonly List<Tensor> _tensors = [];
 
     /// <summary>One tensor: its dimensions innermost first (ggml's ne[0] is the row length) and a writer of its values.</summary>
-    private sealed record Tensor(string Name, long[] Dims, TensorType Type, Action<BinaryWriter> WriteData)
+    private sealed record Tensor(string Name, long[] Dims, TensorDType Type, Action<BinaryWriter> WriteData)
     {
-        public long Bytes => Dims.Aggregate(1L, (a, d) => a * d) * ElementBytes(Type);
+        public long Bytes => Dims.Aggregate(1L, (a, d) => a * d) * Type.ElementSize();
     }
 
-    public static int ElementBytes(TensorType type) => type == TensorType.F32 ? sizeof(float) : sizeof(ushort);
+    /// <summary>ggml's number for the type (ggml_type): what each tensor info carries.</summary>
+    private static uint GgmlType(TensorDType type) => type switch
+    {
+        TensorDType.F32 => 0, TensorDType.F16 => 1, TensorDType.BF16 => 30,
+        _ => throw new ArgumentOutOfRangeException(nameof(type)),
+    };
 
     public void Add(string key, uint value) => Meta(key, ValueType.UInt32, w => w.Write(value));
     public void Add(string key, float value) => Meta(key, ValueType.Float32, w => w.Write(value));
@@ -71,7 +72,7 @@ public sealed class GgufWriter
     /// <paramref name="fill"/> writes exactly the product of the dimensions in floats, row after row; a 16-bit
     /// <paramref name="type"/> stores them rounded to nearest even.
     /// </summary>
-    public void AddTensor(string name, long[] dims, RowFill fill, TensorType type = TensorType.F32)
+    public void AddTensor(string name, long[] dims, RowFill fill, TensorDType type = TensorDType.F32)
     {
         long count = dims.Aggregate(1L, (a, d) => a * d);
         int row = (int)dims[0];
@@ -79,31 +80,19 @@ public sealed class GgufWriter
         {
             var buffer = new float[row];
             var narrow = new ushort[row];
-            var bytes = new byte[row * ElementBytes(type)];
+            var bytes = new byte[row * type.ElementSize()];
             for (long r = 0, rows = count / row; r < rows; r++)
             {
                 fill(buffer, (int)r);
-                if (type == TensorType.F32) Buffer.BlockCopy(buffer, 0, bytes, 0, bytes.Length);
+                if (type == TensorDType.F32) Buffer.BlockCopy(buffer, 0, bytes, 0, bytes.Length);
                 else
                 {
-                    for (int i = 0; i < row; i++)
-                        narrow[i] = type == TensorType.F16 ? BitConverter.HalfToUInt16Bits((Half)buffer[i]) : ToBFloat16(buffer[i]);
+                    for (int i = 0; i < row; i++) narrow[i] = type.Narrow(buffer[i]);
                     Buffer.BlockCopy(narrow, 0, bytes, 0, bytes.Length);
                 }
                 w.Write(bytes);
             }
         }));
-    }
-
-    /// <summary>
-    /// The upper half of the float's bits, rounded to nearest even by adding just under half an ulp plus the kept
-    /// half's lowest bit; a NaN gets its quiet bit set so that truncating its payload cannot turn it into infinity.
-    /// </summary>
-    private static ushort ToBFloat16(float x)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(x);
-        if (float.IsNaN(x)) return (ushort)((bits >> 16) | 0x40);
-        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
     /// <summary>Writes the file; returns its size in bytes.</summary>
@@ -123,7 +112,7 @@ public sealed class GgufWriter
             WriteString(w, t.Name);
             w.Write((uint)t.Dims.Length);
             foreach (var d in t.Dims) w.Write((ulong)d);
-            w.Write((uint)t.Type);
+            w.Write(GgmlType(t.Type));
             w.Write(offset);
             offset = Align(offset + (ulong)t.Bytes);
         }

@@ -1,3 +1,5 @@
+using TauCluster.Engine;
+
 namespace TauCluster.Peer;
 
 /// <summary>
@@ -31,16 +33,16 @@ public static class PeerModel
     /// Weight bytes one decode step reads: every layer matrix, the output layer, one embedding row (all of
     /// <paramref name="matrices"/>) and the norm gains (always F32).
     /// </summary>
-    public static long WeightBytesPerToken(TensorType matrices) =>
+    public static long WeightBytesPerToken(TensorDType matrices) =>
         MatrixBytesPerToken(matrices) + sizeof(float) * (NLayer * 2L * NEmbd + NEmbd);
 
     /// <summary>The same for the tau paper shape: 4C² attention and 2·4C·C MLP per layer, the LM head, one embedding row.</summary>
-    public static long TauWeightBytesPerToken(TensorType matrices) =>
-        GgufWriter.ElementBytes(matrices) * (NLayer * (4L * NEmbd * NEmbd + 2L * 4 * NEmbd * NEmbd) + (long)Vocab * NEmbd + NEmbd);
+    public static long TauWeightBytesPerToken(TensorDType matrices) =>
+        matrices.ElementSize() * (NLayer * (4L * NEmbd * NEmbd + 2L * 4 * NEmbd * NEmbd) + (long)Vocab * NEmbd + NEmbd);
 
     /// <summary>Matrix weights alone (no norm gains), per token: what must equal the tau model's.</summary>
-    public static long MatrixBytesPerToken(TensorType matrices) =>
-        GgufWriter.ElementBytes(matrices) * (NLayer * LayerMatrixParameters + (long)Vocab * NEmbd + NEmbd);
+    public static long MatrixBytesPerToken(TensorDType matrices) =>
+        matrices.ElementSize() * (NLayer * LayerMatrixParameters + (long)Vocab * NEmbd + NEmbd);
 
     private static long LayerMatrixParameters => 4L * NEmbd * HeadDim * NHead + 3L * FeedForward * NEmbd;
 
@@ -51,7 +53,7 @@ public static class PeerModel
     /// <paramref name="matrices"/>, drawn from the same stream whatever it is, so the variants differ only by rounding.
     /// Returns the file's size.
     /// </summary>
-    public static long Write(string path, TensorType matrices)
+    public static long Write(string path, TensorDType matrices)
     {
         var g = new GgufWriter();
         g.Add("general.architecture", "llama");
@@ -59,7 +61,7 @@ public static class PeerModel
         g.Add("general.alignment", GgufWriter.Alignment);
         g.Add("general.file_type", matrices switch   // llama_ftype, which llama.cpp reports; each tensor carries its own type
         {
-            TensorType.F32 => 0u, TensorType.F16 => 1u, TensorType.BF16 => 32u,   // ALL_F32, MOSTLY_F16, MOSTLY_BF16
+            TensorDType.F32 => 0u, TensorDType.F16 => 1u, TensorDType.BF16 => 32u,   // ALL_F32, MOSTLY_F16, MOSTLY_BF16
             _ => throw new ArgumentOutOfRangeException(nameof(matrices)),
         });
         g.Add("llama.context_length", (uint)TrainContext);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using LLama.Native;
+using TauCluster.Engine;
 using TauCluster.Peer;
 
 // llama.cpp (LLamaSharp 0.30.0, CPU backend) on a llama-architecture GGUF of the tau paper shape, written here.
@@ -28,11 +29,8 @@ static int Bench(Arguments a)
     bool json = a.Has("--json"), verbose = a.Has("--verbose");
     string only = a.String("--only") ?? "all";
     if (only is not ("all" or "sequences" or "decode")) throw new ArgumentException("--only must be sequences or decode");
-    var dtype = (a.String("--dtype") ?? "f32") switch
-    {
-        "f32" => TensorType.F32, "f16" => TensorType.F16, "bf16" => TensorType.BF16,
-        var v => throw new ArgumentException($"--dtype takes f32, f16 or bf16, not '{v}'"),
-    };
+    string dtypeText = a.String("--dtype") ?? "f32";
+    var dtype = TensorDTypes.Parse(dtypeText) ?? throw new ArgumentException($"--dtype takes f32, f16 or bf16, not '{dtypeText}'");
     string dtypeName = dtype.ToString().ToLowerInvariant();
     var settings = new BenchSettings(
         Gguf: a.String("--gguf") ?? Path.Combine(Path.GetTempPath(), "taucluster-peer", $"paper-shape-llama-{dtypeName}-seed{PeerModel.Seed}-r{PeerModel.FormatRevision}.gguf"),
