@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Numerics.Tensors;
 
 namespace TauCluster.Engine;
 
@@ -77,7 +78,7 @@ public static class Taumode
         if (settings.Mode == TaumodeKind.Median)
         {
             double upper = Select(values, n / 2);
-            return n % 2 == 1 ? upper : 0.5 * (Max(values[..(n / 2)]) + upper);
+            return n % 2 == 1 ? upper : 0.5 * (TensorPrimitives.Max<double>(values[..(n / 2)]) + upper);
         }
         int index = (int)Math.Floor((n - 1) * settings.Percentile + 0.5);
         return Select(values, Math.Clamp(index, 0, n - 1));
@@ -110,12 +111,5 @@ public static class Taumode
             else break;
         }
         return values[k];
-    }
-
-    private static double Max(ReadOnlySpan<double> values)
-    {
-        double max = values[0];
-        foreach (double v in values) max = Math.Max(max, v);
-        return max;
     }
 }

@@ -66,7 +66,7 @@ public sealed class Sampler
         }
         else
         {
-            for (int i = 0; i < n; i++) order[i] = ((long)DescendingKey(logits[i]) << 32) | (uint)i;
+            for (int i = 0; i < n; i++) order[i] = SortKey(Ordinal(logits[i]), i);
         }
         Array.Sort(order, 0, kept);
 
@@ -135,7 +135,6 @@ public sealed class Sampler
         for (int i = k / 2 - 1; i >= 0; i--) SiftDown(largest, i);
         var ints = MemoryMarshal.Cast<float, int>(logits);
         int lanes = Vector256<int>.Count, at = k;
-        for (; at < n && at % lanes != 0; at++) Offer(largest, Ordinal(logits[at]));
         for (; at + lanes <= n; at += lanes)
         {
             if (!Vector256.GreaterThanAny(Ordinals(Vector256.Create(ints.Slice(at, lanes))), Vector256.Create(largest[0]))) continue;
@@ -156,7 +155,7 @@ public sealed class Sampler
     private static void Keep(ReadOnlySpan<float> logits, int id, int kth, Span<long> order, ref int kept)
     {
         int ordinal = Ordinal(logits[id]);
-        if (ordinal >= kth) order[kept++] = ((long)~ordinal << 32) | (uint)id;
+        if (ordinal >= kth) order[kept++] = SortKey(ordinal, id);
     }
 
     private static void Offer(Span<int> heap, int ordinal)
@@ -188,6 +187,6 @@ public sealed class Sampler
 
     private static Vector256<int> Ordinals(Vector256<int> bits) => bits ^ (Vector256.ShiftRightArithmetic(bits, 31) & Vector256.Create(int.MaxValue));
 
-    /// <summary>An int whose ascending order is the float's descending order.</summary>
-    private static int DescendingKey(float value) => ~Ordinal(value);
+    /// <summary>Ascending keys sort ids by logit descending, then by id: the complemented ordinal above the id.</summary>
+    private static long SortKey(int ordinal, int id) => ((long)~ordinal << 32) | (uint)id;
 }
