@@ -14,6 +14,7 @@ internal sealed class ForwardBuffers
         Pool = pool;
         MatMul = new MatMulWork(pool);
         Attention = new AttentionWork(config, pool);
+        Keys = new KeyWork(config, pool);
     }
 
     public KernelPool Pool { get; }
@@ -29,6 +30,7 @@ internal sealed class ForwardBuffers
     public float[] Logits { get; private set; } = [];
     public MatMulWork MatMul { get; }
     public AttentionWork Attention { get; }
+    public KeyWork Keys { get; }
 
     public void EnsureCapacity(int tokens)
     {

@@ -1,5 +1,8 @@
 namespace TauCluster.Engine;
 
+/// <summary>An elementwise function of a matrix product's outputs, applied to each chunk's outputs as the chunk computes them.</summary>
+internal delegate void OutputEpilogue(Span<float> outputs);
+
 /// <summary>
 /// Y[t, o] = W[o, :] · X[t, :] for a packed weight W [out, in] and a block of T input rows. Outputs are split in fixed
 /// chunks of 64 (four panels), each chunk reads its weights once for all rows, and every element is one fused
@@ -17,10 +20,15 @@ internal sealed class MatMulWork(KernelPool pool) : IChunkedWork
     private float[] input = [];
     private float[] output = [];
     private int rows;
+    private OutputEpilogue? epilogue;
 
-    public void Run(PackedMatrix weights, float[] input, float[] output, int rows)
+    /// <summary>
+    /// Y = W·X, then <paramref name="then"/> on every output (in the chunk that computed it, while it is in cache and on
+    /// all threads, rather than in a pass of its own on one).
+    /// </summary>
+    public void Run(PackedMatrix weights, float[] input, float[] output, int rows, OutputEpilogue? then = null)
     {
-        (this.weights, this.input, this.output, this.rows) = (weights, input, output, rows);
+        (this.weights, this.input, this.output, this.rows, epilogue) = (weights, input, output, rows, then);
         int chunks = (weights.Out + OutputsPerChunk - 1) / OutputsPerChunk;
         if ((long)weights.Out * weights.In * rows < ParallelThreshold)
             for (int c = 0; c < chunks; c++) RunChunk(c);
@@ -30,7 +38,9 @@ internal sealed class MatMulWork(KernelPool pool) : IChunkedWork
 
     public void RunChunk(int chunk)
     {
-        int first = chunk * OutputsPerChunk;
-        weights!.Multiply(input, output, rows, first, Math.Min(OutputsPerChunk, weights.Out - first), Path);
+        int first = chunk * OutputsPerChunk, count = Math.Min(OutputsPerChunk, weights!.Out - first);
+        weights.Multiply(input, output, rows, first, count, Path);
+        if (epilogue is null) return;
+        for (int t = 0; t < rows; t++) epilogue(output.AsSpan(t * weights.Out + first, count));
     }
 }

@@ -22,7 +22,6 @@ public sealed partial class TauModel
         var c = Config;
         int T = tokens.Length, C = c.NEmbd, D = c.HeadDim, H = c.NHead, Hkv = c.NKvHead;
         b.EnsureCapacity(T);
-        Span<float> cos = stackalloc float[D / 2], sin = stackalloc float[D / 2];
 
         // x = wte[token], no norm after the embedding
         for (int t = 0; t < T; t++)
@@ -34,26 +33,12 @@ public sealed partial class TauModel
 
             // attention: h = rms(x); q, k, v = clamp(W h, −5, 5)
             RmsRows(b.X, b.H, T, C);
-            b.MatMul.Run(w.Query, b.H, b.Q, T);
-            b.MatMul.Run(w.Key, b.H, b.K, T);
-            b.MatMul.Run(w.Value, b.H, b.V, T);
-            Kernels.Clamp(b.Q.AsSpan(0, T * H * D), -Kernels.QkvLimit, Kernels.QkvLimit);
-            Kernels.Clamp(b.K.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
-            Kernels.Clamp(b.V.AsSpan(0, T * Hkv * D), -Kernels.QkvLimit, Kernels.QkvLimit);
+            b.MatMul.Run(w.Query, b.H, b.Q, T, ClampQkv);
+            b.MatMul.Run(w.Key, b.H, b.K, T, ClampQkv);
+            b.MatMul.Run(w.Value, b.H, b.V, T, ClampQkv);
 
-            // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values.
-            // A row's heads share its position, so its angles are computed once.
-            for (int l = 0, t = 0; l < lanes.Length; l++)
-                for (int i = 0; i < lanes[l].Rows; i++, t++)
-                {
-                    Kernels.RopeAngles(lanes[l].Cache.Length + i, RopeDivisors, cos, sin);
-                    for (int h = 0; h < H; h++) RopeNorm(b.Q.AsSpan((t * H + h) * D, D), cos, sin);
-                    for (int h = 0; h < Hkv; h++)
-                    {
-                        RopeNorm(b.K.AsSpan((t * Hkv + h) * D, D), cos, sin);
-                        lanes[l].Cache.Append(layer, h, b.K.AsSpan((t * Hkv + h) * D, D), b.V.AsSpan((t * Hkv + h) * D, D));
-                    }
-                }
+            // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values
+            b.Keys.Run(lanes, layer, b.Q, b.K, b.V, RopeDivisors);
 
             // y_h = Σⱼ softmax(score)ⱼ vⱼ over the row's own session (a session with context shards asks them first)
             for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
@@ -66,9 +51,7 @@ public sealed partial class TauModel
 
             // MLP: x = x + Wfc2 · relu(Wfc1 · rms(x))²
             RmsRows(b.X, b.H, T, C);
-            b.MatMul.Run(w.MlpUp, b.H, b.Up, T);
-            var up = b.Up.AsSpan(0, T * c.MlpDim);
-            Kernels.ReluSquared(up, up);
+            b.MatMul.Run(w.MlpUp, b.H, b.Up, T, ReluSquared);
             b.MatMul.Run(w.MlpDown, b.Up, b.Out, T);
             TensorPrimitives.Add(b.X.AsSpan(0, T * C), b.Out.AsSpan(0, T * C), b.X.AsSpan(0, T * C));
         }
@@ -78,21 +61,20 @@ public sealed partial class TauModel
         for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
             for (int i = everyRow ? 0 : lanes[l].Rows - 1; i < lanes[l].Rows; i++, rows++)
                 Kernels.RmsNorm(b.X.AsSpan((t + i) * C, C), b.H.AsSpan(rows * C, C));
-        b.MatMul.Run(Packed.LmHead, b.H, b.Logits, rows);
-        var logits = b.Logits.AsSpan(0, rows * c.VocabSize);
-        Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
-        if (c.Softcap > 0)
-        {
-            Kernels.Softcap(logits, (float)c.Softcap, logits);
-            Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
-        }
+        b.MatMul.Run(Packed.LmHead, b.H, b.Logits, rows, finishLogits);
         foreach (var lane in lanes) lane.Cache.Commit(lane.Rows);
     }
 
-    private static void RopeNorm(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    private static readonly OutputEpilogue ClampQkv = v => Kernels.Clamp(v, -Kernels.QkvLimit, Kernels.QkvLimit);
+    private static readonly OutputEpilogue ReluSquared = v => Kernels.ReluSquared(v, v);
+
+    /// <summary>clamp(·, −50, 50), then the optional softcap and the clamp again: the logits' epilogue.</summary>
+    private void FinishLogits(Span<float> logits)
     {
-        Kernels.Rope(head, cos, sin);
-        Kernels.RmsNorm(head, head);
+        Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
+        if (Config.Softcap <= 0) return;
+        Kernels.Softcap(logits, (float)Config.Softcap, logits);
+        Kernels.Clamp(logits, -Kernels.LogitLimit, Kernels.LogitLimit);
     }
 
     private static void RmsRows(ReadOnlySpan<float> x, Span<float> y, int rows, int width)

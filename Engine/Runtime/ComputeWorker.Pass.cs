@@ -3,13 +3,16 @@ namespace TauCluster.Engine;
 public sealed partial class ComputeWorker
 {
     /// <summary>The steps of one pass and what the forward pass reads of them, in arrays made once.</summary>
-    private sealed class PassBatch(ComputeWorker owner)
+    private sealed class PassBatch(ComputeWorker owner) : IChunkedWork
     {
         private readonly SessionStep[] steps = new SessionStep[owner.RowBudget];
         private readonly int[] tokens = new int[owner.RowBudget];
         private readonly Lane[] lanes = new Lane[owner.RowBudget];
         /// <summary>Prompts with blocks still to run, oldest first: they go before new prompts.</summary>
         private readonly List<SessionStep> carried = new(owner.RowBudget);
+        private readonly bool[] finished = new bool[owner.RowBudget];
+        private float[]? passLogits;
+        private int passVocab;
         private int rows;
 
         public int Count { get; private set; }
@@ -51,21 +54,33 @@ public sealed partial class ComputeWorker
             rows += n;
         }
 
-        /// <summary>Hands each lane its logits row and tokens; completes the steps that ran their last block.</summary>
-        public void Finish(float[] logits, int vocab)
+        /// <summary>
+        /// Hands each lane its logits row and tokens and samples the lanes whose steps ran their last block, in
+        /// parallel (one chunk per lane: every session has its own sampler); then completes those steps, or queues a
+        /// run's next decode step for the next pass.
+        /// </summary>
+        public void Finish(float[] logits, int vocab, KernelPool pool)
         {
+            (passLogits, passVocab) = (logits, vocab);
+            pool.For(Count, this);
             for (int i = 0; i < Count; i++)
             {
+                if (!finished[i]) continue;
                 var step = steps[i];
-                int n = lanes[i].Rows;
-                step.Session.AcceptBlock(step.Remaining.Span[..n], logits.AsSpan(i * vocab, vocab));
-                if (step.Advance(n))
-                {
-                    if (i >= DecodeCount) carried.Remove(step);
-                    step.Complete(null);
-                }
+                if (i >= DecodeCount) carried.Remove(step);
+                if (step.Complete(null)) owner.EnqueueDecode(step);
             }
+            passLogits = null;
             Clear();
+        }
+
+        void IChunkedWork.RunChunk(int i)
+        {
+            var step = steps[i];
+            int n = lanes[i].Rows;
+            step.Session.AcceptBlock(step.Remaining.Span[..n], passLogits.AsSpan(i * passVocab, passVocab));
+            finished[i] = step.Advance(n);
+            if (finished[i] && step.Samples) step.SampleInPass();
         }
 
         /// <summary>A failed pass leaves its sessions' caches unknown: all its steps fail, prompts with blocks left too.</summary>
@@ -74,7 +89,7 @@ public sealed partial class ComputeWorker
             for (int i = 0; i < Count; i++)
             {
                 if (i >= DecodeCount) carried.Remove(steps[i]);
-                steps[i].Complete(error);
+                steps[i].Fail(error);
             }
             Clear();
         }
@@ -82,10 +97,9 @@ public sealed partial class ComputeWorker
         public void FailAll(Exception error)
         {
             Count = rows = 0;
-            foreach (var step in carried) step.Complete(error);
+            foreach (var step in carried) step.Fail(error);
             carried.Clear();
-            while (owner.decodes.TryDequeue(out var step)) step.Complete(error);
-            while (owner.prefills.TryDequeue(out var step)) step.Complete(error);
+            owner.FailQueued(error);
         }
 
         /// <summary>Holds no session past its pass.</summary>

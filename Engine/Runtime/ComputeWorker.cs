@@ -37,6 +37,12 @@ public sealed partial class ComputeWorker : IDisposable
         new Thread(() => Loop(batch)) { IsBackground = true, Name = $"tau-compute-{device}" }.Start();
     }
 
+    /// <summary>
+    /// Tokens a run (<see cref="Generate"/>) may hold that its reader has not taken: past it the run waits for the
+    /// reader, so a slow caller does not make the worker compute far ahead, and a stop wastes at most this many steps.
+    /// </summary>
+    public const int RunWindow = 16;
+
     public ComputeDevice Device { get; }
     public int MaxBatch { get; }
 
@@ -65,9 +71,9 @@ public sealed partial class ComputeWorker : IDisposable
     }
 
     /// <summary>
-    /// Runs <paramref name="token"/> through the session's model in the next pass, then samples the next token on a
-    /// thread-pool thread, so that the sessions of a pass sample in parallel while the next pass runs. A step allocates
-    /// nothing: what it returns is backed by the session's reusable <see cref="SessionStep"/>.
+    /// Runs <paramref name="token"/> through the session's model in the next pass, which also samples the next token
+    /// (the sessions of a pass sample in parallel, on the kernel pool). A step allocates nothing: what it returns is
+    /// backed by the session's reusable <see cref="SessionStep"/>.
     /// </summary>
     public ValueTask<int> Decode(InferenceSession session, int token, Sampler sampler)
     {
@@ -89,6 +95,25 @@ public sealed partial class ComputeWorker : IDisposable
         Enqueue(decodes, step);
         CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
         return done;
+    }
+
+    /// <summary>
+    /// Generates up to <paramref name="count"/> tokens: <paramref name="tokens"/> (what the cache lacks) go through the
+    /// model, or, when there are none, the current logits are sampled, and from then on the pass that samples a token
+    /// queues the step that feeds it back, so a session's decode steps follow each other without waiting for its caller
+    /// (at most <see cref="RunWindow"/> tokens ahead of what the caller has taken). The caller takes the
+    /// tokens in order and ends the run with <see cref="DecodeRun.Stop"/>, which leaves the session as though only the
+    /// tokens taken had been generated. The tokens are those that <see cref="Decode"/>, step by step, gives.
+    /// </summary>
+    public DecodeRun Generate(InferenceSession session, ReadOnlyMemory<int> tokens, Sampler sampler, int count)
+    {
+        Admit(session);
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        if (!tokens.IsEmpty) session.Validate(tokens.Span);
+        if (session.HasExternalContext) throw new InvalidOperationException("a session with context shards decodes a step at a time");
+        var step = StepOf(session);
+        if (step.StartRun(tokens, sampler, count)) Enqueue(tokens.Length > 1 ? prefills : decodes, step);
+        return new DecodeRun(step);
     }
 
     /// <summary>
@@ -136,11 +161,22 @@ public sealed partial class ComputeWorker : IDisposable
         return sampler?.Sample(logits) ?? -1;
     }));
 
+    /// <summary>A run's next decode step, queued by the pass that sampled its input or by the reader that made room.</summary>
+    internal void EnqueueDecode(SessionStep step) => Enqueue(decodes, step);
+
     private void Enqueue(ConcurrentQueue<SessionStep> queue, SessionStep step)
     {
         Interlocked.Increment(ref waiting);
         queue.Enqueue(step);
         ready.Set();
+        // A run's reader can queue its next step after the loop has stopped and failed what was queued: fail it too.
+        if (stopped) FailQueued(new ObjectDisposedException(nameof(ComputeWorker)));
+    }
+
+    private void FailQueued(Exception error)
+    {
+        while (decodes.TryDequeue(out var step)) step.Fail(error);
+        while (prefills.TryDequeue(out var step)) step.Fail(error);
     }
 
     /// <summary>
@@ -226,6 +262,6 @@ public sealed partial class ComputeWorker : IDisposable
         Steps += batch.DecodeCount;
         PrefillChunks += batch.Count - batch.DecodeCount;
         LargestBatch = Math.Max(LargestBatch, batch.Count);
-        batch.Finish(buffers.Logits, model.Config.VocabSize);
+        batch.Finish(buffers.Logits, model.Config.VocabSize, buffers.Pool);
     }
 }

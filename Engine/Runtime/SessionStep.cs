@@ -4,15 +4,19 @@ using System.Threading.Tasks.Sources;
 namespace TauCluster.Engine;
 
 /// <summary>
-/// A session's one step in flight through its <see cref="ComputeWorker"/> (a decode step or a prefill), reused for each
-/// of its steps. The worker's thread runs it a block at a time and completes it by queueing it to the thread pool,
-/// where it samples the next token (when asked) and resumes the waiting session (inline, or on the session's own
-/// scheduling context), so the worker goes straight on to its next pass. It is its own completion source rather than
-/// a ManualResetValueTaskSourceCore, whose path for an awaiter that arrives just after completion queues a new work
+/// A session's work in flight through its <see cref="ComputeWorker"/>, reused for each of its steps: one step (a decode
+/// or a prefill, then at most one sampled token), or a run of decode steps (<see cref="DecodeRun"/>) that the worker
+/// feeds back to itself, each sampled token the input of the next step, without a round trip through the caller.
+/// The worker's pass samples the token; the step completes what waits on it (the caller of a step, or a run's reader
+/// waiting for its next token) by queueing itself to the thread pool, which resumes the waiter inline or on its own
+/// scheduling context, so the worker goes straight on to its next pass. It is its own completion source rather than a
+/// ManualResetValueTaskSourceCore, whose path for an awaiter that arrives just after completion queues a new work
 /// item: here that late resume is this same object queued again.
 /// </summary>
 internal sealed class SessionStep(InferenceSession session, ComputeWorker worker) : IValueTaskSource<int>, IThreadPoolWorkItem
 {
+    public const int RunWindow = ComputeWorker.RunWindow;
+
     /// <summary>Stands in <see cref="continuation"/> once the step has completed.</summary>
     private static readonly Action<object?> CompletedSentinel = _ => { };
 
@@ -20,7 +24,9 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
     private readonly int[] single = new int[1];
 
     private Sampler? sampler;
-    private Exception? failure;
+    private int sampled;             // written by the pass, apart from what a waiter reads: a run's next pass may run meanwhile
+    private Exception? sampleFailure;
+    private Exception? failure;      // what the waiter gets
     private int result;
     private short version;
     private int inFlight;
@@ -31,6 +37,19 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
     private ExecutionContext? executionContext;
     private object? schedulingContext;
 
+    // A run: the worker publishes tokens into the window, the reader takes them, under the gate.
+    private readonly Lock gate = new();
+    private readonly int[] window = new int[RunWindow];
+    private readonly RngState[] windowStates = new RngState[RunWindow];
+    private bool running;            // a run is under way (until the reader ends it)
+    private bool atWorker;           // the run's next step is queued or in a pass
+    private bool stopRequested;
+    private bool readerWaits;        // the reader awaits a token (or, once stopped, the worker's last pass)
+    private Exception? runFailure;
+    private int produced, taken, left;
+    private int startLength;
+    private RngState takenState;
+
     public InferenceSession Session { get; } = session;
     public ComputeWorker Worker { get; } = worker;
 
@@ -39,6 +58,11 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
 
     /// <summary>Rows of the step's next block: the blocks are those of <see cref="InferenceSession.Append(ReadOnlySpan{int})"/>, so the numbers are too.</summary>
     public int NextBlock => Math.Min(InferenceSession.PrefillBlock, Remaining.Length);
+
+    /// <summary>Whether the pass that runs the step's last block samples a token from its logits.</summary>
+    public bool Samples => sampler is not null;
+
+    public bool IsRun => running;
 
     public ValueTask<int> StartDecode(int token, Sampler sampler)
     {
@@ -49,10 +73,21 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
     /// <summary>Begins a step; refuses a second one while this session's last is still running, which would race on its cache.</summary>
     public ValueTask<int> Start(ReadOnlyMemory<int> tokens, Sampler? sampler)
     {
-        if (Interlocked.Exchange(ref inFlight, 1) != 0)
-            throw new InvalidOperationException("the session already has a step in flight: await it before the next");
+        Claim();
         Remaining = tokens;
         this.sampler = sampler;
+        return Arm();
+    }
+
+    private void Claim()
+    {
+        if (Interlocked.Exchange(ref inFlight, 1) != 0)
+            throw new InvalidOperationException("the session already has a step in flight: await it before the next");
+    }
+
+    /// <summary>A new completion for the next awaiter.</summary>
+    private ValueTask<int> Arm()
+    {
         failure = null;
         completed = resumeLate = false;
         continuation = null;
@@ -68,13 +103,199 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
         return Remaining.IsEmpty;
     }
 
-    /// <summary>Called by the worker's thread when the step's last pass has run (or failed).</summary>
-    public void Complete(Exception? error)
+    /// <summary>Samples the token of the step's last pass, on whichever thread of the pass runs it (one per lane).</summary>
+    public void SampleInPass()
     {
-        failure = error;
-        Remaining = default;
-        ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        try
+        {
+            sampled = sampler!.Sample(Session.Logits);
+            sampleFailure = null;
+        }
+        catch (Exception e)
+        {
+            sampleFailure = e;
+        }
     }
+
+    /// <summary>Called by the worker's thread when the step's last pass has run (or failed): completes a step, or goes on with a run.</summary>
+    public bool Complete(Exception? error)
+    {
+        error ??= sampler is null ? null : sampleFailure;
+        sampleFailure = null;
+        if (running) return error is null ? Publish(sampled) : FailRun(error);
+        failure = error;
+        result = sampler is null ? -1 : sampled;
+        sampler = null;
+        Remaining = default;
+        Volatile.Write(ref inFlight, 0);   // before the session resumes: its next step may start at once
+        Signal();
+        return false;
+    }
+
+    private void Signal() => ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+
+    // ---- runs ----
+
+    /// <summary>
+    /// Begins a run of up to <paramref name="count"/> tokens: <paramref name="tokens"/> (what the cache lacks) go through
+    /// the model, or, when there are none, the session's current logits are sampled here, and from then on each sampled
+    /// token is the next step's input. Returns whether the run is at the worker (to be queued as a prefill or a decode).
+    /// </summary>
+    public bool StartRun(ReadOnlyMemory<int> tokens, Sampler sampler, int count)
+    {
+        Claim();
+        this.sampler = sampler;
+        running = true;
+        stopRequested = readerWaits = false;
+        runFailure = null;
+        produced = taken = 0;
+        startLength = Session.Length + tokens.Length;
+        takenState = sampler.State;
+        // Each token but the last is fed back, so the run ends where the cache would pass sequence_len.
+        left = Math.Min(count, Session.Model.Config.SequenceLen - startLength + 1);
+        if (!tokens.IsEmpty)
+        {
+            Remaining = tokens;
+            return atWorker = true;
+        }
+        try
+        {
+            Publish(sampler.Sample(Session.Logits));
+        }
+        catch (Exception e)
+        {
+            FailRun(e);
+        }
+        return atWorker;
+    }
+
+    /// <summary>The worker's pass sampled <paramref name="token"/>: the run keeps it for the reader and goes on while it may.</summary>
+    private bool Publish(int token)
+    {
+        lock (gate)
+        {
+            window[produced % RunWindow] = token;
+            windowStates[produced % RunWindow] = sampler!.State;
+            produced++;
+            left--;
+            if (readerWaits && !stopRequested)
+            {
+                readerWaits = false;
+                result = Take();
+                Signal();
+            }
+            return atWorker = GoesOn(token);
+        }
+    }
+
+    /// <summary>Whether the run's next step goes to the worker now, with <paramref name="token"/> as its input.</summary>
+    private bool GoesOn(int token)
+    {
+        if (left <= 0 || stopRequested || produced - taken >= RunWindow)
+        {
+            if (stopRequested && readerWaits)
+            {
+                readerWaits = false;
+                Signal();
+            }
+            return false;
+        }
+        single[0] = token;
+        Remaining = single;
+        return true;
+    }
+
+    private bool FailRun(Exception error)
+    {
+        lock (gate)
+        {
+            runFailure = error;
+            atWorker = false;
+            if (readerWaits)
+            {
+                readerWaits = false;
+                if (!stopRequested) failure = error;   // a stop that was waiting only learns that the worker let go
+                Signal();
+            }
+            return false;
+        }
+    }
+
+    private int Take()
+    {
+        int slot = taken++ % RunWindow;
+        takenState = windowStates[slot];
+        return window[slot];
+    }
+
+    /// <summary>The run's next token: at once when the worker has it, otherwise when its pass has sampled it.</summary>
+    public ValueTask<int> NextToken()
+    {
+        lock (gate)
+        {
+            if (!running) throw new InvalidOperationException("the run has ended");
+            if (taken < produced)
+            {
+                bool wasFull = produced - taken >= RunWindow;
+                int token = Take();
+                // A run that waited for its reader goes on now there is room.
+                if (wasFull && !atWorker && runFailure is null && GoesOn(window[(produced - 1) % RunWindow]))
+                {
+                    atWorker = true;
+                    Worker.EnqueueDecode(this);
+                }
+                return new ValueTask<int>(token);
+            }
+            if (runFailure is not null) return ValueTask.FromException<int>(runFailure);
+            if (left <= 0 || stopRequested) throw new InvalidOperationException($"the run made the {produced} tokens it was asked for");
+            readerWaits = true;
+            return Arm();
+        }
+    }
+
+    /// <summary>The generator as it stood after the last token the reader took: what a checkpoint saves.</summary>
+    public RngState TakenGenerator
+    {
+        get { lock (gate) return takenState; }
+    }
+
+    /// <summary>Asks the run to stop; completes when the worker no longer runs it.</summary>
+    public ValueTask<int> StopRun()
+    {
+        lock (gate)
+        {
+            stopRequested = true;
+            if (!atWorker) return new ValueTask<int>(0);
+            readerWaits = true;
+            return Arm();
+        }
+    }
+
+    /// <summary>
+    /// Once the worker has let go of the run, leaves the session as though only the tokens the reader took had been
+    /// generated: the cache cut back (the last taken token is then the next step's input) and the generator as it
+    /// stood after the last taken draw, so the next generation draws what this run computed but never handed out.
+    /// </summary>
+    public void EndRun()
+    {
+        lock (gate)
+        {
+            if (atWorker) throw new InvalidOperationException("stop the run and await that before ending it");
+            int accepted = startLength + taken;
+            // A failed run's cache is in no known state: its owner drops it.
+            if (runFailure is null && Session.Length > accepted) Session.Truncate(Math.Max(0, accepted - 1));
+            sampler!.State = takenState;
+            running = false;
+            sampler = null;
+            Remaining = default;
+            Volatile.Write(ref inFlight, 0);
+        }
+    }
+
+    /// <summary>A failed pass or a stopped worker: the step or run fails.</summary>
+    public void Fail(Exception error) => Complete(error);
+
+    // ---- completion ----
 
     void IThreadPoolWorkItem.Execute()
     {
@@ -84,21 +305,8 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
             Resume();
             return;
         }
-        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
-        try
-        {
-            if (failure is null) result = sampler is null ? -1 : sampler.Sample(Session.Logits);
-        }
-        catch (Exception e)
-        {
-            failure = e;
-        }
-        sampler = null;
-        Volatile.Write(ref inFlight, 0);   // before the session resumes: its next step may start at once
         completed = true;
-        bool awaited = Interlocked.CompareExchange(ref continuation, CompletedSentinel, null) is not null;
-        Worker.CountAllocated(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
-        if (awaited) Resume();
+        if (Interlocked.CompareExchange(ref continuation, CompletedSentinel, null) is not null) Resume();
     }
 
     void IValueTaskSource<int>.OnCompleted(Action<object?> next, object? state, short token, ValueTaskSourceOnCompletedFlags flags)

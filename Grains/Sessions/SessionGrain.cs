@@ -30,6 +30,7 @@ public sealed class SessionGrain(
     private SessionRuntime? runtime;
     private int lastPrefill;
     private int lastReused;
+    private TokenStream? generation;   // the tokens of the completion under way
 
     private string Id => this.GetPrimaryKeyString();
     private Transcript Tokens => tokens ??= Transcript.Unpack(state.State.Tokens);
@@ -163,8 +164,6 @@ public sealed class SessionGrain(
         using var turn = await turnstile.Enter(cancellation);
         int unsaved = 0;
         Task? checkpoint = null;
-        Task<int>? ahead = null;
-        RngState beforeAhead = default;
         try
         {
             // A re-sent request resumes: what this session already generated for it comes again (the caller skips
@@ -174,13 +173,15 @@ public sealed class SessionGrain(
             var c = await EnsureCompute();
             for (int p = reply.Start; p < Tokens.Count && !reply.Finished; p++)
                 yield return Finished(reply.Next(p, Tokens[p]));
+            if (reply.Finished || cancellation.IsCancellationRequested) yield break;
 
+            // The tokens compute ahead of this loop, so a step never waits for the caller's round trip; what was
+            // computed but not handed out when the reply ends is undone by the stream's Stop, below.
+            var stream = generation = Runtime.Generate(c, Tokens, reply.Target - Tokens.Count);
             long last = started;
             while (!reply.Finished && !cancellation.IsCancellationRequested)
             {
-                int next = await (ahead ?? Runtime.Step(c, Tokens, sample: true));
-                ahead = null;
-                Tokens.Add(next);
+                int next = await stream.Next();
                 long now = Stopwatch.GetTimestamp();
                 (last == started ? metrics.TimeToFirstToken : metrics.InterTokenLatency).Record(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
                 metrics.GeneratedTokens.Add(1);
@@ -192,36 +193,28 @@ public sealed class SessionGrain(
                     checkpoint = Save();
                     unsaved = 0;
                 }
-                var chunk = Finished(reply.Next(Tokens.Count - 1, next));
-                // The next token computes while this one travels to the caller: a step never waits for the caller's
-                // round trip. If the caller leaves meanwhile, the finally below undoes the step's draw.
-                if (!reply.Finished && !cancellation.IsCancellationRequested)
+                var chunk = reply.Next(Tokens.Count - 1, next);
+                if (reply.Finished)
                 {
-                    beforeAhead = c.Sampler.State;
-                    ahead = Runtime.Step(c, Tokens, sample: true);
+                    // Undo what was computed past the end before the last chunk reports the session.
+                    await stream.Stop();
+                    generation = null;
                 }
-                yield return chunk;
+                yield return Finished(chunk);
             }
         }
         finally
         {
-            if (ahead is not null)
+            try
             {
-                try
-                {
-                    // The caller left with a step under way: its token was never handed out, so the session does not keep
-                    // it. The cache already holds the step's input and its logits; with the generator as it was before
-                    // the draw, the next generation draws that same token again.
-                    await ahead;
-                    if (Live is { } live) live.Sampler.State = beforeAhead;
-                }
-                catch (Exception e) when (e is not OutOfMemoryException)
-                {
-                    // The step's failure has already dropped the live cache; the tokens stand as they are.
-                }
+                if (generation is { } ending) await ending.Stop();
+                if (checkpoint is not null) await checkpoint;
+                if (unsaved > 0) await Save();   // a failed save still ends the turn: the using releases it
             }
-            if (checkpoint is not null) await checkpoint;
-            if (unsaved > 0) await Save();   // a failed save still ends the turn: the using releases it
+            finally
+            {
+                generation = null;
+            }
         }
     }
 
@@ -367,8 +360,9 @@ public sealed class SessionGrain(
         return c;
     }
 
+    /// <summary>The generator as of the transcript: during a generation, the sampler is already ahead of it.</summary>
     private RngState CurrentGenerator() =>
-        Live?.Sampler.State ?? (state.State.Generator is [var a, var b, var c, var d] ? new RngState(a, b, c, d) : new Xoshiro256(Spec.Sampling.Seed).State);
+        generation?.Generator ?? Live?.Sampler.State ?? (state.State.Generator is [var a, var b, var c, var d] ? new RngState(a, b, c, d) : new Xoshiro256(Spec.Sampling.Seed).State);
 
     private async Task Save()
     {

@@ -56,6 +56,29 @@ internal sealed class SessionRuntime(
         }
     }
 
+    /// <summary>Generates up to <paramref name="count"/> tokens after the transcript (<see cref="TokenStream"/>).</summary>
+    public TokenStream Generate(SessionCompute c, Transcript tokens, int count) => new(this, c, tokens, count);
+
+    /// <summary>
+    /// Before a run: a prompt the cache lacks goes in first (a segment at a time, as any step's), and segments past the
+    /// budget move to shards, so that the run itself feeds at most one token the cache does not hold.
+    /// </summary>
+    public async Task BeforeRun(SessionCompute c, Transcript tokens)
+    {
+        if (tokens.Count - c.Inference.Length > 1) await Step(c, tokens, sample: false);
+        if (options.ContextBudgetBytes > 0) await Offload(c);
+    }
+
+    /// <summary>Tokens a run may make before the λ index seals its next segment, which the budget may then move out.</summary>
+    public int RunHeadroom(SessionCompute c)
+    {
+        if (options.ContextBudgetBytes <= 0 || c.Inference.Cache is not IndexedTauCache) return int.MaxValue;
+        int position = c.Inference.Length + 1;   // the cache after the run's first step
+        return LambdaIndex.SegmentSize - position % LambdaIndex.SegmentSize + 1;
+    }
+
+    public ComputeWorker WorkerFor(SessionCompute c) => compute.For(c.Inference.Model);
+
     /// <summary>
     /// On the λ index with a budget, a long prefill runs a segment at a time and sealed segments move to context shards
     /// between them, so the silo never holds much more than the budget.
@@ -80,7 +103,7 @@ internal sealed class SessionRuntime(
     /// </summary>
     private async Task<int> Compute(SessionCompute c, int[] tokens, bool sample)
     {
-        var worker = compute.For(c.Inference.Model);
+        var worker = WorkerFor(c);
         return sample && tokens.Length == 1
             ? await worker.Decode(c.Inference, tokens[0], c.Sampler)
             : await worker.Prefill(c.Inference, tokens, sample ? c.Sampler : null);

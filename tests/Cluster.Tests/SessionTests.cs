@@ -52,6 +52,30 @@ public sealed class SessionTests(ClusterFixture fixture)
         Assert.Equal(expected, ids);
     }
 
+    /// <summary>
+    /// The compute worker runs a generation's steps ahead of the grain, so a stop sequence ends a reply after the worker
+    /// has computed tokens past it. Those are undone: the transcript ends at the stop, and the next generation draws
+    /// exactly what one uninterrupted generation of the same seed draws from there.
+    /// </summary>
+    [Fact]
+    public async Task A_reply_ended_by_a_stop_sequence_leaves_nothing_of_what_was_computed_past_it()
+    {
+        var spec = Spec(seed: 13);
+        var (_, whole, text) = await Run(spec, "stop and go on", 60);
+        string stop = text.Substring(6, 2);
+        int stopEnd = text.IndexOf(stop, StringComparison.Ordinal) + stop.Length;   // byte tokens: one per character
+
+        var id = NewId();
+        await fixture.Sessions.Open(id, spec);
+        int prompt = (await fixture.Sessions.Append(id, PromptInput.FromText("stop and go on"))).Length;
+        await foreach (var _ in fixture.Sessions.Generate(id, 60, stop: [stop])) { }
+        var session = fixture.Sessions.Session(id);
+        Assert.Equal(prompt + stopEnd, (await session.GetInfo()).Length);
+
+        await foreach (var _ in fixture.Sessions.Generate(id, 60 - stopEnd)) { }
+        Assert.Equal(whole, (await session.GetTokens())[prompt..]);
+    }
+
     [Fact]
     public async Task Sessions_spread_over_the_silos()
     {
@@ -126,7 +150,7 @@ public sealed class SessionTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task A_cancelled_generation_stops_within_one_token_of_the_cancel_and_nothing_runs_on_after()
+    public async Task A_cancelled_generation_stops_within_one_chunk_of_the_cancel_and_nothing_runs_on_after()
     {
         var id = NewId();
         var spec = Spec();
@@ -149,10 +173,11 @@ public sealed class SessionTests(ClusterFixture fixture)
         // generation has let go of the session, so what the session holds now is all the generation made.
         var ended = await session.Open(spec);
         var tokens = await session.GetTokens();
-        // Every token the consumer was handed is in the transcript, and at most one more: the one in flight when it
-        // stopped asking. (The consumer may be handed a token after its cancel only if the silo had sent it already.)
+        // Every token the consumer was handed is in the transcript, and at most a chunk more: what the silo had sent
+        // when it stopped asking (no more than the compute worker's run window ahead of it, and the one in flight).
+        // (The consumer may be handed a token after its cancel only if the silo had sent it already.)
         Assert.True(received.Count >= cancelAt, $"{received.Count} tokens received");
-        Assert.InRange(ended.Length, prompt + received.Count, prompt + received.Count + 1);
+        Assert.InRange(ended.Length, prompt + received.Count, prompt + cancelAt + ComputeWorker.RunWindow + 1);
         Assert.Equal(ended.Length, tokens.Length);
         Assert.Equal(received, tokens[prompt..(prompt + received.Count)]);
 
