@@ -32,28 +32,30 @@ internal static class BenchSessionsCommand
         var model = BenchModel(options, a.String("--model"), out string name);
         int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
 
-        // The bare engine: one session, the same sampling, the same number of tokens (a first, untimed run warms it up).
-        // Every figure is the median of --repeats runs: one run of a few hundred milliseconds is at the mercy of a shared machine.
-        var engineRates = new double[repeats + 1];
-        for (int run = 0; run <= repeats; run++)
+        // The bare engine: one session, the same sampling, the same number of tokens. It is timed after both paths have
+        // run once untimed, since a path timed first would run partly on code the JIT has not yet optimised (the first
+        // figure of a process came out up to a quarter slow). Every figure is the median of --repeats runs: one run of a
+        // few hundred milliseconds is at the mercy of a shared machine.
+        double EngineRun()
         {
             var engine = new InferenceSession(model);
             var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 1));
             var logits = engine.Append(prompt);
             var engineClock = Stopwatch.StartNew();
             for (int i = 0; i < tokens; i++) logits = engine.Append(sampler.Sample(logits));
-            engineRates[run] = tokens / engineClock.Elapsed.TotalSeconds;
+            return tokens / engineClock.Elapsed.TotalSeconds;
         }
-        double engineRate = Median(engineRates[1..]);
+        EngineRun();
 
         await using var cluster = await ClusterConnection.StartEmbedded(options, cancellation);
         var spec = new SessionSpec(name, null, new SamplingSettings(0.8, 40, 0.95, 1));
-        var results = new JsonArray();
-        var clock = new Stopwatch();
-        // Warm-up, untimed: the first generation through the cluster also compiles its whole path.
         string warm = $"bench-warm-{Guid.NewGuid():N}";
         await foreach (var _ in cluster.Sessions.Complete(warm, new CompletionRequest(spec, PromptInput.FromIds(prompt), tokens), cancellation)) { }
         await cluster.Sessions.Session(warm).Delete();
+        double engineRate = Median(Enumerable.Range(0, repeats).Select(_ => EngineRun()).ToArray());
+
+        var results = new JsonArray();
+        var clock = new Stopwatch();
         var compute = cluster.Compute!;
         foreach (int count in counts)
         {
