@@ -230,10 +230,11 @@ public sealed partial class ComputeWorker : IDisposable
     }
 
     /// <summary>
-    /// When a pass ends, its sessions sample their next tokens and are back within a fraction of a millisecond. A pass
+    /// A run's next step is queued by the pass that sampled its input, but a caller that decodes a step at a time (a
+    /// session with context shards, <see cref="Decode"/>) comes back a fraction of a millisecond after its pass. A pass
     /// that starts before they all are reads every weight for the few rows that are back and leaves the rest to another
-    /// read (16 sessions averaged 8 steps a pass). So a pass waits until as many decode steps are queued as the last one
-    /// held, for at most a quarter of its time (and 2 ms): sessions whose generation ended do not come back.
+    /// read (16 such sessions averaged 8 steps a pass). So a pass waits until as many decode steps are queued as the
+    /// last one held, for at most a quarter of its time (and 2 ms): sessions whose generation ended do not come back.
     /// </summary>
     private void AwaitReturningSteps(int expected, long lastPassTicks)
     {

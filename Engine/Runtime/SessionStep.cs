@@ -62,8 +62,6 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
     /// <summary>Whether the pass that runs the step's last block samples a token from its logits.</summary>
     public bool Samples => sampler is not null;
 
-    public bool IsRun => running;
-
     public ValueTask<int> StartDecode(int token, Sampler sampler)
     {
         single[0] = token;

@@ -6,19 +6,8 @@ namespace TauCluster.Engine.Tests;
 /// </summary>
 public sealed class BatchingTests
 {
-    private static (int[] Tokens, float[] LastLogits) Alone(TauModel model, TauAttentionPath path, int[] prompt, ulong seed, int count)
-    {
-        var session = new InferenceSession(model, tauPath: path);
-        var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.9, 20, 0.95, seed));
-        var logits = session.Append(prompt);
-        var tokens = new List<int>();
-        for (int i = 0; i < count; i++)
-        {
-            tokens.Add(sampler.Sample(logits));
-            logits = session.Append(tokens[^1]);
-        }
-        return (tokens.ToArray(), logits.ToArray());
-    }
+    private static (int[] Tokens, float[] LastLogits) Alone(TauModel model, TauAttentionPath path, int[] prompt, ulong seed, int count) =>
+        TestSupport.DecodeAlone(model, path, prompt, new SamplingOptions(0.9, 20, 0.95, seed), count);
 
     [Theory]
     [InlineData(AttentionKind.Tau, TauAttentionPath.Index, 64)]

@@ -11,20 +11,8 @@ public sealed class DecodeRunTests
 
     private static SamplingOptions Sampling(int i) => new(0.9, 20, 0.95, SeedBase + (ulong)i);
 
-    /// <summary>Decoding step by step on the session alone: the tokens and the logits after the last one.</summary>
-    private static (int[] Tokens, float[] LastLogits) StepByStep(TauModel model, TauAttentionPath path, int[] prompt, int i, int count)
-    {
-        var session = new InferenceSession(model, tauPath: path);
-        var sampler = new Sampler(model.Config.VocabSize, Sampling(i));
-        var logits = session.Append(prompt);
-        var tokens = new List<int>();
-        for (int t = 0; t < count; t++)
-        {
-            tokens.Add(sampler.Sample(logits));
-            logits = session.Append(tokens[^1]);
-        }
-        return (tokens.ToArray(), logits.ToArray());
-    }
+    private static (int[] Tokens, float[] LastLogits) StepByStep(TauModel model, TauAttentionPath path, int[] prompt, int i, int count) =>
+        TestSupport.DecodeAlone(model, path, prompt, Sampling(i), count);
 
     private static TauModel Model(AttentionKind attention) =>
         TauModel.CreateRandom(TestSupport.SmallConfig(attention, 2, 2, embd: 64, layers: 3, vocab: 300), 41);

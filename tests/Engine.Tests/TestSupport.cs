@@ -23,6 +23,21 @@ public static class TestSupport
             RopeBase: 10000, Softcap: softcap, Attention: attention,
             Taumode: new TaumodeConfig(Mode: mode, Temperature: temperature)).Validate();
 
+    /// <summary>A session decoding alone, a step at a time: its tokens after the prompt, and the logits after the last one.</summary>
+    public static (int[] Tokens, float[] LastLogits) DecodeAlone(TauModel model, TauAttentionPath path, int[] prompt, SamplingOptions sampling, int count)
+    {
+        var session = new InferenceSession(model, tauPath: path);
+        var sampler = new Sampler(model.Config.VocabSize, sampling);
+        var logits = session.Append(prompt);
+        var tokens = new List<int>();
+        for (int i = 0; i < count; i++)
+        {
+            tokens.Add(sampler.Sample(logits));
+            logits = session.Append(tokens[^1]);
+        }
+        return (tokens.ToArray(), logits.ToArray());
+    }
+
     public static int[] RandomTokens(int count, int vocab, ulong seed)
     {
         var rng = new Xoshiro256(seed);
