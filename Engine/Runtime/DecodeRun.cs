@@ -18,11 +18,12 @@ public readonly struct DecodeRun
 
     /// <summary>
     /// Ends the run: waits until the worker has let go of the session, then leaves it as though only the tokens taken
-    /// had been generated (its cache cut back, its generator as after the last taken draw). Never throws for a failed run.
+    /// had been generated (its cache cut back, its generator as after the last taken draw). Returns false, rather than
+    /// throwing, when the run failed, even after the last token taken: the session's cache is then in no known state.
     /// </summary>
-    public async ValueTask Stop()
+    public async ValueTask<bool> Stop()
     {
         await step.StopRun();
-        step.EndRun();
+        return step.EndRun();
     }
 }

@@ -229,26 +229,27 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
     /// <summary>The run's next token: at once when the worker has it, otherwise when its pass has sampled it.</summary>
     public ValueTask<int> NextToken()
     {
+        int token;
+        bool resume;
         lock (gate)
         {
             if (!running) throw new InvalidOperationException("the run has ended");
-            if (taken < produced)
+            if (taken >= produced)
             {
-                bool wasFull = produced - taken >= RunWindow;
-                int token = Take();
-                // A run that waited for its reader goes on now there is room.
-                if (wasFull && !atWorker && runFailure is null && GoesOn(window[(produced - 1) % RunWindow]))
-                {
-                    atWorker = true;
-                    Worker.EnqueueDecode(this);
-                }
-                return new ValueTask<int>(token);
+                if (runFailure is not null) return ValueTask.FromException<int>(runFailure);
+                if (left <= 0 || stopRequested) throw new InvalidOperationException($"the run made the {produced} tokens it was asked for");
+                readerWaits = true;
+                return Arm();
             }
-            if (runFailure is not null) return ValueTask.FromException<int>(runFailure);
-            if (left <= 0 || stopRequested) throw new InvalidOperationException($"the run made the {produced} tokens it was asked for");
-            readerWaits = true;
-            return Arm();
+            bool wasFull = produced - taken >= RunWindow;
+            token = Take();
+            // A run that waited for its reader goes on now there is room.
+            resume = wasFull && !atWorker && runFailure is null && GoesOn(window[(produced - 1) % RunWindow]);
+            if (resume) atWorker = true;
         }
+        // Queued outside the gate: a stopped worker fails what is queued, other sessions' steps among them, under their gates.
+        if (resume) Worker.EnqueueDecode(this);
+        return new ValueTask<int>(token);
     }
 
     /// <summary>The generator as it stood after the last token the reader took: what a checkpoint saves.</summary>
@@ -273,20 +274,23 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
     /// Once the worker has let go of the run, leaves the session as though only the tokens the reader took had been
     /// generated: the cache cut back (the last taken token is then the next step's input) and the generator as it
     /// stood after the last taken draw, so the next generation draws what this run computed but never handed out.
+    /// Returns false when the run failed: its cache is then in no known state (a pass that failed midway), and its
+    /// owner must drop it, even if the reader never saw the failure.
     /// </summary>
-    public void EndRun()
+    public bool EndRun()
     {
         lock (gate)
         {
             if (atWorker) throw new InvalidOperationException("stop the run and await that before ending it");
             int accepted = startLength + taken;
-            // A failed run's cache is in no known state: its owner drops it.
-            if (runFailure is null && Session.Length > accepted) Session.Truncate(Math.Max(0, accepted - 1));
+            bool consistent = runFailure is null;
+            if (consistent && Session.Length > accepted) Session.Truncate(Math.Max(0, accepted - 1));
             sampler!.State = takenState;
             running = false;
             sampler = null;
             Remaining = default;
             Volatile.Write(ref inFlight, 0);
+            return consistent;
         }
     }
 
@@ -300,11 +304,17 @@ internal sealed class SessionStep(InferenceSession session, ComputeWorker worker
         if (resumeLate)
         {
             resumeLate = false;
+            // The completing thread installed the sentinel before marking the step complete: wait out that instant.
+            var spin = new SpinWait();
+            while (!Volatile.Read(ref completed)) spin.SpinOnce();
             Resume();
             return;
         }
-        completed = true;
-        if (Interlocked.CompareExchange(ref continuation, CompletedSentinel, null) is not null) Resume();
+        // The sentinel goes in before the step reads as complete. The other order let an awaiter that polled in between
+        // finish at once and arm the next wait, whose continuation this completion would then take for its own.
+        var waiting = Interlocked.CompareExchange(ref continuation, CompletedSentinel, null);
+        Volatile.Write(ref completed, true);
+        if (waiting is not null) Resume();
     }
 
     void IValueTaskSource<int>.OnCompleted(Action<object?> next, object? state, short token, ValueTaskSourceOnCompletedFlags flags)

@@ -24,7 +24,8 @@ internal sealed class TokenStream(SessionRuntime runtime, SessionCompute compute
     public async ValueTask<int> Next()
     {
         if (left <= 0) throw new InvalidOperationException("the generation made the tokens it was asked for");
-        int next = compute.Inference.HasExternalContext && run is null ? await NextStep() : await NextOfRun();
+        // A step already under way goes first, even if a lost shard has since taken the session's external context.
+        int next = ahead is not null || (compute.Inference.HasExternalContext && run is null) ? await NextStep() : await NextOfRun();
         tokens.Add(next);
         if (--left > 0 && run is null && compute.Inference.HasExternalContext)
         {
@@ -51,7 +52,7 @@ internal sealed class TokenStream(SessionRuntime runtime, SessionCompute compute
                 if (run is { } spent)
                 {
                     run = null;
-                    await spent.Stop();
+                    if (!await spent.Stop()) throw new InvalidOperationException("the compute worker's run failed after its last token");
                 }
                 await runtime.BeforeRun(compute, tokens);
                 if (compute.Inference.HasExternalContext) return await NextStep();   // the budget just moved segments out
@@ -80,7 +81,7 @@ internal sealed class TokenStream(SessionRuntime runtime, SessionCompute compute
         if (run is { } r)
         {
             run = null;
-            await r.Stop();
+            if (!await r.Stop()) _ = runtime.Release();   // it failed after the last token taken: rebuilt from the tokens on next use
         }
         if (ahead is null) return;
         try

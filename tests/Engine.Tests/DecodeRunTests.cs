@@ -42,7 +42,7 @@ public sealed class DecodeRunTests
                 tokens.Add(await run.Next());
                 if (t % 9 == i % 9) await Task.Delay(20);   // a slow reader now and then
             }
-            await run.Stop();
+            Assert.True(await run.Stop());
             Assert.Equal(prompts[i].Length + count - 1, session.Length);   // the last token is the next step's input
             session.Append(tokens[^1]);
             return (Tokens: tokens.ToArray(), LastLogits: session.Logits.ToArray());
@@ -82,13 +82,13 @@ public sealed class DecodeRunTests
         var tokens = new List<int>();
         for (int t = 0; t < taken; t++) tokens.Add(await first.Next());
         await WaitForWindow(worker, taken);   // the worker has run ahead of the reader, as far as the window lets it
-        await first.Stop();
+        Assert.True(await first.Stop());
         Assert.InRange(session.Length, prompt.Length + taken - 1, prompt.Length + taken);
 
         // The next run goes on from the tokens taken: the tokens the first one computed ahead are drawn again.
         var rest = worker.Generate(session, TokensToFeed(session, prompt, tokens), sampler, total - taken);
         for (int t = taken; t < total; t++) tokens.Add(await rest.Next());
-        await rest.Stop();
+        Assert.True(await rest.Stop());
         Assert.Equal(expected, tokens);
     }
 
@@ -126,7 +126,7 @@ public sealed class DecodeRunTests
         Assert.Equal(SessionStep.RunWindow - 1, worker.Steps);
 
         for (int t = 0; t < 100; t++) await run.Next();
-        await run.Stop();
+        Assert.True(await run.Stop());
         Assert.Equal(99, worker.Steps);
         Assert.Equal(3 + 99, session.Length);
     }
@@ -142,7 +142,7 @@ public sealed class DecodeRunTests
         var run = worker.Generate(session, new[] { 1, 2, 3, 4 }, new Sampler(50, SamplingOptions.Greedy), 100);
         for (int t = 0; t < 9; t++) await run.Next();   // 4 prompt tokens + 9 generated: the 9th is never fed
         Assert.Throws<InvalidOperationException>(() => run.Next());
-        await run.Stop();
+        Assert.True(await run.Stop());
         Assert.Equal(12, session.Length);
     }
 
@@ -160,7 +160,26 @@ public sealed class DecodeRunTests
         {
             for (int t = 0; t < 1000; t++) await run.Next();
         });
-        await run.Stop();   // a failed run still ends, and the session can be used again
+        Assert.False(await run.Stop());   // a failed run still ends, and says that its cache is in no known state
         Assert.Throws<ObjectDisposedException>(() => worker.Generate(session, ReadOnlyMemory<int>.Empty, new Sampler(model.Config.VocabSize, Sampling(1)), 1));
+    }
+
+    [Fact]
+    public async Task A_run_that_fails_after_the_last_token_taken_says_so_when_stopped()
+    {
+        var model = Model(AttentionKind.Tau);
+        var workers = new ComputeWorkers();
+        var worker = workers.For(model);
+        var session = new InferenceSession(model);
+        session.Append([1, 2, 3]);
+        DecodeRun run;
+        using (worker.HoldPasses())
+        {
+            // The first token comes from the prompt's logits at once; the step that feeds it back waits for a pass.
+            run = worker.Generate(session, ReadOnlyMemory<int>.Empty, new Sampler(model.Config.VocabSize, Sampling(2)), 50);
+            await run.Next();
+            workers.Dispose();   // the queued step fails, and the reader, which asks for nothing more, never sees it
+        }
+        Assert.False(await run.Stop());
     }
 }
