@@ -18,7 +18,7 @@ using TauCluster.Grains;
 // JSON object.
 //   dotnet run -c Release --project benchmarks/TauCluster.ShardBench -- [--context 65536] [--tokens 64] [--warmup 16] [--budget-mb 200]
 //       [--compare-context N (default: --context)] [--baseline-context 1024]
-//   a million tokens: -- --context 1048576 --compare-context 65536
+//   a million tokens (benchmarks/README.md gives the GC settings it needs): -- --context 1048576 --compare-context 147456 --budget-mb 1300
 
 int context = Option("--context", 65536), tokens = Option("--tokens", 64), warmup = Option("--warmup", 16), budgetMb = Option("--budget-mb", 200);
 int compare = Math.Min(context, Option("--compare-context", context)), baseline = Option("--baseline-context", 1024);
