@@ -5,43 +5,35 @@ namespace TauCluster.Engine;
 /// positions ≤ its own. Dense caches take one (row, head) per chunk; the λ index grows row by row, so it takes one
 /// (lane, kv head) per chunk and walks that lane's rows in order.
 /// </summary>
-internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChunkedWork
+internal sealed class AttentionWork(ModelConfig config, KernelPool pool, PassLanes lanes) : IChunkedWork
 {
     private const long ParallelThreshold = 1 << 18;
 
     [ThreadStatic] private static float[]? scoreScratch;
 
-    private Lane[] lanes = new Lane[1];
-    private int[] laneRow = new int[2];      // first row of each lane, and the total at the end
     private int[] laneChunk = new int[2];    // first chunk of each lane, and the total at the end
     private float[] queries = [];
     private float[] output = [];
     private int layer;
 
-    public void Run(ReadOnlySpan<Lane> block, int layer, float[] queries, float[] output)
+    /// <summary>Over the lanes the pass has set in its <see cref="PassLanes"/>.</summary>
+    public void Run(int layer, float[] queries, float[] output)
     {
         (this.layer, this.queries, this.output) = (layer, queries, output);
-        if (lanes.Length < block.Length)
-        {
-            lanes = new Lane[block.Length];
-            laneRow = new int[block.Length + 1];
-            laneChunk = new int[block.Length + 1];
-        }
+        if (laneChunk.Length < lanes.Count + 1) laneChunk = new int[lanes.Count + 1];
         long work = 0;
-        for (int l = 0; l < block.Length; l++)
+        for (int l = 0; l < lanes.Count; l++)
         {
-            var lane = lanes[l] = block[l];
-            laneRow[l + 1] = laneRow[l] + lane.Rows;
+            var lane = lanes[l];
             laneChunk[l + 1] = laneChunk[l] + (lane.Cache.OrderedRows ? config.NKvHead : lane.Rows * config.NHead);
             long keysPerRow = lane.Cache.OrderedRows ? LambdaIndex.BlockSize * (1 + (long)Math.Log2(lane.Cache.Length + lane.Rows + 1)) : lane.Cache.Length + lane.Rows;
             work += lane.Rows * config.NHead * keysPerRow * config.HeadDim;
         }
-        int chunks = laneChunk[block.Length];
+        int chunks = laneChunk[lanes.Count];
         if (work < ParallelThreshold)
             for (int i = 0; i < chunks; i++) RunChunk(i);
         else
             pool.For(chunks, this);
-        Array.Clear(lanes, 0, block.Length);   // hold no session's cache past the pass
     }
 
     public void RunChunk(int chunk)
@@ -63,7 +55,7 @@ internal sealed class AttentionWork(ModelConfig config, KernelPool pool) : IChun
     /// <summary>Row i of lane l: the cache already holds this pass's keys, so the row sees Length − Rows + i + 1 of them.</summary>
     private void AttendRow(Lane lane, int l, int i, int h)
     {
-        int D = config.HeadDim, row = (laneRow[l] + i) * config.NHead + h;
+        int D = config.HeadDim, row = (lanes.FirstRow(l) + i) * config.NHead + h;
         int keyCount = lane.Cache.Length + i + 1;
         Span<float> scores = default;
         if (lane.Cache.NeedsScores)

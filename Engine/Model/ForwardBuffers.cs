@@ -13,8 +13,8 @@ internal sealed class ForwardBuffers
         this.config = config;
         Pool = pool;
         MatMul = new MatMulWork(pool);
-        Attention = new AttentionWork(config, pool);
-        Keys = new KeyWork(config, pool);
+        Attention = new AttentionWork(config, pool, Lanes);
+        Keys = new KeyWork(config, pool, Lanes);
     }
 
     public KernelPool Pool { get; }
@@ -31,6 +31,8 @@ internal sealed class ForwardBuffers
     public MatMulWork MatMul { get; }
     public AttentionWork Attention { get; }
     public KeyWork Keys { get; }
+    /// <summary>The lanes of the pass being run, which the key and attention work read.</summary>
+    public PassLanes Lanes { get; } = new();
 
     public void EnsureCapacity(int tokens)
     {

@@ -5,29 +5,17 @@ namespace TauCluster.Engine;
 /// into its session's cache. One chunk per lane: a lane's rows enter its cache in position order, and every lane has a
 /// cache of its own, so the lanes of a batch run in parallel (a λk is an O(nnz) quadratic form and a selection for τ).
 /// </summary>
-internal sealed class KeyWork(ModelConfig config, KernelPool pool) : IChunkedWork
+internal sealed class KeyWork(ModelConfig config, KernelPool pool, PassLanes lanes) : IChunkedWork
 {
-    private Lane[] lanes = new Lane[1];
-    private int[] laneRow = new int[2];      // first row of each lane
     private float[] queries = [], keys = [], values = [];
     private double[] ropeDivisors = [];
     private int layer;
 
-    public void Run(ReadOnlySpan<Lane> block, int layer, float[] queries, float[] keys, float[] values, double[] ropeDivisors)
+    /// <summary>Over the lanes the pass has set in its <see cref="PassLanes"/>.</summary>
+    public void Run(int layer, float[] queries, float[] keys, float[] values, double[] ropeDivisors)
     {
         (this.layer, this.queries, this.keys, this.values, this.ropeDivisors) = (layer, queries, keys, values, ropeDivisors);
-        if (lanes.Length < block.Length)
-        {
-            lanes = new Lane[block.Length];
-            laneRow = new int[block.Length + 1];
-        }
-        for (int l = 0; l < block.Length; l++)
-        {
-            lanes[l] = block[l];
-            laneRow[l + 1] = laneRow[l] + block[l].Rows;
-        }
-        pool.For(block.Length, this);   // one lane runs inline
-        Array.Clear(lanes, 0, block.Length);   // hold no session's cache past the pass
+        pool.For(lanes.Count, this);   // one lane runs inline
     }
 
     public void RunChunk(int l)
@@ -35,7 +23,7 @@ internal sealed class KeyWork(ModelConfig config, KernelPool pool) : IChunkedWor
         int D = config.HeadDim, H = config.NHead, Hkv = config.NKvHead;
         Span<float> cos = stackalloc float[D / 2], sin = stackalloc float[D / 2];
         var lane = lanes[l];
-        for (int i = 0, t = laneRow[l]; i < lane.Rows; i++, t++)
+        for (int i = 0, t = lanes.FirstRow(l); i < lane.Rows; i++, t++)
         {
             // A row's heads share its position, so its angles are computed once.
             Kernels.RopeAngles(lane.Cache.Length + i, ropeDivisors, cos, sin);

@@ -22,6 +22,7 @@ public sealed partial class TauModel
         var c = Config;
         int T = tokens.Length, C = c.NEmbd, D = c.HeadDim, H = c.NHead, Hkv = c.NKvHead;
         b.EnsureCapacity(T);
+        b.Lanes.Set(lanes);
 
         // x = wte[token], no norm after the embedding
         for (int t = 0; t < T; t++)
@@ -38,12 +39,12 @@ public sealed partial class TauModel
             b.MatMul.Run(w.Value, b.H, b.V, T, ClampQkv);
 
             // q, k = rms(rope(·, pos)) per head vector, v gets neither; then cache the keys (λk for tau) and values
-            b.Keys.Run(lanes, layer, b.Q, b.K, b.V, RopeDivisors);
+            b.Keys.Run(layer, b.Q, b.K, b.V, RopeDivisors);
 
             // y_h = Σⱼ softmax(score)ⱼ vⱼ over the row's own session (a session with context shards asks them first)
             for (int l = 0, t = 0; l < lanes.Length; t += lanes[l].Rows, l++)
                 lanes[l].Cache.PrepareLayer(layer, b.Q.AsSpan(t * H * D, lanes[l].Rows * H * D), lanes[l].Rows);
-            b.Attention.Run(lanes, layer, b.Q, b.Y);
+            b.Attention.Run(layer, b.Q, b.Y);
 
             // x = x + Wproj · concat(y₀ … y_{H−1})
             b.MatMul.Run(w.AttentionProjection, b.Y, b.Out, T);
@@ -63,6 +64,7 @@ public sealed partial class TauModel
                 Kernels.RmsNorm(b.X.AsSpan((t + i) * C, C), b.H.AsSpan(rows * C, C));
         b.MatMul.Run(Packed.LmHead, b.H, b.Logits, rows, finishLogits);
         foreach (var lane in lanes) lane.Cache.Commit(lane.Rows);
+        b.Lanes.Clear();
     }
 
     private static readonly OutputEpilogue ClampQkv = v => Kernels.Clamp(v, -Kernels.QkvLimit, Kernels.QkvLimit);
