@@ -17,15 +17,12 @@ public sealed partial class TauModel
         Directory = directory;
         Tokenizer = TextTokenizer.For(config.Tokenizer);
         RopeDivisors = Kernels.RopeDivisors(config.HeadDim, config.RopeBase);
-        finishLogits = FinishLogits;
         if (config.Attention == AttentionKind.Tau)
         {
             laplacian ??= Laplacian.Chain(config.HeadDim);
             DefaultDomain = DomainFor(laplacian);
         }
     }
-
-    private readonly OutputEpilogue finishLogits;
 
     public ModelConfig Config { get; }
     public ModelWeights Weights { get; }

@@ -32,7 +32,7 @@ public sealed partial class ComputeWorker : IDisposable
         Device = device;
         MaxBatch = maxBatch;
         RowBudget = InferenceSession.PrefillBlock + maxBatch;
-        buffers = new ForwardBuffers(model.Config, pool);
+        buffers = new ForwardBuffers(model, pool);
         var batch = new PassBatch(this);
         new Thread(() => Loop(batch)) { IsBackground = true, Name = $"tau-compute-{device}" }.Start();
     }

@@ -24,7 +24,7 @@ public sealed class InferenceSession
         if (domain is not null) domain.Laplacian.RequireDimension(model.Config.HeadDim, "this model");
         Domain = domain ?? model.DefaultDomain;
         Cache = AttentionCache.Create(model.Config, Domain, tauPath);
-        buffers = new ForwardBuffers(model.Config, pool ?? KernelPool.Shared);
+        buffers = new ForwardBuffers(model, pool ?? KernelPool.Shared);
     }
 
     private InferenceSession(InferenceSession source, int length)
@@ -33,7 +33,7 @@ public sealed class InferenceSession
         Domain = source.Domain;
         Cache = source.Cache.CopyPrefix(length);
         tokens.AddRange(source.tokens.Take(Cache.Length));
-        buffers = new ForwardBuffers(Model.Config, source.buffers.Pool);
+        buffers = new ForwardBuffers(Model, source.buffers.Pool);
     }
 
     /// <summary>
