@@ -50,3 +50,9 @@ public sealed class UnknownNameException(string kind, string name, string? hint 
 /// exists. Sent again unchanged it fails again; HTTP answers 409.
 /// </summary>
 public sealed class SessionConflictException(string message) : TauException(message);
+
+/// <summary>
+/// The device has no room left for a session's cache: every page of its cache pool is held by live sessions. Nothing of
+/// the session changed; the request can be sent again once others end (HTTP answers 503).
+/// </summary>
+public sealed class DeviceMemoryExhaustedException(string message) : TauException(message);

@@ -29,6 +29,7 @@ public sealed class ApiError(int status, string message, string? param = null, s
         ContextLengthExceededException c => new ApiError(400, c.Message, "max_tokens", "context_length_exceeded"),
         TokenOutOfRangeException t => new ApiError(400, t.Message, "prompt", "invalid_token"),
         SessionConflictException => new ApiError(409, e.Message, "session", "session_conflict"),
+        DeviceMemoryExhaustedException => new ApiError(503, e.Message, code: "device_memory_exhausted", type: "server_error"),
         InvalidOptionsException or LaplacianException => new ApiError(400, e.Message),
         JsonException => new ApiError(400, $"the body is not valid JSON: {e.Message}", code: "invalid_json"),
         BadHttpRequestException { StatusCode: 413 } => new ApiError(413, "the request body is too large", code: "request_too_large"),

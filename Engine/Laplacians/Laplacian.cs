@@ -96,6 +96,9 @@ public sealed class Laplacian
         return new Laplacian(name, n, rowStart, columns, values, defaultTaumode);
     }
 
+    /// <summary>The compressed sparse rows themselves, for kernels that take them to a device.</summary>
+    internal (int[] RowStarts, int[] Columns, double[] Values) Csr => (rowStart, columns, values);
+
     /// <summary>xᵀ L x in double precision, O(nnz).</summary>
     public double QuadraticForm(ReadOnlySpan<float> x) => QuadraticForm<float>(x);
 

@@ -20,19 +20,23 @@ public sealed partial class ComputeWorker : IDisposable
     private readonly ConcurrentQueue<SessionStep> prefills = new();
     /// <summary>An OS event rather than a SemaphoreSlim, whose lock allocates when contended: a step allocates nothing.</summary>
     private readonly AutoResetEvent ready = new(initialState: false);
-    private readonly ForwardBuffers buffers;
+    private readonly IForwardKernels pass;
+    private readonly DeviceModel? onDevice;
+    private readonly KernelPool pool;
     private volatile bool stopped;
     private volatile PassHold? hold;
     private int waiting;
     private long allocatedBytes;
 
-    internal ComputeWorker(TauModel model, ComputeDevice device, int maxBatch, KernelPool pool)
+    internal ComputeWorker(TauModel model, ComputeDevice device, int maxBatch, KernelPool pool, DeviceModel? onDevice = null)
     {
         this.model = model;
+        this.onDevice = onDevice;
+        this.pool = pool;
         Device = device;
         MaxBatch = maxBatch;
         RowBudget = InferenceSession.PrefillBlock + maxBatch;
-        buffers = new ForwardBuffers(model, pool);
+        pass = onDevice is null ? new ForwardBuffers(model, pool) : onDevice.CreatePass(RowBudget);
         var batch = new PassBatch(this);
         new Thread(() => Loop(batch)) { IsBackground = true, Name = $"tau-compute-{device}" }.Start();
     }
@@ -84,6 +88,7 @@ public sealed partial class ComputeWorker : IDisposable
         {
             Admit(session);
             session.Validate(token);
+            session.ReserveAhead(1);
             if (session.HasExternalContext) return Alone(session, new[] { token }, sampler);
             step = StepOf(session);
             done = step.StartDecode(token, sampler);
@@ -110,6 +115,7 @@ public sealed partial class ComputeWorker : IDisposable
         Admit(session);
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
         if (!tokens.IsEmpty) session.Validate(tokens.Span);
+        session.ReserveAhead(tokens.Length + count);
         if (session.HasExternalContext) throw new InvalidOperationException("a session with context shards decodes a step at a time");
         var step = StepOf(session);
         if (step.StartRun(tokens, sampler, count)) Enqueue(tokens.Length > 1 ? prefills : decodes, step);
@@ -127,6 +133,7 @@ public sealed partial class ComputeWorker : IDisposable
             Admit(session);
             if (tokens.IsEmpty) return new(sampler?.Sample(session.Logits) ?? -1);
             session.Validate(tokens.Span);
+            session.ReserveAhead(tokens.Length);
             if (session.HasExternalContext) return Alone(session, tokens, sampler);
             var step = StepOf(session);
             var done = step.Start(tokens, sampler);
@@ -143,6 +150,7 @@ public sealed partial class ComputeWorker : IDisposable
     {
         ObjectDisposedException.ThrowIf(stopped, this);
         if (session.Model != model) throw new ArgumentException("the session runs another model than this worker's", nameof(session));
+        if (session.Device != onDevice) throw new ArgumentException($"the session's cache is on another device than this worker's ({Device})", nameof(session));
     }
 
     private SessionStep StepOf(InferenceSession session)
@@ -252,7 +260,9 @@ public sealed partial class ComputeWorker : IDisposable
     {
         try
         {
-            model.Forward(batch.Tokens, batch.Lanes, buffers, everyRow: false);
+            if (onDevice is null) model.Forward(batch.Tokens, batch.Lanes, pass, everyRow: false);
+            else
+                lock (onDevice.Device.Gate) model.Forward(batch.Tokens, batch.Lanes, pass, everyRow: false);
         }
         catch (Exception e)
         {
@@ -263,6 +273,6 @@ public sealed partial class ComputeWorker : IDisposable
         Steps += batch.DecodeCount;
         PrefillChunks += batch.Count - batch.DecodeCount;
         LargestBatch = Math.Max(LargestBatch, batch.Count);
-        batch.Finish(buffers.Logits, model.Config.VocabSize, buffers.Pool);
+        batch.Finish(pass.Logits, model.Config.VocabSize, pool);
     }
 }

@@ -3,34 +3,71 @@ using System.Collections.Concurrent;
 namespace TauCluster.Engine;
 
 /// <summary>
-/// A silo's compute: one <see cref="ComputeWorker"/> per (model, device), made on first use, through which every
-/// session of that model runs its steps. Its totals, over every worker, are what the silo's metrics report.
+/// A silo's compute on its device (<c>Tau:Device</c>): one <see cref="ComputeWorker"/> per model, made on first use,
+/// through which every session of that model runs its steps, and on an accelerator each model's weights and cache pool
+/// there. Its totals, over every worker, are what the silo's metrics report.
 /// </summary>
 public sealed class ComputeWorkers : IDisposable
 {
-    private readonly ConcurrentDictionary<(TauModel Model, ComputeDevice Device), ComputeWorker> workers = new();
+    /// <summary>The cache pool of a model on ILGPU's CPU accelerator, which tests use: small, since it is host memory.</summary>
+    public const long CpuAcceleratorCacheBytes = 64L << 20;
+
+    /// <summary>The share of a GPU's memory that a model's cache pool takes when none is configured.</summary>
+    public const double GpuCacheShare = 0.4;
+
+    private readonly ConcurrentDictionary<TauModel, ComputeWorker> workers = new();
+    private readonly ConcurrentDictionary<TauModel, Lazy<DeviceModel>> deviceModels = new();
     private readonly KernelPool pool;
+    private readonly long deviceCacheBytes;
     private volatile bool disposed;
 
-    public ComputeWorkers(int maxBatch = 64, KernelPool? pool = null)
+    /// <param name="device">Where the kernels run; an accelerator is opened here, so a missing one fails at start.</param>
+    /// <param name="deviceCacheBytes">Each model's cache pool on an accelerator; 0 for the default.</param>
+    public ComputeWorkers(int maxBatch = 64, KernelPool? pool = null, ComputeDevice device = default, long deviceCacheBytes = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(deviceCacheBytes);
         MaxBatch = maxBatch;
         this.pool = pool ?? KernelPool.Shared;
+        Device = device;
+        if (device.IsAccelerator)
+        {
+            Accelerator = IlgpuDevice.Open(device);
+            this.deviceCacheBytes = deviceCacheBytes > 0 ? deviceCacheBytes
+                : device.Kind == DeviceKind.IlgpuCpu ? CpuAcceleratorCacheBytes : (long)(Accelerator.MemoryBytes * GpuCacheShare);
+        }
     }
 
     /// <summary>The most decode steps one forward pass takes.</summary>
     public int MaxBatch { get; }
 
-    /// <summary>The worker that runs <paramref name="model"/> on the CPU, the only device today.</summary>
-    public ComputeWorker For(TauModel model) => For(model, ComputeDevice.Cpu);
+    public ComputeDevice Device { get; }
 
-    public ComputeWorker For(TauModel model, ComputeDevice device)
+    /// <summary>The accelerator the kernels run on; null on the CPU.</summary>
+    public IlgpuDevice? Accelerator { get; }
+
+    /// <summary>The models on the accelerator, with their weights and cache pools (none on the CPU).</summary>
+    public IEnumerable<DeviceModel> DeviceModels => deviceModels.Values.Where(m => m.IsValueCreated).Select(m => m.Value);
+
+    /// <summary><paramref name="model"/> on this silo's accelerator, its weights uploaded on first use; null on the CPU.</summary>
+    public DeviceModel? DeviceModelOf(TauModel model)
     {
-        if (workers.TryGetValue((model, device), out var worker)) return worker;
+        if (Accelerator is null) return null;
         ObjectDisposedException.ThrowIf(disposed, this);
-        if (device != ComputeDevice.Cpu) throw new InvalidOptionsException($"no compute device '{device}': only 'cpu' is built");
-        return workers.GetOrAdd((model, device), static (key, owner) => new ComputeWorker(key.Model, key.Device, owner.MaxBatch, owner.pool), this);
+        return deviceModels.GetOrAdd(model, m => new Lazy<DeviceModel>(() => new DeviceModel(m, Accelerator, deviceCacheBytes))).Value;
+    }
+
+    /// <summary>A new session of <paramref name="model"/> on this silo's device.</summary>
+    public InferenceSession NewSession(TauModel model, TaumodeSpec? domain = null) => new(model, domain, pool, device: DeviceModelOf(model));
+
+    /// <summary>The worker that runs <paramref name="model"/> on this silo's device.</summary>
+    public ComputeWorker For(TauModel model)
+    {
+        if (workers.TryGetValue(model, out var worker)) return worker;
+        ObjectDisposedException.ThrowIf(disposed, this);
+        var onDevice = DeviceModelOf(model);
+        return workers.GetOrAdd(model, static (m, state) => new ComputeWorker(m, state.Owner.Device, state.Owner.MaxBatch, state.Owner.pool, state.OnDevice),
+            (Owner: this, OnDevice: onDevice));
     }
 
     /// <summary>Steps waiting for their next forward pass, over every worker.</summary>
@@ -46,5 +83,7 @@ public sealed class ComputeWorkers : IDisposable
     {
         disposed = true;
         foreach (var worker in workers.Values) worker.Dispose();
+        foreach (var model in DeviceModels) model.Dispose();
+        Accelerator?.Dispose();
     }
 }

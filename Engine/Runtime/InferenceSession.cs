@@ -5,35 +5,51 @@ namespace TauCluster.Engine;
 /// <summary>
 /// One conversation on one model: its tokens, its attention cache and its working buffers.
 /// Prefill runs in blocks (chunked prefill); a decode step is a block of one token and allocates nothing
-/// once <see cref="Reserve"/> has made room. Not thread-safe: one caller at a time, as a grain gives.
+/// once <see cref="Reserve"/> has made room. Not thread-safe: one caller at a time, as a grain gives. A session on a
+/// device (<see cref="DeviceModel"/>) keeps its cache there and runs the same pass in the device's kernels.
 /// </summary>
-public sealed class InferenceSession
+public sealed class InferenceSession : IDisposable
 {
     /// <summary>Longest block of prompt tokens run through the model at once; bounds the buffers.</summary>
     public const int PrefillBlock = 256;
 
-    private readonly ForwardBuffers buffers;
+    /// <summary>The CPU's pass, for a session on the CPU; null on a device, whose passes are the device model's.</summary>
+    private readonly ForwardBuffers? buffers;
+    private readonly float[]? deviceLogits;
     private readonly List<int> tokens = [];
     private bool hasLogits;
 
-    public InferenceSession(TauModel model, TaumodeSpec? domain = null, KernelPool? pool = null, TauAttentionPath tauPath = TauAttentionPath.Index)
+    public InferenceSession(TauModel model, TaumodeSpec? domain = null, KernelPool? pool = null, TauAttentionPath tauPath = TauAttentionPath.Index,
+        DeviceModel? device = null)
     {
         Model = model;
         if (domain is not null && model.Config.Attention != AttentionKind.Tau)
             throw new InvalidOptionsException("a domain only applies to tau attention; this model uses causal dot-product attention");
         if (domain is not null) domain.Laplacian.RequireDimension(model.Config.HeadDim, "this model");
+        if (device is not null && device.Model != model) throw new ArgumentException("the device holds another model", nameof(device));
         Domain = domain ?? model.DefaultDomain;
-        Cache = AttentionCache.Create(model.Config, Domain, tauPath);
-        buffers = new ForwardBuffers(model, pool ?? KernelPool.Shared);
+        Device = device;
+        if (device is null)
+        {
+            Cache = AttentionCache.Create(model.Config, Domain, tauPath);
+            buffers = new ForwardBuffers(model, pool ?? KernelPool.Shared);
+        }
+        else
+        {
+            Cache = device.CreateCache(Domain);
+            deviceLogits = new float[model.Config.VocabSize];
+        }
     }
 
     private InferenceSession(InferenceSession source, int length)
     {
         Model = source.Model;
         Domain = source.Domain;
+        Device = source.Device;
         Cache = source.Cache.CopyPrefix(length);
         tokens.AddRange(source.tokens.Take(Cache.Length));
-        buffers = new ForwardBuffers(Model, source.buffers.Pool);
+        if (source.buffers is not null) buffers = new ForwardBuffers(Model, source.buffers.Pool);
+        else deviceLogits = new float[Model.Config.VocabSize];
     }
 
     /// <summary>
@@ -43,6 +59,8 @@ public sealed class InferenceSession
     public InferenceSession CopyPrefix(int length) => new(this, Math.Clamp(length, 0, Length));
 
     public TauModel Model { get; }
+    /// <summary>The device that holds this session's cache and runs its passes; null for the CPU.</summary>
+    public DeviceModel? Device { get; }
     public TaumodeSpec? Domain { get; }
     public AttentionCache Cache { get; }
     public IReadOnlyList<int> Tokens => tokens;
@@ -53,7 +71,7 @@ public sealed class InferenceSession
 
     /// <summary>The logits after the last token appended; none after a truncation or a prefix copy.</summary>
     public ReadOnlySpan<float> Logits => hasLogits
-        ? buffers.Logits.AsSpan(0, Model.Config.VocabSize)
+        ? (deviceLogits ?? buffers!.Logits).AsSpan(0, Model.Config.VocabSize)
         : throw new InvalidOptionsException("no logits: append a token first");
 
     /// <summary>Makes room for a session of <paramref name="totalTokens"/> tokens so later steps allocate nothing.</summary>
@@ -62,7 +80,7 @@ public sealed class InferenceSession
         totalTokens = Math.Min(totalTokens, Model.Config.SequenceLen);
         Cache.Reserve(totalTokens);
         if (tokens.Capacity < totalTokens) tokens.Capacity = totalTokens;
-        buffers.EnsureCapacity(1);
+        buffers?.EnsureCapacity(1);
     }
 
     /// <summary>Runs new tokens through the model and returns the logits after the last one.</summary>
@@ -72,7 +90,8 @@ public sealed class InferenceSession
         for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
         {
             var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
-            Model.Forward(block, [new Lane(Cache, block.Length)], buffers, everyRow: false);
+            if (Device is null) Model.Forward(block, [new Lane(Cache, block.Length)], buffers!, everyRow: false);
+            else Device.RunAlone(block, new Lane(Cache, block.Length), everyRow: false, deviceLogits);
             foreach (int t in block) tokens.Add(t);
         }
         hasLogits = true;
@@ -91,8 +110,13 @@ public sealed class InferenceSession
         for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
         {
             var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
-            Model.Forward(block, [new Lane(Cache, block.Length)], buffers, everyRow: true);
-            buffers.Logits.AsSpan(0, block.Length * vocab).CopyTo(all.AsSpan(offset * vocab));
+            var rows = all.AsSpan(offset * vocab, block.Length * vocab);
+            if (Device is null)
+            {
+                Model.Forward(block, [new Lane(Cache, block.Length)], buffers!, everyRow: true);
+                buffers!.Logits.AsSpan(0, rows.Length).CopyTo(rows);
+            }
+            else Device.RunAlone(block, new Lane(Cache, block.Length), everyRow: true, rows);
             foreach (int t in block) tokens.Add(t);
         }
         hasLogits = false;   // the buffer holds a block's rows, not one row of the last token
@@ -156,10 +180,19 @@ public sealed class InferenceSession
     /// <summary>Takes in a block of tokens that a worker's pass ran through the model, with the logits of its last row.</summary>
     internal void AcceptBlock(ReadOnlySpan<int> block, ReadOnlySpan<float> logits)
     {
-        buffers.EnsureCapacity(1);
-        logits.CopyTo(buffers.Logits);
+        buffers?.EnsureCapacity(1);
+        logits.CopyTo(deviceLogits ?? buffers!.Logits);
         foreach (int t in block) tokens.Add(t);
         hasLogits = true;
+    }
+
+    /// <summary>
+    /// On a device, rents the cache pages that <paramref name="newTokens"/> more tokens need before a worker's pass runs
+    /// them, so that a full device fails this request alone (a typed error), not the pass it would have joined.
+    /// </summary>
+    internal void ReserveAhead(int newTokens)
+    {
+        if (Cache is DeviceCache onDevice) onDevice.EnsurePages(Length + newTokens);
     }
 
     /// <summary>One token's check, for callers (async ones) where a collection expression would be an array.</summary>
@@ -175,4 +208,7 @@ public sealed class InferenceSession
         if (tokens.Count + newTokens.Length > c.SequenceLen)
             throw new ContextLengthExceededException(tokens.Count + newTokens.Length, c.SequenceLen);
     }
+
+    /// <summary>Gives a device session's cache memory back to its device at once (a CPU session's goes with the GC).</summary>
+    public void Dispose() => (Cache as DeviceCache)?.Release();
 }

@@ -1,0 +1,157 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace TauCluster.Engine;
+
+/// <summary>
+/// A model on a device: its weights uploaded once (as F32) and shared by every session on that device, the domains its
+/// sessions score against (their Laplacians in CSR), and the page pool that holds their caches.
+/// </summary>
+public sealed class DeviceModel : IDisposable
+{
+    private readonly List<MemoryBuffer> weights = [];
+    private readonly Dictionary<TaumodeSpec, int> domainIndex = [];
+    private readonly List<DeviceDomain> domains = [];
+    private readonly List<int> laplacianIndex = [];
+    private readonly List<double> laplacianValues = [];
+    private MemoryBuffer1D<int, Stride1D.Dense>? laplacianIndexBuffer;
+    private MemoryBuffer1D<double, Stride1D.Dense>? laplacianValueBuffer;
+    private MemoryBuffer1D<DeviceDomain, Stride1D.Dense>? domainBuffer;
+    private DevicePass? sessionPass;
+
+    public DeviceModel(TauModel model, IlgpuDevice device, long cacheBytes)
+    {
+        var c = model.Config;
+        if (c.HeadDim > DeviceKernels.MaxHeadDim)
+            throw new InvalidOptionsException($"device {device.Device}: head_dim {c.HeadDim} exceeds the {DeviceKernels.MaxHeadDim} its attention kernel holds");
+        Model = model;
+        Device = device;
+        KeyWidth = c.Attention == AttentionKind.Tau ? 1 : c.HeadDim;
+        lock (device.Gate)
+        {
+            Embedding = Upload(model.Weights.TokenEmbedding);
+            LmHead = Upload(model.Weights.LmHead);
+            Layers = model.Weights.Layers.Select(w => new DeviceLayer(
+                Upload(w.Query), Upload(w.Key), Upload(w.Value), Upload(w.AttentionProjection), Upload(w.MlpUp), Upload(w.MlpDown))).ToArray();
+            Pages = new DevicePagePool(device.Accelerator, c, KeyWidth, cacheBytes);
+        }
+        WeightBytes = weights.Sum(w => w.LengthInBytes);
+    }
+
+    public TauModel Model { get; }
+    public IlgpuDevice Device { get; }
+
+    /// <summary>Device memory the weights take (F32, whatever the file stores).</summary>
+    public long WeightBytes { get; }
+
+    /// <summary>Device memory of the cache pool, and how much of it live sessions hold.</summary>
+    public long CachePoolBytes => Pages.Pages * Pages.PageBytes;
+    public long CacheBytesInUse => Pages.PagesInUse * Pages.PageBytes;
+
+    internal int KeyWidth { get; }
+    internal DevicePagePool Pages { get; }
+    internal ArrayView<float> Embedding { get; }
+    internal ArrayView<float> LmHead { get; }
+    internal DeviceLayer[] Layers { get; }
+    internal ArrayView<int> LaplacianIndex => laplacianIndexBuffer?.View ?? default;
+    internal ArrayView<double> LaplacianValues => laplacianValueBuffer?.View ?? default;
+    internal ArrayView<DeviceDomain> Domains => domainBuffer?.View ?? default;
+
+    /// <summary>A new session's cache on this device.</summary>
+    public DeviceCache CreateCache(TaumodeSpec? domain) =>
+        new(this, Model.Config.Attention == AttentionKind.Tau ? domain ?? throw new ArgumentNullException(nameof(domain), "tau attention needs a Laplacian") : null);
+
+    /// <summary>A pass's buffers for up to <paramref name="rows"/> rows (a worker's own; grown when a block needs more).</summary>
+    internal DevicePass CreatePass(int rows) => new(this, rows);
+
+    /// <summary>
+    /// Runs a block of one session outside any worker (direct <see cref="InferenceSession"/> calls) in a pass shared by
+    /// such calls, and copies the logits out before another can run.
+    /// </summary>
+    internal void RunAlone(ReadOnlySpan<int> tokens, Lane lane, bool everyRow, Span<float> logits)
+    {
+        lock (Device.Gate)
+        {
+            var pass = sessionPass ??= CreatePass(InferenceSession.PrefillBlock);
+            Model.Forward(tokens, [lane], pass, everyRow);
+            pass.Logits.AsSpan(0, logits.Length).CopyTo(logits);
+        }
+    }
+
+    /// <summary>The device index of a domain, its Laplacian uploaded on first use (rare: a domain per session kind).</summary>
+    internal int DomainIndex(TaumodeSpec domain)
+    {
+        domain.Laplacian.RequireDimension(Model.Config.HeadDim, "this model");
+        lock (Device.Gate)
+        {
+            if (domainIndex.TryGetValue(domain, out int index)) return index;
+            var (rowStarts, columns, values) = domain.Laplacian.Csr;
+            int first = laplacianIndex.Count;
+            // One int array holds every domain's row starts, then its columns; row starts index both the columns and values.
+            int columnBase = first + rowStarts.Length;
+            foreach (int start in rowStarts) laplacianIndex.Add(columnBase + start);
+            foreach (int column in columns) laplacianIndex.Add(column);
+            // The values sit at their columns' indices, so the value array skips the row starts.
+            while (laplacianValues.Count < columnBase) laplacianValues.Add(0);
+            foreach (double v in values) laplacianValues.Add(v);
+            var s = domain.Settings;
+            domains.Add(new DeviceDomain
+            {
+                RowStarts = first, Mode = (int)s.Mode, Tau = s.Tau, Eps = s.Eps, Percentile = s.Percentile, Temperature = domain.Temperature,
+            });
+            laplacianIndexBuffer?.Dispose();
+            laplacianValueBuffer?.Dispose();
+            domainBuffer?.Dispose();
+            laplacianIndexBuffer = Device.Accelerator.Allocate1D(laplacianIndex.ToArray());
+            laplacianValueBuffer = Device.Accelerator.Allocate1D(laplacianValues.ToArray());
+            domainBuffer = Device.Accelerator.Allocate1D(domains.ToArray());
+            domainIndex[domain] = index = domains.Count - 1;
+            return index;
+        }
+    }
+
+    internal void CopyPages(IReadOnlyList<int> from, IReadOnlyList<int> to)
+    {
+        lock (Device.Gate)
+        {
+            for (int i = 0; i < to.Count; i++) Pages.Page(from[i]).CopyTo(Pages.Page(to[i]));
+            Device.Accelerator.Synchronize();
+        }
+    }
+
+    internal float[] DownloadPage(int page)
+    {
+        var image = new float[Pages.PageFloats];
+        lock (Device.Gate) Pages.Page(page).CopyToCPU(image);
+        return image;
+    }
+
+    internal void UploadPage(int page, float[] image)
+    {
+        lock (Device.Gate) Pages.Page(page).CopyFromCPU(image);
+    }
+
+    private ArrayView<float> Upload(float[] data)
+    {
+        var buffer = Device.Accelerator.Allocate1D(data);
+        weights.Add(buffer);
+        return buffer.View;
+    }
+
+    public void Dispose()
+    {
+        lock (Device.Gate)
+        {
+            sessionPass?.Dispose();
+            foreach (var w in weights) w.Dispose();
+            Pages.Dispose();
+            laplacianIndexBuffer?.Dispose();
+            laplacianValueBuffer?.Dispose();
+            domainBuffer?.Dispose();
+        }
+    }
+}
+
+/// <summary>One transformer block's weights on a device, each [out, in] row-major.</summary>
+internal sealed record DeviceLayer(
+    ArrayView<float> Query, ArrayView<float> Key, ArrayView<float> Value, ArrayView<float> AttentionProjection, ArrayView<float> MlpUp, ArrayView<float> MlpDown);

@@ -1,0 +1,67 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace TauCluster.Engine;
+
+/// <summary>
+/// A model's cache memory on a device, allocated once and handed out in pages of <see cref="PageTokens"/> tokens (every
+/// layer and kv head of them), as vLLM's paged attention does: a session's cache grows a page at a time without moving
+/// what it holds, and a session that ends gives its pages back to the next.
+/// </summary>
+internal sealed class DevicePagePool : IDisposable
+{
+    public const int PageTokens = 64;
+
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> memory;
+    private readonly Stack<int> free;
+    private readonly Lock gate = new();
+    private bool disposed;
+
+    public DevicePagePool(Accelerator accelerator, ModelConfig config, int keyWidth, long bytes)
+    {
+        PageFloats = PageTokens * config.NLayer * config.NKvHead * (keyWidth + config.HeadDim);
+        Pages = (int)Math.Min(int.MaxValue, bytes / (PageFloats * (long)sizeof(float)));
+        if (Pages < 1) throw new InvalidOptionsException($"a device cache of {bytes} bytes holds no page of {PageBytes} bytes");
+        memory = accelerator.Allocate1D<float>((long)Pages * PageFloats);
+        free = new Stack<int>(Enumerable.Range(0, Pages).Reverse());
+    }
+
+    public int PageFloats { get; }
+    public long PageBytes => PageFloats * (long)sizeof(float);
+    public int Pages { get; }
+    public ArrayView<float> View => memory.View;
+
+    public int PagesInUse
+    {
+        get { lock (gate) return Pages - free.Count; }
+    }
+
+    public int Rent()
+    {
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (free.TryPop(out int page)) return page;
+        }
+        throw new DeviceMemoryExhaustedException(
+            $"the device's cache pool is full: its {Pages} pages of {PageTokens} tokens ({Pages * PageBytes / (1 << 20)} MiB) are held by live sessions");
+    }
+
+    public void Return(List<int> pages, int from)
+    {
+        lock (gate)
+        {
+            if (!disposed)
+                for (int i = from; i < pages.Count; i++) free.Push(pages[i]);
+        }
+        pages.RemoveRange(from, pages.Count - from);
+    }
+
+    public ArrayView<float> Page(int page) => memory.View.SubView((long)page * PageFloats, PageFloats);
+
+    public void Dispose()
+    {
+        lock (gate) disposed = true;
+        memory.Dispose();
+    }
+}

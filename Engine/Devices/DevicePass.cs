@@ -1,0 +1,208 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace TauCluster.Engine;
+
+/// <summary>
+/// The forward pass on a device (<see cref="IForwardKernels"/> over ILGPU kernels): the activations live on the device
+/// for the whole pass; what comes in is the rows' tokens, positions, page tables and RoPE angles, and what goes out is
+/// the logits, for sampling on the host. Runs under the device's gate (its caller takes it).
+/// </summary>
+internal sealed class DevicePass : IForwardKernels, IDisposable
+{
+    private readonly DeviceModel model;
+    private readonly IlgpuDevice device;
+    private readonly ModelConfig config;
+    private readonly List<MemoryBuffer> buffers = [];
+    private readonly List<Lane> lanes = [];
+    private ArrayView<float> x, h, q, k, v, y, output, up, logits, angles, lambdaQueries;
+    private ArrayView<int> tokenIds, identityRows, selectedRows, pageTable;
+    private ArrayView<DeviceRow> rowInfo;
+    private MemoryBuffer1D<int, Stride1D.Dense>? pageBuffer;
+    private int capacity, pageCapacity, rows;
+    private int[] hostTokens = [], hostSelected = [], hostPages = [];
+    private DeviceRow[] hostRows = [];
+    private float[] hostAngles = [];
+
+    public DevicePass(DeviceModel model, int rows)
+    {
+        this.model = model;
+        device = model.Device;
+        config = model.Model.Config;
+        EnsureCapacity(rows);
+    }
+
+    public float[] Logits { get; private set; } = [];
+
+    private void EnsureCapacity(int rowCount)
+    {
+        if (rowCount <= capacity) return;
+        foreach (var b in buffers) b.Dispose();
+        buffers.Clear();
+        var c = config;
+        int n = rowCount;
+        x = Allocate<float>((long)n * c.NEmbd);
+        h = Allocate<float>((long)n * c.NEmbd);
+        q = Allocate<float>((long)n * c.NHead * c.HeadDim);
+        k = Allocate<float>((long)n * c.KvDim);
+        v = Allocate<float>((long)n * c.KvDim);
+        y = Allocate<float>((long)n * c.NEmbd);
+        output = Allocate<float>((long)n * c.NEmbd);
+        up = Allocate<float>((long)n * c.MlpDim);
+        logits = Allocate<float>((long)n * c.VocabSize);
+        angles = Allocate<float>((long)n * c.HeadDim);
+        lambdaQueries = Allocate<float>((long)n * c.NHead);
+        tokenIds = Allocate<int>(n);
+        identityRows = Allocate<int>(n);
+        selectedRows = Allocate<int>(n);
+        rowInfo = Allocate<DeviceRow>(n);
+        identityRows.CopyFromCPU(Enumerable.Range(0, n).ToArray());
+        Logits = new float[(long)n * c.VocabSize];
+        hostTokens = new int[n];
+        hostSelected = new int[n];
+        hostRows = new DeviceRow[n];
+        hostAngles = new float[n * c.HeadDim];
+        capacity = n;
+    }
+
+    private void EnsurePageCapacity(int count)
+    {
+        if (count <= pageCapacity) return;
+        count = Math.Max(count, 2 * pageCapacity);
+        pageBuffer?.Dispose();
+        pageBuffer = device.Accelerator.Allocate1D<int>(count);
+        pageTable = pageBuffer.View;
+        hostPages = new int[count];
+        pageCapacity = count;
+    }
+
+    private ArrayView<T> Allocate<T>(long length) where T : unmanaged
+    {
+        var buffer = device.Accelerator.Allocate1D<T>(Math.Max(length, 1));
+        buffers.Add(buffer);
+        return buffer.View;
+    }
+
+    public void Begin(ReadOnlySpan<int> tokens, ReadOnlySpan<Lane> passLanes)
+    {
+        rows = tokens.Length;
+        EnsureCapacity(rows);
+        int D = config.HeadDim, half = D / 2, pageCount = 0;
+        lanes.Clear();
+        foreach (var lane in passLanes)
+        {
+            var cache = lane.Cache as DeviceCache ?? throw new InvalidOperationException("a device pass runs sessions whose caches are on its device");
+            cache.Settle();
+            cache.EnsurePages(cache.Length + lane.Rows);
+            pageCount += cache.PageIds.Count;
+            lanes.Add(lane);
+        }
+        EnsurePageCapacity(pageCount);
+
+        int t = 0, pageAt = 0;
+        foreach (var lane in lanes)
+        {
+            var cache = (DeviceCache)lane.Cache;
+            for (int i = 0; i < cache.PageIds.Count; i++) hostPages[pageAt + i] = cache.PageIds[i];
+            for (int i = 0; i < lane.Rows; i++, t++)
+            {
+                int position = cache.Length + i;
+                hostRows[t] = new DeviceRow { Position = position, PageTable = pageAt, Domain = Math.Max(cache.DomainIndex, 0) };
+                // The angles in double, rounded once, as the SIMD pass computes them: cos θᵢ, then sin θᵢ.
+                Kernels.RopeAngles<float>(position, model.Model.RopeDivisors, hostAngles.AsSpan(t * D, half), hostAngles.AsSpan(t * D + half, half));
+            }
+            pageAt += cache.PageIds.Count;
+        }
+        tokens.CopyTo(hostTokens);
+        tokenIds.SubView(0, rows).CopyFromCPU(hostTokens.AsSpan(0, rows));
+        rowInfo.SubView(0, rows).CopyFromCPU(hostRows.AsSpan(0, rows));
+        angles.SubView(0, (long)rows * D).CopyFromCPU(hostAngles.AsSpan(0, rows * D));
+        if (pageAt > 0) pageTable.SubView(0, pageAt).CopyFromCPU(hostPages.AsSpan(0, pageAt));
+        device.Kernels.Embed(rows * config.NEmbd, model.Embedding, tokenIds, x, config.NEmbd);
+    }
+
+    public void RmsNorm(Activation from, Activation to) => RmsRows(Of(from), Of(to), identityRows, rows);
+
+    private void RmsRows(ArrayView<float> source, ArrayView<float> target, ArrayView<int> rowOf, int count) =>
+        device.Kernels.RmsNormRows(new KernelConfig(count, device.GroupSize), source, target, rowOf, config.NEmbd);
+
+    public void Project(Projection weights, int layer, Activation from, Activation to, Epilogue then) =>
+        Product(Of(weights, layer), OutputsOf(weights), Of(from), Of(to), rows, then);
+
+    private void Product(ArrayView<float> weights, int outputs, ArrayView<float> input, ArrayView<float> result, int rowCount, Epilogue then)
+    {
+        int inputs = (int)(weights.Length / outputs);
+        var shape = new ProductShape { Rows = rowCount, In = inputs, Out = outputs, Epilogue = (int)then, Softcap = (float)config.Softcap };
+        int tile = device.Tile;
+        device.Kernels.Product(new KernelConfig(new Index2D((outputs + tile - 1) / tile, (rowCount + tile - 1) / tile), new Index2D(tile, tile)),
+            weights, input, result, shape);
+    }
+
+    public void CacheKeys(int layer) =>
+        device.Kernels.CacheKeys(rows * (config.NHead + config.NKvHead), q, k, v, angles, rowInfo, pageTable, model.Pages.View, lambdaQueries,
+            model.LaplacianIndex, model.LaplacianValues, model.Domains, Shape(layer));
+
+    public void Attend(int layer) =>
+        device.Kernels.Attend(new KernelConfig(rows * config.NHead, device.GroupSize), q, lambdaQueries, y, rowInfo, pageTable, model.Pages.View,
+            model.Domains, Shape(layer));
+
+    public void AddToResidual(Activation from) => device.Kernels.AddInPlace(rows * config.NEmbd, x, Of(from));
+
+    public void FinishLogits(bool everyRow)
+    {
+        int selected = 0, t = 0;
+        foreach (var lane in lanes)
+        {
+            for (int i = everyRow ? 0 : lane.Rows - 1; i < lane.Rows; i++) hostSelected[selected++] = t + i;
+            t += lane.Rows;
+        }
+        selectedRows.SubView(0, selected).CopyFromCPU(hostSelected.AsSpan(0, selected));
+        RmsRows(x, h, selectedRows, selected);
+        Product(model.LmHead, config.VocabSize, h, logits, selected, Epilogue.Logits);
+        logits.SubView(0, (long)selected * config.VocabSize).CopyToCPU(Logits.AsSpan(0, selected * config.VocabSize));
+        device.Accelerator.Synchronize();
+        lanes.Clear();
+    }
+
+    private PassShape Shape(int layer) => new()
+    {
+        Embd = config.NEmbd, HeadDim = config.HeadDim, Heads = config.NHead, KvHeads = config.NKvHead, Layer = layer,
+        PageTokens = DevicePagePool.PageTokens, PageFloats = model.Pages.PageFloats, KeyWidth = model.KeyWidth,
+        TauAttention = config.Attention == AttentionKind.Tau ? 1 : 0, InverseSqrtHeadDim = 1f / MathF.Sqrt(config.HeadDim),
+    };
+
+    private int OutputsOf(Projection p) => p switch
+    {
+        Projection.Query => config.NHead * config.HeadDim,
+        Projection.Key or Projection.Value => config.KvDim,
+        Projection.MlpUp => config.MlpDim,
+        Projection.LmHead => config.VocabSize,
+        _ => config.NEmbd,
+    };
+
+    private ArrayView<float> Of(Activation a) => a switch
+    {
+        Activation.X => x, Activation.H => h, Activation.Q => q, Activation.K => k, Activation.V => v,
+        Activation.Y => y, Activation.Out => output, Activation.Up => up,
+        _ => throw new ArgumentOutOfRangeException(nameof(a)),
+    };
+
+    private ArrayView<float> Of(Projection p, int layer) => p switch
+    {
+        Projection.LmHead => model.LmHead,
+        Projection.Query => model.Layers[layer].Query,
+        Projection.Key => model.Layers[layer].Key,
+        Projection.Value => model.Layers[layer].Value,
+        Projection.AttentionProjection => model.Layers[layer].AttentionProjection,
+        Projection.MlpUp => model.Layers[layer].MlpUp,
+        Projection.MlpDown => model.Layers[layer].MlpDown,
+        _ => throw new ArgumentOutOfRangeException(nameof(p)),
+    };
+
+    public void Dispose()
+    {
+        pageBuffer?.Dispose();
+        foreach (var b in buffers) b.Dispose();
+        buffers.Clear();
+    }
+}
