@@ -47,5 +47,13 @@ public abstract class DenseAttentionCache : AttentionCache
 
     private protected ChunkedRows Keys(int layer, int kvHead) => keys[Stream(layer, kvHead)];
 
+    /// <summary>Every cached key (or λk) and value of a layer and kv head, position by position (checks).</summary>
+    internal (float[] Keys, float[] Values) Read(int layer, int kvHead)
+    {
+        int s = Stream(layer, kvHead);
+        return (Flatten(keys[s]), Flatten(values[s]));
+        float[] Flatten(ChunkedRows rows) => Enumerable.Range(0, Length).SelectMany(j => rows.Row(j).ToArray()).ToArray();
+    }
+
     private protected ChunkedRows Values(int layer, int kvHead) => values[Stream(layer, kvHead)];
 }

@@ -89,6 +89,27 @@ public sealed class DeviceCache : AttentionCache
         staged.Clear();
     }
 
+    /// <summary>Every cached key (or λk) and value of a layer and kv head, position by position, read back from the device (checks).</summary>
+    internal (float[] Keys, float[] Values) Read(int layer, int kvHead)
+    {
+        Settle();
+        int keyWidth = owner.KeyWidth, width = keyWidth + Config.HeadDim;
+        var keys = new float[Length * keyWidth];
+        var values = new float[Length * Config.HeadDim];
+        for (int page = 0; page * DevicePagePool.PageTokens < Length; page++)
+        {
+            var image = owner.DownloadPage(pages[page]);
+            for (int i = 0; i < DevicePagePool.PageTokens && page * DevicePagePool.PageTokens + i < Length; i++)
+            {
+                int j = page * DevicePagePool.PageTokens + i;
+                var slot = image.AsSpan((Stream(layer, kvHead) * DevicePagePool.PageTokens + i) * width, width);
+                slot[..keyWidth].CopyTo(keys.AsSpan(j * keyWidth));
+                slot[keyWidth..].CopyTo(values.AsSpan(j * Config.HeadDim));
+            }
+        }
+        return (keys, values);
+    }
+
     internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output) =>
         throw new NotSupportedException("a device cache is attended by its device's kernels");
 

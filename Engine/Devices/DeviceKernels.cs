@@ -6,7 +6,7 @@ namespace TauCluster.Engine;
 /// <summary>The sizes a pass's kernels need, passed by value.</summary>
 internal struct PassShape
 {
-    public int Embd, HeadDim, Heads, KvHeads, Layer;
+    public int Rows, Embd, HeadDim, Heads, KvHeads, Layer;
     /// <summary>Tokens per cache page, floats per page, and floats per cached key (1 for a λk, D for a key vector).</summary>
     public int PageTokens, PageFloats, KeyWidth;
     public int TauAttention;
@@ -40,8 +40,10 @@ internal struct ProductShape
 /// <summary>
 /// The forward pass's kernels for ILGPU, each named after its formula in DESIGN.md §1 and loaded once per accelerator.
 /// Plain scalar code (no System.Numerics vectors, which ILGPU does not compile on .NET 8 and later); a group reduces in
-/// shared memory by halves, so group sizes are powers of two. Numbers follow the SIMD kernels' formulas (λ in double,
-/// everything else in float); sums run in another order, so results agree to rounding, not bit for bit.
+/// shared memory by halves, so group sizes are powers of two. Every kernel walks its work items in grid strides, so a
+/// launch takes as many groups as the device runs at once (<see cref="IlgpuDevice.Groups"/>), whatever the work.
+/// Numbers follow the SIMD kernels' formulas (λ in double, everything else in float); sums run in another order, so
+/// results agree to rounding, not bit for bit.
 /// </summary>
 internal sealed class DeviceKernels
 {
@@ -51,57 +53,71 @@ internal sealed class DeviceKernels
     /// <summary>The largest tile of a product: a group of tile × tile threads computes as many outputs.</summary>
     public const int MaxTile = 16;
 
+    /// <summary>Keys an attention group scores at once, their weights in shared memory.</summary>
+    public const int KeyTile = 1024;
+
     /// <summary>The largest head dimension: a group keeps a head's output sums in shared memory.</summary>
     public const int MaxHeadDim = 1024;
 
     public DeviceKernels(Accelerator accelerator)
     {
-        Embed = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int>(EmbedKernel);
-        AddInPlace = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(AddKernel);
-        RmsNormRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, int>(RmsNormKernel);
+        Embed = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbedKernel);
+        AddInPlace = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(AddKernel);
+        RmsNormRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int>(RmsNormKernel);
         Product = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ProductShape>(ProductKernel);
-        CacheKeys = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        CacheKeys = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<DeviceRow>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<DeviceDomain>, PassShape>(CacheKeysKernel);
         Attend = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<DeviceRow>, ArrayView<int>,
             ArrayView<float>, ArrayView<DeviceDomain>, PassShape>(AttendKernel);
     }
 
-    public Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int> Embed { get; }
-    public Action<Index1D, ArrayView<float>, ArrayView<float>> AddInPlace { get; }
-    public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, int> RmsNormRows { get; }
+    public Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> Embed { get; }
+    public Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> AddInPlace { get; }
+    public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int> RmsNormRows { get; }
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ProductShape> Product { get; }
-    public Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+    public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<DeviceRow>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<DeviceDomain>, PassShape> CacheKeys { get; }
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<DeviceRow>, ArrayView<int>,
         ArrayView<float>, ArrayView<DeviceDomain>, PassShape> Attend { get; }
 
+    /// <summary>This thread's first item, and the stride to its next, when every thread of the grid walks the items.</summary>
+    private static int FirstItem => Grid.IdxX * Group.DimX + Group.IdxX;
+    private static int ItemStride => Grid.DimX * Group.DimX;
+
     /// <summary>x[t, i] = wte[token[t], i].</summary>
-    private static void EmbedKernel(Index1D index, ArrayView<float> table, ArrayView<int> tokens, ArrayView<float> x, int width)
+    private static void EmbedKernel(ArrayView<float> table, ArrayView<int> tokens, ArrayView<float> x, int width, int count)
     {
-        int t = index / width, i = index % width;
-        x[index] = table[(long)tokens[t] * width + i];
+        for (int index = FirstItem; index < count; index += ItemStride)
+            x[index] = table[(long)tokens[index / width] * width + index % width];
     }
 
     /// <summary>x += y.</summary>
-    private static void AddKernel(Index1D index, ArrayView<float> x, ArrayView<float> y) => x[index] += y[index];
+    private static void AddKernel(ArrayView<float> x, ArrayView<float> y, int count)
+    {
+        for (int index = FirstItem; index < count; index += ItemStride) x[index] += y[index];
+    }
 
     /// <summary>y[r] = x[rowOf[r]] / sqrt(mean(x[rowOf[r]]²) + 1e-6), a group per output row.</summary>
-    private static void RmsNormKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<int> rowOf, int width)
+    private static void RmsNormKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<int> rowOf, int width, int rows)
     {
         var partial = SharedMemory.Allocate<float>(MaxGroupSize);
-        int r = Grid.IdxX, tid = Group.IdxX, size = Group.DimX;
-        long source = (long)rowOf[r] * width, target = (long)r * width;
-        float sumOfSquares = 0;
-        for (int i = tid; i < width; i += size) sumOfSquares += x[source + i] * x[source + i];
-        partial[tid] = sumOfSquares;
-        float total = Sum(partial, tid, size);
-        float scale = 1f / MathF.Sqrt(total / width + 1e-6f);
-        for (int i = tid; i < width; i += size) y[target + i] = x[source + i] * scale;
+        int tid = Group.IdxX, size = Group.DimX;
+        for (int r = Grid.IdxX; r < rows; r += Grid.DimX)
+        {
+            long source = (long)rowOf[r] * width, target = (long)r * width;
+            float sumOfSquares = 0;
+            for (int i = tid; i < width; i += size) sumOfSquares += x[source + i] * x[source + i];
+            partial[tid] = sumOfSquares;
+            float total = Sum(partial, tid, size);
+            float scale = 1f / MathF.Sqrt(total / width + 1e-6f);
+            for (int i = tid; i < width; i += size) y[target + i] = x[source + i] * scale;
+        }
     }
 
     /// <summary>
-    /// Y[t, o] = epilogue(Σₖ W[o, k] · X[t, k]): a group per tile × tile outputs (the group's width); W and X come in
-    /// through shared memory a tile-wide slice of k at a time, each element read once per group.
+    /// Y[t, o] = epilogue(Σₖ W[o, k] · X[t, k]): a group per tile × tile outputs (its width and height); W and X come
+    /// in through shared memory a tile-wide slice of k at a time, each element read once per tile. The outputs' tiles
+    /// go first, so the groups at work at once share their rows of X, and a decode step's few rows read W once.
     /// </summary>
     private static void ProductKernel(ArrayView<float> weights, ArrayView<float> input, ArrayView<float> output, ProductShape s)
     {
@@ -109,19 +125,23 @@ internal sealed class DeviceKernels
         var w = SharedMemory.Allocate<float>(MaxTile * Stride);
         var x = SharedMemory.Allocate<float>(MaxTile * Stride);
         int tile = Group.DimX, tx = Group.IdxX, ty = Group.IdxY;
-        int firstOutput = Grid.IdxX * tile, firstRow = Grid.IdxY * tile;
-        float sum = 0;
-        for (int k0 = 0; k0 < s.In; k0 += tile)
+        int outputTiles = (s.Out + tile - 1) / tile, tiles = outputTiles * ((s.Rows + tile - 1) / tile);
+        for (int index = Grid.IdxX; index < tiles; index += Grid.DimX)
         {
-            int k = k0 + tx, o = firstOutput + ty, t = firstRow + ty;
-            w[ty * Stride + tx] = o < s.Out && k < s.In ? weights[(long)o * s.In + k] : 0f;
-            x[ty * Stride + tx] = t < s.Rows && k < s.In ? input[(long)t * s.In + k] : 0f;
-            Group.Barrier();
-            for (int i = 0; i < tile; i++) sum += w[tx * Stride + i] * x[ty * Stride + i];
-            Group.Barrier();
+            int firstOutput = index % outputTiles * tile, firstRow = index / outputTiles * tile;
+            float sum = 0;
+            for (int k0 = 0; k0 < s.In; k0 += tile)
+            {
+                int k = k0 + tx, o = firstOutput + ty, t = firstRow + ty;
+                w[ty * Stride + tx] = o < s.Out && k < s.In ? weights[(long)o * s.In + k] : 0f;
+                x[ty * Stride + tx] = t < s.Rows && k < s.In ? input[(long)t * s.In + k] : 0f;
+                Group.Barrier();
+                for (int i = 0; i < tile; i++) sum += w[tx * Stride + i] * x[ty * Stride + i];
+                Group.Barrier();
+            }
+            int output0 = firstOutput + tx, row = firstRow + ty;
+            if (output0 < s.Out && row < s.Rows) output[(long)row * s.Out + output0] = Finish(sum, s.Epilogue, s.Softcap);
         }
-        int output0 = firstOutput + tx, row = firstRow + ty;
-        if (output0 < s.Out && row < s.Rows) output[(long)row * s.Out + output0] = Finish(sum, s.Epilogue, s.Softcap);
     }
 
     private static float Finish(float v, int epilogue, float softcap)
@@ -149,12 +169,20 @@ internal sealed class DeviceKernels
     /// Per head vector of every row, a thread each (the H query heads, then the kv heads): rope(·, pos), then rms; a query
     /// of tau attention gets its λq, a key goes into its session's cache page as λk (tau) or the vector itself, with its value.
     /// </summary>
-    private static void CacheKeysKernel(Index1D index, ArrayView<float> queries, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> angles,
+    private static void CacheKeysKernel(ArrayView<float> queries, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> angles,
         ArrayView<DeviceRow> rows, ArrayView<int> pages, ArrayView<float> cache, ArrayView<float> lambdaQueries,
         ArrayView<int> laplacianIndex, ArrayView<double> laplacianValues, ArrayView<DeviceDomain> domains, PassShape s)
     {
-        int D = s.HeadDim, half = D / 2, vectors = s.Heads + s.KvHeads;
-        int t = index / vectors, h = index % vectors;
+        int vectors = s.Heads + s.KvHeads;
+        for (int index = FirstItem; index < s.Rows * vectors; index += ItemStride)
+            CacheKey(index / vectors, index % vectors, queries, keys, values, angles, rows, pages, cache, lambdaQueries, laplacianIndex, laplacianValues, domains, s);
+    }
+
+    private static void CacheKey(int t, int h, ArrayView<float> queries, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> angles,
+        ArrayView<DeviceRow> rows, ArrayView<int> pages, ArrayView<float> cache, ArrayView<float> lambdaQueries,
+        ArrayView<int> laplacianIndex, ArrayView<double> laplacianValues, ArrayView<DeviceDomain> domains, PassShape s)
+    {
+        int D = s.HeadDim, half = D / 2;
         bool query = h < s.Heads;
         long at = query ? ((long)t * s.Heads + h) * D : ((long)t * s.KvHeads + h - s.Heads) * D;
         var x = query ? queries : keys;
@@ -260,18 +288,26 @@ internal sealed class DeviceKernels
 
     /// <summary>
     /// y = Σⱼ softmax(score)ⱼ vⱼ for one (row, query head) per group, over the keys of the row's session at positions ≤
-    /// its own: score = −|λq − λkⱼ| / temperature (tau) or q·kⱼ / √D (causal), kv head ⌊h / (H/Hkv)⌋. The keys go a
-    /// group-width tile at a time with a running maximum (the online softmax), so no score outlives its tile; the output's
-    /// D sums are in shared memory, each dimension summed by one thread (d, d + group, …), so a group may be narrower than D.
+    /// its own: score = −|λq − λkⱼ| / temperature (tau) or q·kⱼ / √D (causal), kv head ⌊h / (H/Hkv)⌋. The keys go
+    /// <see cref="KeyTile"/> at a time, their weights in shared memory, with a running maximum (the online softmax), so
+    /// a tile costs two reductions whatever the group's width; the output's D sums are in shared memory too, each
+    /// dimension summed by one thread (d, d + group, …).
     /// </summary>
     private static void AttendKernel(ArrayView<float> queries, ArrayView<float> lambdaQueries, ArrayView<float> output, ArrayView<DeviceRow> rows,
         ArrayView<int> pages, ArrayView<float> cache, ArrayView<DeviceDomain> domains, PassShape s)
     {
-        var weights = SharedMemory.Allocate<float>(MaxGroupSize);
+        var weights = SharedMemory.Allocate<float>(KeyTile);
         var partial = SharedMemory.Allocate<float>(MaxGroupSize);
         var sums = SharedMemory.Allocate<float>(MaxHeadDim);
+        for (int item = Grid.IdxX; item < s.Rows * s.Heads; item += Grid.DimX)
+            AttendHead(item / s.Heads, item % s.Heads, queries, lambdaQueries, output, rows, pages, cache, domains, s, weights, partial, sums);
+    }
+
+    private static void AttendHead(int t, int h, ArrayView<float> queries, ArrayView<float> lambdaQueries, ArrayView<float> output, ArrayView<DeviceRow> rows,
+        ArrayView<int> pages, ArrayView<float> cache, ArrayView<DeviceDomain> domains, PassShape s,
+        ArrayView<float> weights, ArrayView<float> partial, ArrayView<float> sums)
+    {
         int tid = Group.IdxX, size = Group.DimX, D = s.HeadDim;
-        int t = Grid.IdxX / s.Heads, h = Grid.IdxX % s.Heads;
         var row = rows[t];
         int keyCount = row.Position + 1, stream = s.Layer * s.KvHeads + h / (s.Heads / s.KvHeads);
         long query = ((long)t * s.Heads + h) * D;
@@ -280,13 +316,14 @@ internal sealed class DeviceKernels
 
         for (int d = tid; d < D; d += size) sums[d] = 0f;
         float max = float.NegativeInfinity, denominator = 0f;
-        for (int first = 0; first < keyCount; first += size)
+        for (int first = 0; first < keyCount; first += KeyTile)
         {
-            int j = first + tid, count = Math.Min(size, keyCount - first);
-            float score = float.NegativeInfinity;
-            if (j < keyCount)
+            int count = Math.Min(KeyTile, keyCount - first);
+            float localMax = float.NegativeInfinity;
+            for (int jj = tid; jj < count; jj += size)
             {
-                long slot = CacheSlot(pages, cache, row.PageTable, j, stream, s);
+                long slot = CacheSlot(pages, cache, row.PageTable, first + jj, stream, s);
+                float score;
                 if (s.TauAttention != 0) score = -MathF.Abs(lambdaQuery - cache[slot]) / temperature;
                 else
                 {
@@ -294,15 +331,21 @@ internal sealed class DeviceKernels
                     for (int i = 0; i < D; i++) dot += queries[query + i] * cache[slot + i];
                     score = dot * s.InverseSqrtHeadDim;
                 }
+                weights[jj] = score;
+                localMax = MathF.Max(localMax, score);
             }
-            partial[tid] = score;
-            float tileMax = Max(partial, tid, size);
-            float newMax = MathF.Max(max, tileMax);
-            float weight = j < keyCount ? MathF.Exp(score - newMax) : 0f;
-            weights[tid] = weight;
-            partial[tid] = weight;
-            float tileSum = Sum(partial, tid, size);
-            float rescale = MathF.Exp(max - newMax);   // 0 on the first tile, where max is −∞
+            partial[tid] = localMax;
+            float newMax = MathF.Max(max, Max(partial, tid, size));
+            float localSum = 0;
+            for (int jj = tid; jj < count; jj += size)
+            {
+                float weight = MathF.Exp(weights[jj] - newMax);
+                weights[jj] = weight;
+                localSum += weight;
+            }
+            partial[tid] = localSum;
+            float tileSum = Sum(partial, tid, size);   // its barriers also make every weight visible to every thread
+            float rescale = MathF.Exp(max - newMax);    // 0 on the first tile, where max is −∞
             denominator = denominator * rescale + tileSum;
             for (int d = tid; d < D; d += size)
             {
@@ -315,6 +358,7 @@ internal sealed class DeviceKernels
             Group.Barrier();   // the next tile overwrites the weights
         }
         for (int d = tid; d < D; d += size) output[query + d] = sums[d] / denominator;
+        Group.Barrier();   // the next item clears the sums
     }
 
     /// <summary>The sum of every thread's <paramref name="partial"/>[tid], returned to all of them.</summary>

@@ -10,7 +10,8 @@ namespace TauCluster.Engine;
 /// </summary>
 internal sealed class DevicePagePool : IDisposable
 {
-    public const int PageTokens = 64;
+    /// <summary>vLLM's default block size: a session wastes at most 15 positions of a page.</summary>
+    public const int PageTokens = 16;
 
     private readonly MemoryBuffer1D<float, Stride1D.Dense> memory;
     private readonly Stack<int> free;

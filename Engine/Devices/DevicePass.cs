@@ -118,13 +118,13 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         rowInfo.SubView(0, rows).CopyFromCPU(hostRows.AsSpan(0, rows));
         angles.SubView(0, (long)rows * D).CopyFromCPU(hostAngles.AsSpan(0, rows * D));
         if (pageAt > 0) pageTable.SubView(0, pageAt).CopyFromCPU(hostPages.AsSpan(0, pageAt));
-        device.Kernels.Embed(rows * config.NEmbd, model.Embedding, tokenIds, x, config.NEmbd);
+        device.Kernels.Embed(device.Spread(rows * config.NEmbd), model.Embedding, tokenIds, x, config.NEmbd, rows * config.NEmbd);
     }
 
     public void RmsNorm(Activation from, Activation to) => RmsRows(Of(from), Of(to), identityRows, rows);
 
     private void RmsRows(ArrayView<float> source, ArrayView<float> target, ArrayView<int> rowOf, int count) =>
-        device.Kernels.RmsNormRows(new KernelConfig(count, device.GroupSize), source, target, rowOf, config.NEmbd);
+        device.Kernels.RmsNormRows(device.GroupPerItem(count), source, target, rowOf, config.NEmbd, count);
 
     public void Project(Projection weights, int layer, Activation from, Activation to, Epilogue then) =>
         Product(Of(weights, layer), OutputsOf(weights), Of(from), Of(to), rows, then);
@@ -133,20 +133,19 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
     {
         int inputs = (int)(weights.Length / outputs);
         var shape = new ProductShape { Rows = rowCount, In = inputs, Out = outputs, Epilogue = (int)then, Softcap = (float)config.Softcap };
-        int tile = device.Tile;
-        device.Kernels.Product(new KernelConfig(new Index2D((outputs + tile - 1) / tile, (rowCount + tile - 1) / tile), new Index2D(tile, tile)),
-            weights, input, result, shape);
+        int tile = device.Tile, tiles = (outputs + tile - 1) / tile * ((rowCount + tile - 1) / tile);
+        device.Kernels.Product(new KernelConfig(new Index2D(Math.Min(tiles, device.Groups), 1), new Index2D(tile, tile)), weights, input, result, shape);
     }
 
     public void CacheKeys(int layer) =>
-        device.Kernels.CacheKeys(rows * (config.NHead + config.NKvHead), q, k, v, angles, rowInfo, pageTable, model.Pages.View, lambdaQueries,
+        device.Kernels.CacheKeys(device.Spread(rows * (config.NHead + config.NKvHead)), q, k, v, angles, rowInfo, pageTable, model.Pages.View, lambdaQueries,
             model.LaplacianIndex, model.LaplacianValues, model.Domains, Shape(layer));
 
     public void Attend(int layer) =>
-        device.Kernels.Attend(new KernelConfig(rows * config.NHead, device.GroupSize), q, lambdaQueries, y, rowInfo, pageTable, model.Pages.View,
+        device.Kernels.Attend(device.GroupPerItem(rows * config.NHead), q, lambdaQueries, y, rowInfo, pageTable, model.Pages.View,
             model.Domains, Shape(layer));
 
-    public void AddToResidual(Activation from) => device.Kernels.AddInPlace(rows * config.NEmbd, x, Of(from));
+    public void AddToResidual(Activation from) => device.Kernels.AddInPlace(device.Spread(rows * config.NEmbd), x, Of(from), rows * config.NEmbd);
 
     public void FinishLogits(bool everyRow)
     {
@@ -166,7 +165,7 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
 
     private PassShape Shape(int layer) => new()
     {
-        Embd = config.NEmbd, HeadDim = config.HeadDim, Heads = config.NHead, KvHeads = config.NKvHead, Layer = layer,
+        Rows = rows, Embd = config.NEmbd, HeadDim = config.HeadDim, Heads = config.NHead, KvHeads = config.NKvHead, Layer = layer,
         PageTokens = DevicePagePool.PageTokens, PageFloats = model.Pages.PageFloats, KeyWidth = model.KeyWidth,
         TauAttention = config.Attention == AttentionKind.Tau ? 1 : 0, InverseSqrtHeadDim = 1f / MathF.Sqrt(config.HeadDim),
     };

@@ -23,9 +23,12 @@ public sealed class IlgpuDevice : IDisposable
         Accelerator = accelerator;
         // Powers of two (the kernels reduce in halves) within what the device allows: on a GPU, groups of 256 threads and
         // products in 16 × 16 tiles; ILGPU's CPU accelerator runs a group's threads as threads of its own, so there the
-        // fewest that still exercise every barrier and shared array.
-        GroupSize = Math.Min(device.Kind == DeviceKind.IlgpuCpu ? 4 : 256, PowerOfTwoAtMost(accelerator.MaxNumThreadsPerGroup));
-        Tile = Math.Min(device.Kind == DeviceKind.IlgpuCpu ? 2 : DeviceKernels.MaxTile, PowerOfTwoAtMost((int)Math.Sqrt(accelerator.MaxNumThreadsPerGroup)));
+        // fewest that still exercise the reductions (a barrier there costs microseconds per thread).
+        bool cpu = device.Kind == DeviceKind.IlgpuCpu;
+        GroupSize = Math.Min(cpu ? 2 : 256, PowerOfTwoAtMost(accelerator.MaxNumThreadsPerGroup));
+        Tile = Math.Min(cpu ? 1 : DeviceKernels.MaxTile, PowerOfTwoAtMost((int)Math.Sqrt(accelerator.MaxNumThreadsPerGroup)));
+        // Enough groups to fill every multiprocessor several times over; the kernels stride over the rest.
+        Groups = cpu ? 2 : Math.Max(1, accelerator.NumMultiprocessors) * 8;
         Kernels = new DeviceKernels(accelerator);
     }
 
@@ -34,8 +37,16 @@ public sealed class IlgpuDevice : IDisposable
     public long MemoryBytes => Accelerator.MemorySize;
     internal Accelerator Accelerator { get; }
     internal DeviceKernels Kernels { get; }
-    internal int GroupSize { get; }
-    internal int Tile { get; }
+    /// <summary>Threads of a group, a product's tile width, and groups per launch (set before the first pass; tests widen them).</summary>
+    internal int GroupSize { get; set; }
+    internal int Tile { get; set; }
+    internal int Groups { get; set; }
+
+    /// <summary>A launch of groups of <see cref="GroupSize"/> threads over <paramref name="items"/> items, a group's worth each at most.</summary>
+    internal KernelConfig Spread(int items) => new(Math.Clamp((items + GroupSize - 1) / GroupSize, 1, Groups), GroupSize);
+
+    /// <summary>A launch of a group per item, as many at once as the device runs.</summary>
+    internal KernelConfig GroupPerItem(int items) => new(Math.Clamp(items, 1, Groups), GroupSize);
     internal Lock Gate { get; } = new();
 
     /// <summary>Opens <paramref name="device"/>; a device that is not there is an error naming what there is, never a fall-back.</summary>
