@@ -20,6 +20,7 @@ try
         ["bench", "decode", .. var rest] => BenchDecodeCommand.Run(rest),
         ["bench", "kernels", .. var rest] => BenchKernelsCommand.Run(rest),
         ["bench", "sessions", .. var rest] => await BenchSessionsCommand.Run(rest, interrupt.Token),
+        ["bench", "device", .. var rest] => await BenchDeviceCommand.Run(rest, interrupt.Token),
         ["manifold", "build", .. var rest] => await ManifoldBuildCommand.Run(rest, interrupt.Token),
         ["manifold", "inspect", var dir] => ManifoldInspectCommand.Run(dir),
         ["train", .. var rest] => TrainCommand.Run(rest, interrupt.Token),

@@ -115,7 +115,9 @@ public sealed record SessionInfo(
     [property: Id(10)] int RebuiltTokens = 0,
     [property: Id(11)] int ReusedTokens = 0,
     [property: Id(12)] int Shards = 0,
-    [property: Id(13)] long ShardBytes = 0);
+    [property: Id(13)] long ShardBytes = 0,
+    [property: Id(14)] string Device = "cpu",
+    [property: Id(15)] long DeviceBytes = 0);
 
 /// <summary>A parent's persisted state, handed to a fork; <paramref name="CacheHandle"/> is a silo-local cache to copy.</summary>
 [GenerateSerializer, Immutable]

@@ -59,6 +59,19 @@ public sealed class TauClusterOptions
     /// </summary>
     public int MaxBatch { get; set; } = 64;
 
+    /// <summary>
+    /// Where this silo runs its models' kernels: <c>cpu</c> (the SIMD engine), <c>cuda</c> (the first GPU), <c>cuda:N</c>,
+    /// or <c>ilgpu-cpu</c> (ILGPU's CPU accelerator, for tests). A device that is not there stops the silo at start.
+    /// Sessions are placed on silos with an accelerator when the cluster has any.
+    /// </summary>
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>Bytes of each model's cache pool on the device; 0 takes 40% of a GPU's memory (64 MiB on ilgpu-cpu).</summary>
+    public long DeviceCacheBytes { get; set; }
+
+    /// <summary>A copy whose changes leave this one as it is (a silo of its own in a test cluster).</summary>
+    public TauClusterOptions Clone() => (TauClusterOptions)MemberwiseClone();
+
     public static string DefaultDataDirectory =>
         Environment.GetEnvironmentVariable("TAU_HOME") is { Length: > 0 } home ? home
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "taucluster");

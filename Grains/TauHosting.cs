@@ -1,9 +1,12 @@
 using System.Net;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
+using Orleans.Placement;
 using Orleans.Runtime.Hosting;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.Serialization;
 using Orleans.Storage;
 using StackExchange.Redis;
@@ -30,7 +33,12 @@ public static class TauHosting
         services.AddMetrics();   // the IMeterFactory TauMetrics' meter comes from (hosts register it already; this makes sure)
         services.AddSingleton<TauMetrics>();
         if (options.MaxBatch < 1) throw new InvalidOptionsException($"Tau:MaxBatch = {options.MaxBatch} must be at least 1");
-        services.AddSingleton(_ => new ComputeWorkers(options.MaxBatch));
+        if (options.DeviceCacheBytes < 0) throw new InvalidOptionsException($"Tau:DeviceCacheBytes = {options.DeviceCacheBytes} must not be negative");
+        // Opened here, while the silo is built, so that a configured device that is missing stops it at start.
+        var compute = new ComputeWorkers(options.MaxBatch, device: ComputeDevice.Parse(options.Device), deviceCacheBytes: options.DeviceCacheBytes);
+        services.AddSingleton(_ => compute);   // made by a factory, so that the container disposes it
+        builder.UseSiloMetadata(DeviceMetadata(builder, compute));
+        services.AddPlacementFilter<AcceleratorPlacementFilterStrategy, AcceleratorPlacementFilterDirector>(ServiceLifetime.Singleton);
         services.AddTauErrors();
 
         switch (options.Storage)
@@ -54,6 +62,18 @@ public static class TauHosting
                 throw new InvalidOptionsException($"Tau:Storage = '{options.Storage}' must be memory, file or redis");
         }
         return builder;
+    }
+
+    /// <summary>
+    /// The silo's metadata as configured (<c>Orleans:Metadata</c>), with its device: what placement filtering reads to
+    /// put sessions on silos with accelerators.
+    /// </summary>
+    private static Dictionary<string, string> DeviceMetadata(ISiloBuilder builder, ComputeWorkers compute)
+    {
+        var metadata = builder.Configuration.GetSection("Orleans:Metadata").Get<Dictionary<string, string>>() ?? [];
+        metadata[AcceleratorPlacementFilterDirector.DeviceKey] = compute.Device.Name;
+        if (compute.Accelerator is { } accelerator) metadata[AcceleratorPlacementFilterDirector.DeviceNameKey] = accelerator.Name;
+        return metadata;
     }
 
     /// <summary>Clustering from the options: localhost (one machine) or redis (membership in Redis).</summary>

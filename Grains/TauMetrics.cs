@@ -33,7 +33,22 @@ public sealed class TauMetrics : IDisposable
         Meter.CreateObservableCounter("tau.batched_steps", () => compute.Steps, "{step}", "Decode steps run in continuous batches");
         Meter.CreateObservableCounter("tau.batched_prefill_blocks", () => compute.PrefillChunks, "{block}", "Prompt blocks (up to 256 tokens of one session) run in continuous batches");
         Meter.CreateObservableCounter("tau.batches", () => compute.Batches, "{batch}", "Forward passes run by the compute workers");
+        if (compute.Accelerator is { } accelerator)
+        {
+            var device = new KeyValuePair<string, object?>("device", compute.Device.Name);
+            var name = new KeyValuePair<string, object?>("device_name", accelerator.Name);
+            Meter.CreateObservableGauge("tau.device_memory", () => compute.DeviceModels.SelectMany(m => new[]
+            {
+                new Measurement<long>(m.WeightBytes, device, name, Model(m), new("use", "weights")),
+                new Measurement<long>(m.CachePoolBytes, device, name, Model(m), new("use", "cache_pool")),
+                new Measurement<long>(m.CacheBytesInUse, device, name, Model(m), new("use", "cache_in_use")),
+            }), "By", "Device memory of each model on this silo's accelerator: its weights, its cache pool, and the part of the pool live sessions hold");
+            Meter.CreateObservableGauge("tau.device_memory_total", () => accelerator.MemoryBytes, "By", "Memory of this silo's accelerator");
+        }
     }
+
+    private static KeyValuePair<string, object?> Model(Engine.DeviceModel m) =>
+        new("model", m.Model.Directory is { } directory ? Path.GetFileName(Path.TrimEndingDirectorySeparator(directory)) : "default");
 
     /// <summary>Token latencies run from about a millisecond to seconds; the default buckets are for milliseconds.</summary>
     private static readonly InstrumentAdvice<double> LatencyBuckets = new()

@@ -14,10 +14,11 @@ namespace TauCluster.Client;
 internal static class BenchDecodeCommand
 {
     public const string Usage = """
-        tau bench decode [--model DIR|NAME] [--contexts 1024,65536] [--attention tau-index,tau-dense,causal] [--steps N] [--json]
+        tau bench decode [--model DIR|NAME] [--contexts 1024,65536] [--attention tau-index,tau-dense,causal] [--steps N]
+                         [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
         """;
 
-    private static readonly string[] Options = ["--model", "--contexts", "--attention", "--steps"];
+    private static readonly string[] Options = ["--model", "--contexts", "--attention", "--steps", "--device"];
 
     private static readonly string[] Flags = ["--json"];
 
@@ -38,6 +39,8 @@ internal static class BenchDecodeCommand
         foreach (int context in contexts) AtLeastOne(context, "--contexts");
         var options = EmbeddedOptions();
         var model = BenchModel(options, a.String("--model"), out _);
+        // On an accelerator tau attends densely over λk whichever path is named (the device has one tau kernel).
+        using var workers = new ComputeWorkers(device: Device(a));
         var results = new JsonArray();
         foreach (var attention in attentions)
         {
@@ -46,7 +49,7 @@ internal static class BenchDecodeCommand
             var variant = TauModel.Create(config, model.Weights, model.DefaultDomain?.Laplacian);
             foreach (int context in contexts)
             {
-                var session = new InferenceSession(variant, tauPath: path);
+                using var session = workers.Device.IsAccelerator ? workers.NewSession(variant) : new InferenceSession(variant, tauPath: path);
                 session.FillSynthetic(context - 1, seed: 1);
                 var logits = session.Append(1);
                 for (int i = 0; i < 4; i++) logits = session.Append(Sampler.ArgMax(logits));   // warm up
@@ -56,7 +59,7 @@ internal static class BenchDecodeCommand
                 long bytesPerToken = session.Cache.Bytes / session.Cache.Length;
                 results.Add(new JsonObject
                 {
-                    ["attention"] = attention, ["context"] = context,
+                    ["attention"] = attention, ["context"] = context, ["device"] = workers.Device.Name,
                     ["ms_per_token"] = Math.Round(msPerToken, 3), ["cache_bytes_per_token"] = bytesPerToken,
                 });
                 if (!a.Has("--json"))

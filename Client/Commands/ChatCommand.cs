@@ -12,7 +12,7 @@ namespace TauCluster.Client;
 internal static class ChatCommand
 {
     public const string Usage = """
-        tau chat [--model DIR|NAME] [--session ID] [--domain DIR|NAME] [--max-tokens N] [sampling…] [--cluster …]
+        tau chat [--model DIR|NAME] [--session ID] [--domain DIR|NAME] [--max-tokens N] [sampling…] [--cluster … | --device …]
         """;
 
     private static readonly string[] Options = ["--model", "--max-tokens", "--session", "--domain", .. SamplingOptionNames, .. ClusterOptionNames];

@@ -11,7 +11,7 @@ namespace TauCluster.Client;
 internal static class CommandSupport
 {
     /// <summary>Where the sessions run: <see cref="Connect"/> reads these.</summary>
-    public static readonly string[] ClusterOptionNames = ["--cluster", "--cluster-id", "--service-id"];
+    public static readonly string[] ClusterOptionNames = ["--cluster", "--cluster-id", "--service-id", "--device"];
 
     /// <summary>How tokens are chosen: <see cref="Sampling"/> reads these.</summary>
     public static readonly string[] SamplingOptionNames = ["--temperature", "--top-k", "--top-p", "--seed"];
@@ -33,6 +33,8 @@ internal static class CommandSupport
         string? domain = a.String("--domain");
         if (a.String("--cluster") is { } address)
         {
+            if (a.Has("--device"))
+                throw new UsageException("--device chooses the embedded silo's device; a cluster's silos choose theirs (Tau:Device)");
             foreach (var (option, value) in new[] { ("--model", model), ("--domain", domain) })
                 if (value is not null && !Names.IsValid(value))
                     throw new UsageException($"with --cluster, {option} must name a {option[2..]} configured on the silos, not a path ('{value}')");
@@ -41,6 +43,7 @@ internal static class CommandSupport
         }
 
         var options = EmbeddedOptions();
+        options.Device = Device(a).Name;
         if (resolveModel)
         {
             model = LocalName("model", model, options.Models);
@@ -50,6 +53,9 @@ internal static class CommandSupport
         Progress("starting an embedded silo …");
         return new OpenCluster(await ClusterConnection.StartEmbedded(options, cancellation), model, domain);
     }
+
+    /// <summary><c>--device</c>: cpu (the default), cuda, cuda:N or ilgpu-cpu.</summary>
+    public static ComputeDevice Device(ParsedArguments a) => ComputeDevice.Parse(a.String("--device"));
 
     /// <summary>An embedded silo's settings: models and manifolds by name under $TAU_HOME.</summary>
     public static TauClusterOptions EmbeddedOptions()

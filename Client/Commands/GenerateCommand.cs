@@ -12,7 +12,8 @@ internal static class GenerateCommand
     public const string Usage = """
         tau generate [--model DIR|NAME] (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N]
                      [--temperature T] [--top-k K] [--top-p P] [--seed S] [--session ID]
-                     [--domain DIR|NAME] [--cluster HOST:PORT[,HOST:PORT…] | redis://HOST:PORT] [--json]
+                     [--domain DIR|NAME] [--cluster HOST:PORT[,HOST:PORT…] | redis://HOST:PORT]
+                     [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
         """;
 
     private static readonly string[] Options =

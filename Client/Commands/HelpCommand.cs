@@ -7,7 +7,7 @@ internal static class HelpCommand
     [
         GenerateCommand.Usage, ChatCommand.Usage, SessionsCommand.Usage, ModelInitCommand.Usage, ManifoldBuildCommand.Usage,
         ManifoldInspectCommand.Usage, TrainCommand.Usage, BenchDecodeCommand.Usage, BenchKernelsCommand.Usage,
-        BenchSessionsCommand.Usage,
+        BenchSessionsCommand.Usage, BenchDeviceCommand.Usage,
     ];
 
     public static int Run()

@@ -13,6 +13,7 @@ namespace TauCluster.Grains;
 /// FIFO turnstile so that they are still served one at a time, in order.
 /// </summary>
 [Reentrant]
+[PreferAccelerators]     // on silos with GPUs, when there are any
 [PreferLocalPlacement]   // a client's sessions land on random silos; a fork lands beside its parent and copies its cache
 public sealed class SessionGrain(
     [PersistentState("session", TauStorage.Name)] IPersistentState<SessionState> state,
@@ -342,7 +343,7 @@ public sealed class SessionGrain(
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        _ = Runtime.Release();   // best effort: deactivation does not wait for shards on other silos
+        _ = Runtime.Release(dispose: true);   // best effort: deactivation does not wait for shards on other silos
         return Task.CompletedTask;
     }
 
@@ -353,7 +354,7 @@ public sealed class SessionGrain(
         var spec = Spec;
         var model = models.Get(spec.Model);
         var domain = spec.Domain is null ? null : model.DomainFor(await domains.Get(spec.Domain, state.State.DomainVersion));
-        var inference = new InferenceSession(model, domain);
+        var inference = compute.NewSession(model, domain);
         var c = Runtime.Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, spec.Sampling.ToOptions(), CurrentGenerator())));
         if (Tokens.Count > 0) await Runtime.Step(c, Tokens, sample: false);
         Runtime.Rebuilt = Tokens.Count;
@@ -376,7 +377,7 @@ public sealed class SessionGrain(
         var cache = Live?.Inference.Cache;
         return new SessionInfo(Id, state.State.Spec is not null, state.State.Spec?.Model, state.State.Spec?.Domain, state.State.Spec is null ? 0 : Tokens.Count,
             cache?.Bytes ?? 0, cache?.KeyValueBaselineBytes ?? 0, silo.SiloAddress.ToString(), state.State.Spec?.Sampling, lastPrefill, runtime?.Rebuilt ?? 0, lastReused,
-            Live?.Shards?.Count ?? 0, Live?.Shards?.Bytes ?? 0);
+            Live?.Shards?.Count ?? 0, Live?.Shards?.Bytes ?? 0, compute.Device.Name, (cache as DeviceCache)?.DeviceBytes ?? 0);
     }
 
     private static ulong[] PackGenerator(RngState s) => [s.S0, s.S1, s.S2, s.S3];

@@ -142,13 +142,18 @@ internal sealed class SessionRuntime(
         return Current = c;
     }
 
-    /// <summary>Forgets the in-memory cache and drops its context shards; the task ends when the shards have answered (it never faults).</summary>
-    public Task Release()
+    /// <summary>
+    /// Forgets the in-memory cache and drops its context shards; the task ends when the shards have answered (it never
+    /// faults). <paramref name="dispose"/> gives a device cache's memory back at once, for a session that runs nothing
+    /// more (a deactivation); a cache replaced mid-use gives it back when the GC collects it, after any pass on it.
+    /// </summary>
+    public Task Release(bool dispose = false)
     {
         var released = Current;
         Current = null;
         if (released is null) return Task.CompletedTask;
         local.Remove(released);
+        if (dispose) released.Inference.Dispose();
         return released.Shards?.DropAll() ?? Task.CompletedTask;
     }
 }
