@@ -327,7 +327,7 @@ public sealed class SessionGrain(
         await state.ClearStateAsync();
         state.State = new SessionState();
         tokens = null;
-        await Runtime.Release();   // a deleted session's shards are gone when Delete returns
+        await Runtime.Release(dispose: true);   // a deleted session's shards and device memory are gone when Delete returns
         DeactivateOnIdle();
     }
 

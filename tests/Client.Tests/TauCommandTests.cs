@@ -112,6 +112,77 @@ public sealed class TauCommandTests : IDisposable
         Assert.NotEqual(ids, other.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
     }
 
+    /// <summary>The same greedy tokens from the GPU kernels (on ILGPU's CPU accelerator here) as from the SIMD engine.</summary>
+    [Theory]
+    [InlineData("default")]
+    [InlineData("tau")]
+    [InlineData("causal")]
+    [InlineData("bf16")]
+    public void Generate_on_the_ilgpu_device_gives_the_greedy_tokens_of_the_cpu(string kind)
+    {
+        string model = kind switch
+        {
+            "default" => "default",
+            "bf16" => Bf16Model(),
+            _ => SmallModel(kind),
+        };
+        string[] Ids(string device)
+        {
+            var result = Json(Tau("generate", "--model", model, "--prompt", "And it came to pass", "--max-tokens", "12", "--temperature", "0",
+                "--device", device, "--json"));
+            return result.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32().ToString()).ToArray();
+        }
+        var cpu = Ids("cpu");
+        Assert.Equal(12, cpu.Length);
+        Assert.Equal(cpu, Ids("ilgpu-cpu"));
+    }
+
+    private string Bf16Model()
+    {
+        var config = Path.Combine(home, "work", "bf16.json");
+        Directory.CreateDirectory(Path.Combine(home, "work"));
+        File.WriteAllText(config, """
+            {"vocab_size": 256, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 64, "sequence_len": 128,
+             "attention": "tau", "laplacian": "chain", "taumode": {"mode": "mean"}, "tokenizer": "bytes"}
+            """);
+        var dir = Path.Combine(home, "work", "bf16");
+        Assert.True(Tau("model", "init", "--config", config, "--out", dir, "--seed", "5", "--dtype", "bf16").ExitCode == 0);
+        return dir;
+    }
+
+    [Theory]
+    [InlineData("gpu", 1, "unknown device 'gpu'")]
+    [InlineData("cuda:7", 1, "device cuda:7:")]
+    public void Generate_on_a_device_that_is_not_there_fails_with_one_line(string device, int exitCode, string message)
+    {
+        var result = Tau("generate", "--prompt", "x", "--device", device);
+        Assert.Equal(exitCode, result.ExitCode);
+        Assert.Contains(message, result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr);
+    }
+
+    [Fact]
+    public void Generate_refuses_a_device_for_a_remote_cluster()
+    {
+        var result = Tau("generate", "--prompt", "x", "--cluster", "127.0.0.1:1", "--device", "cuda");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("Tau:Device", result.Stderr);
+    }
+
+    [Fact]
+    public void Bench_device_times_sessions_at_each_context_on_the_ilgpu_device()
+    {
+        var result = Json(Tau("bench", "device", "--device", "ilgpu-cpu", "--shape", "1,32,2,1", "--contexts", "40,80", "--sessions", "1,3",
+            "--steps", "3", "--json"));
+        Assert.Equal("ilgpu-cpu", result.GetProperty("device").GetString());
+        Assert.True(result.GetProperty("weight_bytes_on_device").GetInt64() > 0);
+        var rows = result.GetProperty("results").EnumerateArray().ToArray();
+        Assert.Equal([(40, 1), (40, 3), (80, 1), (80, 3)], rows.Select(r => (r.GetProperty("context").GetInt32(), r.GetProperty("sessions").GetInt32())));
+        Assert.All(rows, r => Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0));
+        // A session's pages hold its context (and the steps it decoded) in whole pages of 16 positions.
+        Assert.All(rows, r => Assert.True(r.GetProperty("device_bytes_per_session").GetInt64() >= r.GetProperty("cache_bytes_per_session").GetInt64()));
+    }
+
     [Fact]
     public void Generate_with_prompt_ids_on_a_causal_model_reports_equal_cache_and_baseline()
     {

@@ -59,22 +59,25 @@ public sealed class ClusterFixture : IAsyncLifetime
     public TauSessionClient Sessions => new(Client);
 
     private readonly short silos = 3;
+    private readonly Func<int, TauClusterOptions, TauClusterOptions>? perSilo;
 
     public ClusterFixture()
     {
     }
 
     /// <summary>A cluster of its own size and options (xunit's shared fixture uses the public constructor).</summary>
-    internal ClusterFixture(short silos, Action<TauClusterOptions> configure)
+    internal ClusterFixture(short silos, Action<TauClusterOptions> configure, Func<int, TauClusterOptions, TauClusterOptions>? perSilo = null)
     {
         this.silos = silos;
+        this.perSilo = perSilo;
         configure(World.Options);
     }
 
     public async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(silos);
-        builder.ConfigureSilo((_, silo) => silo.AddTauServices(World.Options));
+        int configured = 0;   // silos are configured one after another, in the order they start
+        builder.ConfigureSilo((_, silo) => silo.AddTauServices(perSilo?.Invoke(configured++, World.Options) ?? World.Options));
         builder.ConfigureClient(client => client.AddTauClient());
         Cluster = builder.Build();
         await Cluster.DeployAsync();

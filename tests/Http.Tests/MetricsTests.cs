@@ -88,3 +88,46 @@ public sealed class MetricsTests(MetricsServerFixture fixture) : IClassFixture<M
         Assert.Equal(tokensBefore + 13, metrics.Value(Generated));
     }
 }
+
+public sealed class AcceleratedServerFixture : IAsyncLifetime
+{
+    public SiloServer Server { get; private set; } = null!;
+    public async Task InitializeAsync() => Server = await SiloServer.Start(("Tau:Device", "ilgpu-cpu"));
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+}
+
+/// <summary>A silo whose device is an accelerator (ILGPU's CPU accelerator here): /metrics shows the device and its memory in use.</summary>
+public sealed class AcceleratedMetricsTests(AcceleratedServerFixture fixture) : IClassFixture<AcceleratedServerFixture>
+{
+    private const string DeviceMemory = "tau_device_memory_bytes";
+
+    private SiloServer Server => fixture.Server;
+
+    private async Task<PrometheusText> Scrape() => PrometheusText.Parse(await Server.Http().GetStringAsync("/metrics"));
+
+    [Fact]
+    public async Task Device_memory_shows_the_weights_the_pool_and_what_a_live_session_holds_until_it_is_deleted()
+    {
+        string session = $"on-device-{Guid.NewGuid():N}";
+        using var response = await Server.Http().PostAsync("/v1/completions", new StringContent(
+            $$"""{"model": "tiny", "prompt": "a cache on the device", "max_tokens": 5, "temperature": 0, "session": "{{session}}"}""",
+            Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var info = (await Server.Http().GetFromJsonAsync<JsonObject>($"/v1/sessions/{session}"))!;
+        Assert.Equal("ilgpu-cpu", info["device"]!.GetValue<string>());
+        long deviceBytes = info["device_bytes"]!.GetValue<long>();
+        Assert.True(deviceBytes > 0, info.ToJsonString());
+
+        var live = await Scrape();
+        var labels = live.Samples.First(s => s.Name == DeviceMemory).Labels;
+        Assert.Equal("ilgpu-cpu", labels["device"]);
+        Assert.Equal("tiny", labels["model"]);
+        Assert.True(live.Value(DeviceMemory, ("use", "weights")) > 0);
+        Assert.True(live.Value(DeviceMemory, ("use", "cache_pool")) >= live.Value(DeviceMemory, ("use", "cache_in_use")));
+        Assert.Equal(deviceBytes, live.Value(DeviceMemory, ("use", "cache_in_use")));   // the only live session on the device
+
+        using var deleted = await Server.Http().DeleteAsync($"/v1/sessions/{session}");
+        Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        Assert.Equal(0, (await Scrape()).Value(DeviceMemory, ("use", "cache_in_use")));
+    }
+}
