@@ -71,6 +71,12 @@ internal sealed class DeviceKernels
             ArrayView<float>, ArrayView<DeviceDomain>, PassShape>(AttendKernel);
     }
 
+    /// <summary>Every kernel's entry method, in the order they are loaded (a check compiles each to PTX without a GPU).</summary>
+    internal static IReadOnlyList<System.Reflection.MethodInfo> EntryPoints { get; } =
+        new[] { nameof(EmbedKernel), nameof(AddKernel), nameof(RmsNormKernel), nameof(ProductKernel), nameof(CacheKeysKernel), nameof(AttendKernel) }
+            .Select(name => typeof(DeviceKernels).GetMethod(name, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!)
+            .ToArray();
+
     public Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> Embed { get; }
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> AddInPlace { get; }
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int> RmsNormRows { get; }

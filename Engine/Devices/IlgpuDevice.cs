@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -49,20 +50,23 @@ public sealed class IlgpuDevice : IDisposable
     internal KernelConfig GroupPerItem(int items) => new(Math.Clamp(items, 1, Groups), GroupSize);
     internal Lock Gate { get; } = new();
 
-    /// <summary>Opens <paramref name="device"/>; a device that is not there is an error naming what there is, never a fall-back.</summary>
+    /// <summary>
+    /// Opens <paramref name="device"/>; a device that is not there is an error naming what there is, never a fall-back.
+    /// The Algorithms library gives the PTX backend its exp and sqrt (the CPU accelerator runs .NET's own).
+    /// </summary>
     public static IlgpuDevice Open(ComputeDevice device)
     {
         if (!device.IsAccelerator) throw new ArgumentException("the CPU runs the SIMD kernels, not ILGPU's", nameof(device));
         ResolveDriverLibraries();
         if (device.Kind == DeviceKind.IlgpuCpu)
         {
-            var cpu = Context.Create(b => b.CPU(CPUDeviceKind.Default));
+            var cpu = Context.Create(b => b.CPU(CPUDeviceKind.Default).EnableAlgorithms());
             return new IlgpuDevice(device, cpu, cpu.GetCPUDevice(0).CreateCPUAccelerator(cpu));
         }
         Context context;
         try
         {
-            context = Context.Create(b => b.Cuda());
+            context = Context.Create(b => b.Cuda().EnableAlgorithms());
         }
         catch (Exception e)
         {

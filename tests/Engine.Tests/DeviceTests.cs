@@ -1,5 +1,7 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace TauCluster.Engine.Tests;
 
@@ -232,6 +234,26 @@ public sealed class DeviceTests
     {
         var error = Assert.Throws<InvalidOptionsException>(() => new ComputeWorkers(device: new ComputeDevice(DeviceKind.Cuda, 99)));
         Assert.StartsWith("device cuda:99:", error.Message);
+    }
+
+    /// <summary>
+    /// ILGPU's CPU accelerator runs the kernels' .NET code; a GPU runs the PTX that ILGPU's CUDA backend makes of it, which
+    /// needs no GPU to make. So every kernel is compiled here for Hopper (sm_90, the H200's), as a GPU silo would at start:
+    /// what its PTX backend cannot compile fails here, not on the GPU.
+    /// </summary>
+    [Fact]
+    public void Every_kernel_compiles_to_PTX_for_Hopper()
+    {
+        using var context = Context.Create(b => b.Cuda().EnableAlgorithms());
+        using var backend = new ILGPU.Backends.PTX.PTXBackend(context, ILGPU.Runtime.Cuda.CudaArchitecture.SM_90, ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_80, null!);
+        foreach (var kernel in DeviceKernels.EntryPoints)
+        {
+            var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+            var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)backend.Compile(entry, default);
+            // ILGPU writes the newest target its PTX version names (sm_80 for 8.0); the driver compiles it on for sm_90.
+            Assert.Contains(".target sm_", compiled.PTXAssembly);
+            Assert.Contains($".entry Kernel_{kernel.Name}", compiled.PTXAssembly);
+        }
     }
 
     // The kernels one at a time, on inputs of their own.
