@@ -33,6 +33,29 @@ public sealed partial class DeploymentTests
         Assert.Equal(3, Regex.Matches(config, "Tau__Storage: redis").Count);
     }
 
+    [SkippableFact]
+    public void The_GPU_override_adds_a_silo_on_cuda_with_a_GPU_reserved()
+    {
+        var compose = DockerCompose();
+        TestPaths.Require(compose is not null, "docker-compose");
+        var start = new ProcessStartInfo(compose!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var docker = Path.Combine(TestPaths.RepositoryRoot(), "docker");
+        foreach (var a in new[] { "-f", Path.Combine(docker, "docker-compose.yml"), "-f", Path.Combine(docker, "docker-compose.gpu.yml"), "config" })
+            start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        string config = process.StandardOutput.ReadToEnd();
+        string errors = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, errors);
+
+        foreach (var service in new[] { "redis", "silo1", "silo2", "silo3", "silo-gpu" })
+            Assert.Matches(new Regex($"^  {service}:$", RegexOptions.Multiline), config);
+        Assert.Equal(1, Regex.Matches(config, "Tau__Device: cuda").Count);
+        Assert.Contains("driver: nvidia", config);
+        Assert.Matches(new Regex(@"capabilities:\s+- gpu"), config);
+        Assert.Contains("published: 30004", config);
+    }
+
     [Fact]
     public void Dockerfile_copies_every_project_the_silo_builds_from()
     {

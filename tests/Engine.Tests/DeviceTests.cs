@@ -14,8 +14,14 @@ public sealed class DeviceTests
 {
     private const float Tolerance = 1e-4f;
 
+    /// <summary>
+    /// The device the tests run on: ILGPU's CPU accelerator, or what TAU_TEST_DEVICE names (benchmarks/gpu/run.sh runs
+    /// this class on cuda).
+    /// </summary>
+    private static ComputeDevice TestDevice { get; } = ComputeDevice.Parse(Environment.GetEnvironmentVariable("TAU_TEST_DEVICE") is { Length: > 0 } d ? d : "ilgpu-cpu");
+
     /// <summary>One accelerator for the class, as a silo has one.</summary>
-    private static readonly Lazy<ComputeWorkers> Accelerated = new(() => new ComputeWorkers(maxBatch: 8, device: ComputeDevice.Parse("ilgpu-cpu")));
+    private static readonly Lazy<ComputeWorkers> Accelerated = new(() => new ComputeWorkers(maxBatch: 8, device: TestDevice));
 
     private static ComputeWorkers OnDevice => Accelerated.Value;
 
@@ -179,7 +185,7 @@ public sealed class DeviceTests
         var model = Model(AttentionKind.Tau, 4, 2);
         var tokens = TestSupport.RandomTokens(2 * DevicePagePool.PageTokens + 3, model.Config.VocabSize, 12);
         var cpu = new InferenceSession(model).AppendAllLogits(tokens);
-        using var wide = new ComputeWorkers(device: ComputeDevice.Parse("ilgpu-cpu"));
+        using var wide = new ComputeWorkers(device: TestDevice);
         // What a GPU launches, narrowed to what ILGPU's CPU threads run in reasonable time: groups of 8, tiles of 4 × 4.
         wide.Accelerator!.GroupSize = 8;
         wide.Accelerator.Tile = 4;
@@ -193,7 +199,7 @@ public sealed class DeviceTests
         var model = Model(AttentionKind.Tau, 2, 2);
         var c = model.Config;
         long pageBytes = (long)DevicePagePool.PageTokens * c.NLayer * c.NKvHead * (1 + c.HeadDim) * sizeof(float);
-        using var small = new ComputeWorkers(device: ComputeDevice.Parse("ilgpu-cpu"), deviceCacheBytes: 3 * pageBytes);
+        using var small = new ComputeWorkers(device: TestDevice, deviceCacheBytes: 3 * pageBytes);
         var worker = small.For(model);
         var first = small.NewSession(model);
         first.Append(TestSupport.RandomTokens(2 * DevicePagePool.PageTokens, c.VocabSize, 1));
