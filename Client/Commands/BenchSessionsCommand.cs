@@ -14,10 +14,10 @@ namespace TauCluster.Client;
 internal static class BenchSessionsCommand
 {
     public const string Usage = """
-        tau bench sessions [--model DIR|NAME] [--sessions 1,16] [--tokens N] [--repeats 3] [--json]
+        tau bench sessions [--model DIR|NAME] [--sessions 1,16] [--tokens N] [--repeats 3] [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
         """;
 
-    private static readonly string[] Options = ["--model", "--sessions", "--tokens", "--repeats"];
+    private static readonly string[] Options = ["--model", "--sessions", "--tokens", "--repeats", "--device"];
 
     private static readonly string[] Flags = ["--json"];
 
@@ -29,6 +29,7 @@ internal static class BenchSessionsCommand
         int tokens = AtLeastOne(a.Int("--tokens") ?? 64, "--tokens");
         int repeats = AtLeastOne(a.Int("--repeats") ?? 3, "--repeats");
         var options = EmbeddedOptions();
+        options.Device = Device(a).Name;
         var model = BenchModel(options, a.String("--model"), out string name);
         int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
 
@@ -36,9 +37,10 @@ internal static class BenchSessionsCommand
         // run once untimed, since a path timed first would run partly on code the JIT has not yet optimised (the first
         // figure of a process came out up to a quarter slow). Every figure is the median of --repeats runs: one run of a
         // few hundred milliseconds is at the mercy of a shared machine.
+        using var bare = new ComputeWorkers(device: ComputeDevice.Parse(options.Device));
         double EngineRun()
         {
-            var engine = new InferenceSession(model);
+            using var engine = bare.NewSession(model);
             var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 1));
             var logits = engine.Append(prompt);
             var engineClock = Stopwatch.StartNew();

@@ -386,7 +386,7 @@ public sealed class TauCommandTests : IDisposable
         var results = bench.GetProperty("results").EnumerateArray().ToArray();
         Assert.Equal(from a in attentions from c in contexts select $"{a} {c}",
             results.Select(r => $"{r.GetProperty("attention").GetString()} {r.GetProperty("context").GetInt32()}"));
-        Assert.All(results, r => Assert.Equal(["attention", "cache_bytes_per_token", "context", "ms_per_token"], r.EnumerateObject().Select(p => p.Name).Order()));
+        Assert.All(results, r => Assert.Equal(["attention", "cache_bytes_per_token", "context", "device", "ms_per_token"], r.EnumerateObject().Select(p => p.Name).Order()));
         Assert.All(results, r => Assert.True(r.GetProperty("ms_per_token").GetDouble() > 0, r.ToString()));
 
         // Per token, layer and kv head: (λk, V) is D + 1 floats, (K, V) is 2D.
@@ -602,7 +602,7 @@ public sealed class TauCommandTests : IDisposable
                     .Select(w => w.All(c => char.IsUpper(c) || c == '_') ? "x" : w.Split('|')[0])], []));
             commands[^1].Options.AddRange(Regex.Matches(line, @"--[a-z][a-z0-9-]*").Select(m => m.Value).Where(o => o != "--help"));
         }
-        Assert.Equal(11, commands.Count(c => c.Options.Count > 0));   // all but tau manifold inspect DIR
+        Assert.Equal(12, commands.Count(c => c.Options.Count > 0));   // all but tau manifold inspect DIR
         foreach (var (words, options) in commands.Where(c => c.Options.Count > 0))
         {
             var r = Tau([.. words, .. options.Distinct().SelectMany(o => flags.Contains(o) ? new[] { o } : [o, "x"]), "--not-an-option"]);

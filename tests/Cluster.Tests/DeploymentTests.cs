@@ -50,7 +50,7 @@ public sealed partial class DeploymentTests
 
         foreach (var service in new[] { "redis", "silo1", "silo2", "silo3", "silo-gpu" })
             Assert.Matches(new Regex($"^  {service}:$", RegexOptions.Multiline), config);
-        Assert.Equal(1, Regex.Matches(config, "Tau__Device: cuda").Count);
+        Assert.Single(Regex.Matches(config, "Tau__Device: cuda"));
         Assert.Contains("driver: nvidia", config);
         Assert.Matches(new Regex(@"capabilities:\s+- gpu"), config);
         Assert.Contains("published: 30004", config);

@@ -25,17 +25,9 @@ public sealed class DeviceTests
 
     private static ComputeWorkers OnDevice => Accelerated.Value;
 
-    private static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        Assert.Equal(a.Length, b.Length);
-        float max = 0;
-        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
-        return max;
-    }
-
     private static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
     {
-        float diff = MaxAbsDiff(expected, actual);
+        float diff = TestSupport.MaxAbsDiff(expected, actual);
         Assert.True(diff <= Tolerance, $"{what}: the device differs from the SIMD engine by {diff}");
     }
 

@@ -10,14 +10,6 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         { AttentionKind.Causal, 2, 2, 4 }, { AttentionKind.Causal, 4, 2, 5 }, { AttentionKind.Causal, 4, 1, 6 },
     };
 
-    private static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        Assert.Equal(a.Length, b.Length);
-        float max = 0;
-        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
-        return max;
-    }
-
     /// <summary>Decoding token t after a prefill of 0…t−1 gives row t of a full prefill.</summary>
     private void AssertDecodeMatchesPrefill(TauModel model, int length, ulong seed)
     {
@@ -30,7 +22,7 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
             var session = new InferenceSession(model);
             session.Append(tokens.AsSpan(0, t));
             var decoded = session.Append(tokens[t]);
-            float diff = MaxAbsDiff(decoded, full.AsSpan(t * vocab, vocab));
+            float diff = TestSupport.MaxAbsDiff(decoded, full.AsSpan(t * vocab, vocab));
             Assert.True(diff <= 1e-4f, $"decode of token {t} differs from prefill row {t} by {diff}");
             // Stronger than the bound: every row is computed alike however it is blocked, so failover replay (a prefill)
             // gives a decoded session's numbers bitwise.
@@ -83,7 +75,7 @@ public sealed class ForwardPassTests(ITestOutputHelper output)
         var stepwise = new InferenceSession(model, tauPath: path);
         for (int t = 0; t < tokens.Length; t++)
             Assert.True(prefilled.AsSpan(t * vocab, vocab).SequenceEqual(stepwise.Append(tokens[t])),
-                $"row {t} differs (max {MaxAbsDiff(prefilled.AsSpan(t * vocab, vocab), stepwise.Logits)}) between the blocked prefill and decode");
+                $"row {t} differs (max {TestSupport.MaxAbsDiff(prefilled.AsSpan(t * vocab, vocab), stepwise.Logits)}) between the blocked prefill and decode");
 
         // A replay that resumes mid-block (a session cut and run again from a checkpoint) agrees too.
         var resumed = new InferenceSession(model, tauPath: path);

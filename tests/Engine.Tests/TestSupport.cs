@@ -38,6 +38,15 @@ public static class TestSupport
         return (tokens.ToArray(), logits.ToArray());
     }
 
+    /// <summary>The largest |a[i] − b[i]|, for spans of one length.</summary>
+    public static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        Assert.Equal(a.Length, b.Length);
+        float max = 0;
+        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
+        return max;
+    }
+
     public static int[] RandomTokens(int count, int vocab, ulong seed)
     {
         var rng = new Xoshiro256(seed);
