@@ -39,7 +39,6 @@ internal static class BenchDecodeCommand
         foreach (int context in contexts) AtLeastOne(context, "--contexts");
         var options = EmbeddedOptions();
         var model = BenchModel(options, a.String("--model"), out _);
-        // On an accelerator tau attends densely over λk whichever path is named (the device has one tau kernel).
         using var workers = new ComputeWorkers(device: Device(a));
         var results = new JsonArray();
         foreach (var attention in attentions)
@@ -49,7 +48,7 @@ internal static class BenchDecodeCommand
             var variant = TauModel.Create(config, model.Weights, model.DefaultDomain?.Laplacian);
             foreach (int context in contexts)
             {
-                using var session = workers.Device.IsAccelerator ? workers.NewSession(variant) : new InferenceSession(variant, tauPath: path);
+                using var session = workers.NewSession(variant, path: path);
                 session.FillSynthetic(context - 1, seed: 1);
                 var logits = session.Append(1);
                 for (int i = 0; i < 4; i++) logits = session.Append(Sampler.ArgMax(logits));   // warm up

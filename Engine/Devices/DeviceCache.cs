@@ -3,31 +3,46 @@ namespace TauCluster.Engine;
 /// <summary>
 /// A session's decode cache on a device: per layer and kv head, λk (tau) or k (causal) and v for every position, in
 /// pages of its model's <see cref="DevicePagePool"/>. The device's kernels write and read it; the host keeps only the
-/// page ids. Attention over it is dense (every cached λk, in the kernel's tiles).
+/// page ids. Tau attends through the λ index over its sealed segments (<see cref="DeviceLambdaIndex"/>) and densely over
+/// the positions after them; causal attention, and tau on <see cref="TauAttentionPath.Dense"/>, densely over all.
 /// </summary>
 public sealed class DeviceCache : AttentionCache
 {
     private readonly DeviceModel owner;
     private readonly List<int> pages = [];
+    /// <summary>Index pages of the sealed segments, one a segment, in position order (<see cref="DeviceLambdaIndex"/>).</summary>
+    private readonly List<int> segments = [];
     /// <summary>Pages the host is filling (<see cref="Append"/>), uploaded at <see cref="Settle"/>.</summary>
     private readonly Dictionary<int, float[]> staged = [];
     private bool released;
 
-    internal DeviceCache(DeviceModel owner, TaumodeSpec? domain) : base(owner.Model.Config)
+    internal DeviceCache(DeviceModel owner, TaumodeSpec? domain, bool indexed) : base(owner.Model.Config)
     {
         this.owner = owner;
         Domain = domain;
+        Indexed = indexed;
         DomainIndex = domain is null ? -1 : owner.DomainIndex(domain);
     }
 
     public TaumodeSpec? Domain { get; }
+
+    /// <summary>Whether tau attention goes through the λ index over sealed segments (else densely over every λk).</summary>
+    public bool Indexed { get; }
     internal int DomainIndex { get; }
     internal IReadOnlyList<int> PageIds => pages;
+    internal IReadOnlyList<int> SegmentIds => segments;
+
+    /// <summary>Seals every segment whose positions are all cached (a pass's rows all come after them).</summary>
+    internal void SealSegments()
+    {
+        if (!Indexed) return;
+        while (segments.Count < Length / DeviceLambdaIndex.SegmentSize) segments.Add(owner.Seal(this, segments.Count));
+    }
 
     public override long Bytes => (long)Length * Config.NLayer * Config.NKvHead * (owner.KeyWidth + Config.HeadDim) * sizeof(float);
 
     /// <summary>Device memory the session holds: its pages, whole.</summary>
-    public long DeviceBytes => pages.Count * owner.Pages.PageBytes;
+    public long DeviceBytes => pages.Count * owner.Pages.PageBytes + segments.Count * (owner.Index?.PageBytes ?? 0);
 
     public override void Reserve(int tokens) => EnsurePages(tokens);
 
@@ -53,15 +68,28 @@ public sealed class DeviceCache : AttentionCache
         base.Truncate(tokens);
         staged.Clear();
         owner.Pages.Return(pages, (Length + DevicePagePool.PageTokens - 1) / DevicePagePool.PageTokens);
+        if (owner.Index is { } index) index.Return(segments, Math.Min(segments.Count, Length / DeviceLambdaIndex.SegmentSize));
     }
 
     public override AttentionCache CopyPrefix(int length)
     {
         Settle();
+        SealSegments();   // once here rather than once in every copy
         length = Math.Clamp(length, 0, Length);
-        var copy = new DeviceCache(owner, Domain);
+        var copy = new DeviceCache(owner, Domain, Indexed);
         copy.EnsurePages(length);
         owner.CopyPages(pages, copy.pages);
+        int sealedCopies = Math.Min(segments.Count, length / DeviceLambdaIndex.SegmentSize);
+        try
+        {
+            for (int i = 0; i < sealedCopies; i++) copy.segments.Add(owner.Index!.Rent());
+        }
+        catch (DeviceMemoryExhaustedException)
+        {
+            copy.Release();
+            throw;
+        }
+        owner.CopyIndexPages(segments, copy.segments);
         copy.Length = length;
         return copy;
     }
@@ -119,9 +147,15 @@ public sealed class DeviceCache : AttentionCache
         if (released) return;
         released = true;
         GC.SuppressFinalize(this);
-        owner.Pages.Return(pages, 0);
+        ReturnAll();
     }
 
     /// <summary>A session dropped without <see cref="Release"/> still gives its pages back, later.</summary>
-    ~DeviceCache() => owner.Pages.Return(pages, 0);
+    ~DeviceCache() => ReturnAll();
+
+    private void ReturnAll()
+    {
+        owner.Pages.Return(pages, 0);
+        owner.Index?.Return(segments, 0);
+    }
 }

@@ -11,12 +11,16 @@ internal struct PassShape
     public int PageTokens, PageFloats, KeyWidth;
     public int TauAttention;
     public float InverseSqrtHeadDim;
+    /// <summary>Floats of one stream's part of a λ index page, and of the page.</summary>
+    public int IndexStreamFloats, IndexPageFloats;
 }
 
 /// <summary>One row of a pass: its position in its session, where its lane's page ids begin, and its domain.</summary>
 internal struct DeviceRow
 {
     public int Position, PageTable, Domain;
+    /// <summary>Where its lane's λ index page ids begin in the pass's segment table, and how many sealed segments it has.</summary>
+    public int SegmentTable, Segments;
 }
 
 /// <summary>
@@ -68,7 +72,7 @@ internal sealed class DeviceKernels
         CacheKeys = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<DeviceRow>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<DeviceDomain>, PassShape>(CacheKeysKernel);
         Attend = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<DeviceRow>, ArrayView<int>,
-            ArrayView<float>, ArrayView<DeviceDomain>, PassShape>(AttendKernel);
+            ArrayView<float>, ArrayView<DeviceDomain>, ArrayView<float>, ArrayView<int>, PassShape>(AttendKernel);
     }
 
     /// <summary>Every kernel's entry method, in the order they are loaded (a check compiles each to PTX without a GPU).</summary>
@@ -84,7 +88,7 @@ internal sealed class DeviceKernels
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<DeviceRow>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<double>, ArrayView<DeviceDomain>, PassShape> CacheKeys { get; }
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<DeviceRow>, ArrayView<int>,
-        ArrayView<float>, ArrayView<DeviceDomain>, PassShape> Attend { get; }
+        ArrayView<float>, ArrayView<DeviceDomain>, ArrayView<float>, ArrayView<int>, PassShape> Attend { get; }
 
     /// <summary>This thread's first item, and the stride to its next, when every thread of the grid walks the items.</summary>
     private static int FirstItem => Grid.IdxX * Group.DimX + Group.IdxX;
@@ -300,17 +304,17 @@ internal sealed class DeviceKernels
     /// dimension summed by one thread (d, d + group, …).
     /// </summary>
     private static void AttendKernel(ArrayView<float> queries, ArrayView<float> lambdaQueries, ArrayView<float> output, ArrayView<DeviceRow> rows,
-        ArrayView<int> pages, ArrayView<float> cache, ArrayView<DeviceDomain> domains, PassShape s)
+        ArrayView<int> pages, ArrayView<float> cache, ArrayView<DeviceDomain> domains, ArrayView<float> index, ArrayView<int> segmentTable, PassShape s)
     {
         var weights = SharedMemory.Allocate<float>(KeyTile);
         var partial = SharedMemory.Allocate<float>(MaxGroupSize);
         var sums = SharedMemory.Allocate<float>(MaxHeadDim);
         for (int item = Grid.IdxX; item < s.Rows * s.Heads; item += Grid.DimX)
-            AttendHead(item / s.Heads, item % s.Heads, queries, lambdaQueries, output, rows, pages, cache, domains, s, weights, partial, sums);
+            AttendHead(item / s.Heads, item % s.Heads, queries, lambdaQueries, output, rows, pages, cache, domains, index, segmentTable, s, weights, partial, sums);
     }
 
     private static void AttendHead(int t, int h, ArrayView<float> queries, ArrayView<float> lambdaQueries, ArrayView<float> output, ArrayView<DeviceRow> rows,
-        ArrayView<int> pages, ArrayView<float> cache, ArrayView<DeviceDomain> domains, PassShape s,
+        ArrayView<int> pages, ArrayView<float> cache, ArrayView<DeviceDomain> domains, ArrayView<float> index, ArrayView<int> segmentTable, PassShape s,
         ArrayView<float> weights, ArrayView<float> partial, ArrayView<float> sums)
     {
         int tid = Group.IdxX, size = Group.DimX, D = s.HeadDim;
@@ -322,7 +326,62 @@ internal sealed class DeviceKernels
 
         for (int d = tid; d < D; d += size) sums[d] = 0f;
         float max = float.NegativeInfinity, denominator = 0f;
-        for (int first = 0; first < keyCount; first += KeyTile)
+
+        // The sealed segments through their λ indexes (DeviceLambdaIndex), then the positions after them densely.
+        const int S = DeviceLambdaIndex.SegmentSize, B = DeviceLambdaIndex.BlockSize, Blocks = DeviceLambdaIndex.Blocks;
+        int vectorsAbove = DeviceLambdaIndex.VectorsBelow + Blocks * D;
+        for (int segment = 0; segment < row.Segments; segment++)
+        {
+            long at = (long)segmentTable[row.SegmentTable + segment] * s.IndexPageFloats + (long)stream * s.IndexStreamFloats;
+            int lo = 0, hi = S;   // the first sorted key above λq (every thread finds the same)
+            while (lo < hi)
+            {
+                int mid = (lo + hi) >> 1;
+                if (index[at + mid] <= lambdaQuery) lo = mid + 1;
+                else hi = mid;
+            }
+            int above = lo, straddle = above < S ? above / B : Blocks;
+            float nearest = float.PositiveInfinity;
+            if (above > 0) nearest = lambdaQuery - index[at + above - 1];
+            if (above < S) nearest = MathF.Min(nearest, index[at + above] - lambdaQuery);
+            float newMax = MathF.Max(max, -nearest / temperature);
+            float local = 0;
+            for (int b = tid; b < Blocks; b += size)
+            {
+                if (b < straddle) local += MathF.Exp(-(lambdaQuery - index[at + DeviceLambdaIndex.Highest + b]) / temperature - newMax) * index[at + DeviceLambdaIndex.SumBelow + b];
+                else if (b > straddle) local += MathF.Exp(-(index[at + DeviceLambdaIndex.Lowest + b] - lambdaQuery) / temperature - newMax) * index[at + DeviceLambdaIndex.SumAbove + b];
+            }
+            if (straddle < Blocks)
+                for (int jj = tid; jj < B; jj += size)
+                {
+                    float weight = MathF.Exp(-MathF.Abs(lambdaQuery - index[at + straddle * B + jj]) / temperature - newMax);
+                    weights[jj] = weight;
+                    local += weight;
+                }
+            partial[tid] = local;
+            float segmentSum = Sum(partial, tid, size);   // its barriers also make the straddling block's weights visible
+            float rescale = MathF.Exp(max - newMax);
+            denominator = denominator * rescale + segmentSum;
+            for (int d = tid; d < D; d += size)
+            {
+                float values = 0;
+                for (int b = 0; b < straddle; b++)
+                    values += MathF.Exp(-(lambdaQuery - index[at + DeviceLambdaIndex.Highest + b]) / temperature - newMax) * index[at + DeviceLambdaIndex.VectorsBelow + b * D + d];
+                for (int b = straddle + 1; b < Blocks; b++)
+                    values += MathF.Exp(-(index[at + DeviceLambdaIndex.Lowest + b] - lambdaQuery) / temperature - newMax) * index[at + vectorsAbove + b * D + d];
+                if (straddle < Blocks)
+                    for (int jj = 0; jj < B; jj++)
+                    {
+                        int position = segment * S + (int)index[at + DeviceLambdaIndex.Position + straddle * B + jj];
+                        values += weights[jj] * cache[CacheSlot(pages, cache, row.PageTable, position, stream, s) + s.KeyWidth + d];
+                    }
+                sums[d] = sums[d] * rescale + values;
+            }
+            max = newMax;
+            Group.Barrier();   // the next segment overwrites the weights
+        }
+
+        for (int first = row.Segments * S; first < keyCount; first += KeyTile)
         {
             int count = Math.Min(KeyTile, keyCount - first);
             float localMax = float.NegativeInfinity;

@@ -34,6 +34,14 @@ public sealed class DeviceModel : IDisposable
             Layers = model.Weights.Layers.Select(w => new DeviceLayer(
                 Upload(w.Query), Upload(w.Key), Upload(w.Value), Upload(w.AttentionProjection), Upload(w.MlpUp), Upload(w.MlpDown))).ToArray();
             Pages = new DevicePagePool(device.Accelerator, c, KeyWidth, cacheBytes);
+            if (c.Attention == AttentionKind.Tau)
+            {
+                // Room for the index of every segment the cache pool can hold, and one more.
+                IndexStreamFloats = DeviceLambdaIndex.StreamFloats(c.HeadDim);
+                int segments = (int)((long)Pages.Pages * DevicePagePool.PageTokens / DeviceLambdaIndex.SegmentSize) + 1;
+                int indexPageFloats = c.NLayer * c.NKvHead * IndexStreamFloats;
+                Index = new DevicePagePool(device.Accelerator, indexPageFloats, (long)segments * indexPageFloats * sizeof(float), "λ index pool");
+            }
         }
         WeightBytes = weights.Sum(w => w.LengthInBytes);
     }
@@ -44,12 +52,16 @@ public sealed class DeviceModel : IDisposable
     /// <summary>Device memory the weights take (F32, whatever the file stores).</summary>
     public long WeightBytes { get; }
 
-    /// <summary>Device memory of the cache pool, and how much of it live sessions hold.</summary>
-    public long CachePoolBytes => Pages.Pages * Pages.PageBytes;
-    public long CacheBytesInUse => Pages.PagesInUse * Pages.PageBytes;
+    /// <summary>Device memory of the cache pool (with the λ index's), and how much of it live sessions hold.</summary>
+    public long CachePoolBytes => Pages.Pages * Pages.PageBytes + (Index is null ? 0 : Index.Pages * Index.PageBytes);
+    public long CacheBytesInUse => Pages.PagesInUse * Pages.PageBytes + (Index is null ? 0 : Index.PagesInUse * Index.PageBytes);
 
     internal int KeyWidth { get; }
     internal DevicePagePool Pages { get; }
+
+    /// <summary>The sealed segments' λ indexes (<see cref="DeviceLambdaIndex"/>), a page per segment; null for causal models.</summary>
+    internal DevicePagePool? Index { get; }
+    internal int IndexStreamFloats { get; }
     internal ArrayView<float> Embedding { get; }
     internal ArrayView<float> LmHead { get; }
     internal DeviceLayer[] Layers { get; }
@@ -57,9 +69,10 @@ public sealed class DeviceModel : IDisposable
     internal ArrayView<double> LaplacianValues => laplacianValueBuffer?.View ?? default;
     internal ArrayView<DeviceDomain> Domains => domainBuffer?.View ?? default;
 
-    /// <summary>A new session's cache on this device.</summary>
-    public DeviceCache CreateCache(TaumodeSpec? domain) =>
-        new(this, Model.Config.Attention == AttentionKind.Tau ? domain ?? throw new ArgumentNullException(nameof(domain), "tau attention needs a Laplacian") : null);
+    /// <summary>A new session's cache on this device; tau attends through the λ index unless <paramref name="path"/> says dense.</summary>
+    public DeviceCache CreateCache(TaumodeSpec? domain, TauAttentionPath path = TauAttentionPath.Index) =>
+        new(this, Model.Config.Attention == AttentionKind.Tau ? domain ?? throw new ArgumentNullException(nameof(domain), "tau attention needs a Laplacian") : null,
+            indexed: Model.Config.Attention == AttentionKind.Tau && path == TauAttentionPath.Index);
 
     /// <summary>A pass's buffers for up to <paramref name="rows"/> rows (a worker's own; grown when a block needs more).</summary>
     internal DevicePass CreatePass(int rows) => new(this, rows);
@@ -119,6 +132,43 @@ public sealed class DeviceModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// The λ index of a cache's segment <paramref name="segment"/> (<see cref="DeviceLambdaIndex"/>), built on the host
+    /// from its 64 pages and uploaded into an index page of its own; returns that page.
+    /// </summary>
+    internal int Seal(DeviceCache cache, int segment)
+    {
+        var c = Model.Config;
+        int D = c.HeadDim, width = KeyWidth + D, pagesPerSegment = DeviceLambdaIndex.SegmentSize / DevicePagePool.PageTokens;
+        var images = new float[pagesPerSegment][];
+        for (int p = 0; p < pagesPerSegment; p++) images[p] = DownloadPage(cache.PageIds[segment * pagesPerSegment + p]);
+        var index = new float[Index!.PageFloats];
+        var lambdas = new float[DeviceLambdaIndex.SegmentSize];
+        var values = new float[DeviceLambdaIndex.SegmentSize * D];
+        for (int stream = 0; stream < c.NLayer * c.NKvHead; stream++)
+        {
+            for (int j = 0; j < DeviceLambdaIndex.SegmentSize; j++)
+            {
+                var slot = images[j / DevicePagePool.PageTokens].AsSpan((stream * DevicePagePool.PageTokens + j % DevicePagePool.PageTokens) * width, width);
+                lambdas[j] = slot[0];
+                slot[KeyWidth..].CopyTo(values.AsSpan(j * D, D));
+            }
+            DeviceLambdaIndex.Build(lambdas, values, D, cache.Domain!.Temperature, index.AsSpan(stream * IndexStreamFloats, IndexStreamFloats));
+        }
+        int page = Index.Rent();
+        lock (Device.Gate) Index.Page(page).CopyFromCPU(index);
+        return page;
+    }
+
+    internal void CopyIndexPages(IReadOnlyList<int> from, IReadOnlyList<int> to)
+    {
+        lock (Device.Gate)
+        {
+            for (int i = 0; i < to.Count; i++) Index!.Page(from[i]).CopyTo(Index.Page(to[i]));
+            Device.Accelerator.Synchronize();
+        }
+    }
+
     internal float[] DownloadPage(int page)
     {
         var image = new float[Pages.PageFloats];
@@ -145,6 +195,7 @@ public sealed class DeviceModel : IDisposable
             sessionPass?.Dispose();
             foreach (var w in weights) w.Dispose();
             Pages.Dispose();
+            Index?.Dispose();
             laplacianIndexBuffer?.Dispose();
             laplacianValueBuffer?.Dispose();
             domainBuffer?.Dispose();

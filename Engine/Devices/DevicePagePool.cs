@@ -18,11 +18,21 @@ internal sealed class DevicePagePool : IDisposable
     private readonly Lock gate = new();
     private bool disposed;
 
+    private readonly string what;
+
+    /// <summary>A pool of cache pages: <see cref="PageTokens"/> positions of every layer and kv head, [key, value] each.</summary>
     public DevicePagePool(Accelerator accelerator, ModelConfig config, int keyWidth, long bytes)
+        : this(accelerator, PageTokens * config.NLayer * config.NKvHead * (keyWidth + config.HeadDim), bytes, "cache pool")
     {
-        PageFloats = PageTokens * config.NLayer * config.NKvHead * (keyWidth + config.HeadDim);
+    }
+
+    /// <summary>A pool of pages of <paramref name="pageFloats"/> floats each (<paramref name="what"/> names it in errors).</summary>
+    public DevicePagePool(Accelerator accelerator, int pageFloats, long bytes, string what)
+    {
+        this.what = what;
+        PageFloats = pageFloats;
         Pages = (int)Math.Min(int.MaxValue, bytes / (PageFloats * (long)sizeof(float)));
-        if (Pages < 1) throw new InvalidOptionsException($"a device cache of {bytes} bytes holds no page of {PageBytes} bytes");
+        if (Pages < 1) throw new InvalidOptionsException($"a device {what} of {bytes} bytes holds no page of {PageBytes} bytes");
         memory = accelerator.Allocate1D<float>((long)Pages * PageFloats);
         free = new Stack<int>(Enumerable.Range(0, Pages).Reverse());
     }
@@ -45,7 +55,7 @@ internal sealed class DevicePagePool : IDisposable
             if (free.TryPop(out int page)) return page;
         }
         throw new DeviceMemoryExhaustedException(
-            $"the device's cache pool is full: its {Pages} pages of {PageTokens} tokens ({Pages * PageBytes / (1 << 20)} MiB) are held by live sessions");
+            $"the device's {what} is full: its {Pages} pages ({Pages * PageBytes / (1 << 20)} MiB) are held by live sessions");
     }
 
     public void Return(List<int> pages, int from)

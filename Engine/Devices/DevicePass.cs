@@ -18,9 +18,10 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
     private ArrayView<float> x, h, q, k, v, y, output, up, logits, angles, lambdaQueries;
     private ArrayView<int> tokenIds, identityRows, selectedRows, pageTable;
     private ArrayView<DeviceRow> rowInfo;
-    private MemoryBuffer1D<int, Stride1D.Dense>? pageBuffer;
-    private int capacity, pageCapacity, rows;
-    private int[] hostTokens = [], hostSelected = [], hostPages = [];
+    private MemoryBuffer1D<int, Stride1D.Dense>? pageBuffer, segmentBuffer;
+    private ArrayView<int> segmentTable;
+    private int capacity, pageCapacity, segmentCapacity, rows;
+    private int[] hostTokens = [], hostSelected = [], hostPages = [], hostSegments = [];
     private DeviceRow[] hostRows = [];
     private float[] hostAngles = [];
 
@@ -30,6 +31,7 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         device = model.Device;
         config = model.Model.Config;
         EnsureCapacity(rows);
+        EnsureSegmentCapacity(1);
     }
 
     public float[] Logits { get; private set; } = [];
@@ -76,6 +78,17 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         pageCapacity = count;
     }
 
+    private void EnsureSegmentCapacity(int count)
+    {
+        if (count <= segmentCapacity) return;
+        count = Math.Max(count, Math.Max(16, 2 * segmentCapacity));
+        segmentBuffer?.Dispose();
+        segmentBuffer = device.Accelerator.Allocate1D<int>(count);
+        segmentTable = segmentBuffer.View;
+        hostSegments = new int[count];
+        segmentCapacity = count;
+    }
+
     private ArrayView<T> Allocate<T>(long length) where T : unmanaged
     {
         var buffer = device.Accelerator.Allocate1D<T>(Math.Max(length, 1));
@@ -87,37 +100,47 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
     {
         rows = tokens.Length;
         EnsureCapacity(rows);
-        int D = config.HeadDim, half = D / 2, pageCount = 0;
+        int D = config.HeadDim, half = D / 2, pageCount = 0, segmentCount = 0;
         lanes.Clear();
         foreach (var lane in passLanes)
         {
             var cache = lane.Cache as DeviceCache ?? throw new InvalidOperationException("a device pass runs sessions whose caches are on its device");
             cache.Settle();
             cache.EnsurePages(cache.Length + lane.Rows);
+            cache.SealSegments();
             pageCount += cache.PageIds.Count;
+            segmentCount += cache.SegmentIds.Count;
             lanes.Add(lane);
         }
         EnsurePageCapacity(pageCount);
+        EnsureSegmentCapacity(segmentCount);
 
-        int t = 0, pageAt = 0;
+        int t = 0, pageAt = 0, segmentAt = 0;
         foreach (var lane in lanes)
         {
             var cache = (DeviceCache)lane.Cache;
             for (int i = 0; i < cache.PageIds.Count; i++) hostPages[pageAt + i] = cache.PageIds[i];
+            for (int i = 0; i < cache.SegmentIds.Count; i++) hostSegments[segmentAt + i] = cache.SegmentIds[i];
             for (int i = 0; i < lane.Rows; i++, t++)
             {
                 int position = cache.Length + i;
-                hostRows[t] = new DeviceRow { Position = position, PageTable = pageAt, Domain = Math.Max(cache.DomainIndex, 0) };
+                hostRows[t] = new DeviceRow
+                {
+                    Position = position, PageTable = pageAt, Domain = Math.Max(cache.DomainIndex, 0),
+                    SegmentTable = segmentAt, Segments = cache.SegmentIds.Count,
+                };
                 // The angles in double, rounded once, as the SIMD pass computes them: cos θᵢ, then sin θᵢ.
                 Kernels.RopeAngles<float>(position, model.Model.RopeDivisors, hostAngles.AsSpan(t * D, half), hostAngles.AsSpan(t * D + half, half));
             }
             pageAt += cache.PageIds.Count;
+            segmentAt += cache.SegmentIds.Count;
         }
         tokens.CopyTo(hostTokens);
         tokenIds.SubView(0, rows).CopyFromCPU(hostTokens.AsSpan(0, rows));
         rowInfo.SubView(0, rows).CopyFromCPU(hostRows.AsSpan(0, rows));
         angles.SubView(0, (long)rows * D).CopyFromCPU(hostAngles.AsSpan(0, rows * D));
         if (pageAt > 0) pageTable.SubView(0, pageAt).CopyFromCPU(hostPages.AsSpan(0, pageAt));
+        if (segmentAt > 0) segmentTable.SubView(0, segmentAt).CopyFromCPU(hostSegments.AsSpan(0, segmentAt));
         device.Kernels.Embed(device.Spread(rows * config.NEmbd), model.Embedding, tokenIds, x, config.NEmbd, rows * config.NEmbd);
     }
 
@@ -143,7 +166,7 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
 
     public void Attend(int layer) =>
         device.Kernels.Attend(device.GroupPerItem(rows * config.NHead), q, lambdaQueries, y, rowInfo, pageTable, model.Pages.View,
-            model.Domains, Shape(layer));
+            model.Domains, model.Index?.View ?? default, segmentTable, Shape(layer));
 
     public void AddToResidual(Activation from) => device.Kernels.AddInPlace(device.Spread(rows * config.NEmbd), x, Of(from), rows * config.NEmbd);
 
@@ -168,6 +191,7 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         Rows = rows, Embd = config.NEmbd, HeadDim = config.HeadDim, Heads = config.NHead, KvHeads = config.NKvHead, Layer = layer,
         PageTokens = DevicePagePool.PageTokens, PageFloats = model.Pages.PageFloats, KeyWidth = model.KeyWidth,
         TauAttention = config.Attention == AttentionKind.Tau ? 1 : 0, InverseSqrtHeadDim = 1f / MathF.Sqrt(config.HeadDim),
+        IndexStreamFloats = model.IndexStreamFloats, IndexPageFloats = model.Index?.PageFloats ?? 0,
     };
 
     private int OutputsOf(Projection p) => p switch
@@ -201,6 +225,7 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
     public void Dispose()
     {
         pageBuffer?.Dispose();
+        segmentBuffer?.Dispose();
         foreach (var b in buffers) b.Dispose();
         buffers.Clear();
     }

@@ -58,7 +58,8 @@ public sealed class ComputeWorkers : IDisposable
     }
 
     /// <summary>A new session of <paramref name="model"/> on this silo's device.</summary>
-    public InferenceSession NewSession(TauModel model, TaumodeSpec? domain = null) => new(model, domain, pool, device: DeviceModelOf(model));
+    public InferenceSession NewSession(TauModel model, TaumodeSpec? domain = null, TauAttentionPath path = TauAttentionPath.Index) =>
+        new(model, domain, pool, path, DeviceModelOf(model));
 
     /// <summary>The worker that runs <paramref name="model"/> on this silo's device.</summary>
     public ComputeWorker For(TauModel model)

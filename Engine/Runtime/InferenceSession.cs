@@ -36,7 +36,7 @@ public sealed class InferenceSession : IDisposable
         }
         else
         {
-            Cache = device.CreateCache(Domain);
+            Cache = device.CreateCache(Domain, tauPath);
             deviceLogits = new float[model.Config.VocabSize];
         }
     }

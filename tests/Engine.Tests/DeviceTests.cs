@@ -171,6 +171,65 @@ public sealed class DeviceTests
         AssertClose(cpu.Append([1, 2, 3]), device.Append([1, 2, 3]), $"a step after {positions} synthetic positions");
     }
 
+    /// <summary>
+    /// Past a sealed segment, tau attends through the device's λ index: it equals the dense softmax up to rounding, at
+    /// temperatures from 1 to 10⁻³ (where almost every weight underflows against the nearest key's).
+    /// </summary>
+    [Theory]
+    [InlineData(1.0)]
+    [InlineData(0.05)]
+    [InlineData(0.001)]
+    public void The_device_lambda_index_equals_the_dense_softmax(double temperature)
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(AttentionKind.Tau, 4, 2, temperature: temperature, sequenceLen: 4096), 33);
+        const int positions = 2 * DeviceLambdaIndex.SegmentSize + 300;
+        var cpu = new InferenceSession(model, tauPath: TauAttentionPath.Dense);
+        cpu.FillSynthetic(positions, seed: 4);
+        using var dense = OnDevice.NewSession(model, path: TauAttentionPath.Dense);
+        dense.FillSynthetic(positions, seed: 4);
+        using var indexed = OnDevice.NewSession(model);
+        indexed.FillSynthetic(positions, seed: 4);
+        int[] next = [7, 8, 9];
+        var expected = cpu.Append(next).ToArray();
+        AssertClose(expected, dense.Append(next), "dense on the device");
+        AssertClose(expected, indexed.Append(next), "through the λ index");
+        Assert.Equal(2, ((DeviceCache)indexed.Cache).SegmentIds.Count);
+        Assert.Empty(((DeviceCache)dense.Cache).SegmentIds);
+    }
+
+    [Fact]
+    public void A_prompt_past_a_segment_seals_it_and_decodes_the_tokens_of_the_CPU()
+    {
+        var model = TauModel.CreateRandom(TestSupport.SmallConfig(AttentionKind.Tau, 2, 1, sequenceLen: 2048, softcap: 0), 35);
+        var prompt = TestSupport.RandomTokens(DeviceLambdaIndex.SegmentSize + 9, model.Config.VocabSize, 6);
+        var (expected, expectedLogits) = TestSupport.DecodeAlone(model, TauAttentionPath.Dense, prompt, SamplingOptions.Greedy, 6);
+        using var session = OnDevice.NewSession(model);
+        var sampler = new Sampler(model.Config.VocabSize, SamplingOptions.Greedy);
+        var logits = session.Append(prompt);
+        var tokens = new List<int>();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            tokens.Add(sampler.Sample(logits));
+            logits = session.Append(tokens[^1]);
+        }
+        Assert.Equal(expected, tokens);
+        AssertClose(expectedLogits, logits, "after the seal");
+        var cache = (DeviceCache)session.Cache;
+        Assert.Single(cache.SegmentIds);
+
+        // A fork copies the sealed index; a cut below the seal drops it and the tokens after it are computed again.
+        using var fork = session.CopyPrefix(session.Length - 1);
+        Assert.Single(((DeviceCache)fork.Cache).SegmentIds);
+        Assert.Equal(logits.ToArray(), fork.Append(tokens[^1]).ToArray());
+        long before = cache.DeviceBytes;
+        session.Truncate(DeviceLambdaIndex.SegmentSize - 5);
+        Assert.Empty(cache.SegmentIds);
+        Assert.True(cache.DeviceBytes < before);
+        var again = session.Append(prompt.AsSpan(DeviceLambdaIndex.SegmentSize - 5, 14));
+        var cpu = new InferenceSession(model, tauPath: TauAttentionPath.Dense);
+        AssertClose(cpu.Append(prompt.AsSpan(0, DeviceLambdaIndex.SegmentSize + 9)), again, "after the cut and the same tokens again");
+    }
+
     [Fact]
     public void Wider_groups_and_tiles_give_the_same_logits()
     {
