@@ -70,14 +70,7 @@ public sealed class DeviceTests
         var (expected, expectedLogits) = TestSupport.DecodeAlone(model, TauAttentionPath.Dense, prompt, SamplingOptions.Greedy, 30);
 
         using var device = OnDevice.NewSession(model);
-        var sampler = new Sampler(model.Config.VocabSize, SamplingOptions.Greedy);
-        var logits = device.Append(prompt);
-        var tokens = new List<int>();
-        for (int i = 0; i < expected.Length; i++)
-        {
-            tokens.Add(sampler.Sample(logits));
-            logits = device.Append(tokens[^1]);
-        }
+        var (tokens, logits) = TestSupport.DecodeAlone(device, prompt, SamplingOptions.Greedy, expected.Length);
         Assert.Equal(expected, tokens);
         AssertClose(expectedLogits, logits, "the last step's logits");
     }
@@ -204,14 +197,7 @@ public sealed class DeviceTests
         var prompt = TestSupport.RandomTokens(DeviceLambdaIndex.SegmentSize + 9, model.Config.VocabSize, 6);
         var (expected, expectedLogits) = TestSupport.DecodeAlone(model, TauAttentionPath.Dense, prompt, SamplingOptions.Greedy, 6);
         using var session = OnDevice.NewSession(model);
-        var sampler = new Sampler(model.Config.VocabSize, SamplingOptions.Greedy);
-        var logits = session.Append(prompt);
-        var tokens = new List<int>();
-        for (int i = 0; i < expected.Length; i++)
-        {
-            tokens.Add(sampler.Sample(logits));
-            logits = session.Append(tokens[^1]);
-        }
+        var (tokens, logits) = TestSupport.DecodeAlone(session, prompt, SamplingOptions.Greedy, expected.Length);
         Assert.Equal(expected, tokens);
         AssertClose(expectedLogits, logits, "after the seal");
         var cache = (DeviceCache)session.Cache;
@@ -220,7 +206,7 @@ public sealed class DeviceTests
         // A fork copies the sealed index; a cut below the seal drops it and the tokens after it are computed again.
         using var fork = session.CopyPrefix(session.Length - 1);
         Assert.Single(((DeviceCache)fork.Cache).SegmentIds);
-        Assert.Equal(logits.ToArray(), fork.Append(tokens[^1]).ToArray());
+        Assert.Equal(logits, fork.Append(tokens[^1]).ToArray());
         long before = cache.DeviceBytes;
         session.Truncate(DeviceLambdaIndex.SegmentSize - 5);
         Assert.Empty(cache.SegmentIds);

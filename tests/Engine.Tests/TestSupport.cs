@@ -24,10 +24,13 @@ public static class TestSupport
             Taumode: new TaumodeConfig(Mode: mode, Temperature: temperature)).Validate();
 
     /// <summary>A session decoding alone, a step at a time: its tokens after the prompt, and the logits after the last one.</summary>
-    public static (int[] Tokens, float[] LastLogits) DecodeAlone(TauModel model, TauAttentionPath path, int[] prompt, SamplingOptions sampling, int count)
+    public static (int[] Tokens, float[] LastLogits) DecodeAlone(TauModel model, TauAttentionPath path, int[] prompt, SamplingOptions sampling, int count) =>
+        DecodeAlone(new InferenceSession(model, tauPath: path), prompt, sampling, count);
+
+    /// <summary><paramref name="session"/> (on any device) decoding alone, a step at a time, after the prompt.</summary>
+    public static (int[] Tokens, float[] LastLogits) DecodeAlone(InferenceSession session, int[] prompt, SamplingOptions sampling, int count)
     {
-        var session = new InferenceSession(model, tauPath: path);
-        var sampler = new Sampler(model.Config.VocabSize, sampling);
+        var sampler = new Sampler(session.Model.Config.VocabSize, sampling);
         var logits = session.Append(prompt);
         var tokens = new List<int>();
         for (int i = 0; i < count; i++)
