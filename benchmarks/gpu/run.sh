@@ -16,13 +16,20 @@ start=$(date +%s)
 log() { echo "[$(( $(date +%s) - start ))s] $*" | tee -a "$OUT/run.log"; }
 
 if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.csv"; fi
+# tar's xz needs the xz program, which an image may lack; Python's tarfile reads xz itself.
+extract() {
+  mkdir -p "$2"
+  if command -v xz >/dev/null; then tar -C "$2" -xJf "$1"
+  else python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; fi
+}
 if [ -f .gpu/dotnet-runtime.tar.xz ]; then
-  mkdir -p "$work/dotnet" && tar -C "$work/dotnet" -xJf .gpu/dotnet-runtime.tar.xz
+  extract .gpu/dotnet-runtime.tar.xz "$work/dotnet"
   export DOTNET_ROOT="$work/dotnet" PATH="$work/dotnet:$PATH"
 fi
-tar -C "$work" -xJf .gpu/tau.tar.xz
+extract .gpu/tau.tar.xz "$work"
 [ -d .gpu/shared ] && cp -r .gpu/shared "$work/"
-export TAU_HOME="$work/home" DOTNET_ROLL_FORWARD=Major DOTNET_CLI_TELEMETRY_OPTOUT=1
+# Invariant globalization: the runtime then needs no libicu, which a GPU image need not have.
+export TAU_HOME="$work/home" DOTNET_ROLL_FORWARD=Major DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 tau=(dotnet "$work/tau/tau.dll")
 log "device $DEVICE, dotnet $(dotnet --list-runtimes | head -1)"
 
