@@ -30,9 +30,14 @@ public sealed class DeviceModel : IDisposable
         lock (device.Gate)
         {
             Embedding = Upload(model.Weights.TokenEmbedding);
-            LmHead = Upload(model.Weights.LmHead);
-            Layers = model.Weights.Layers.Select(w => new DeviceLayer(
-                Upload(w.Query), Upload(w.Key), Upload(w.Value), Upload(w.AttentionProjection), Upload(w.MlpUp), Upload(w.MlpDown))).ToArray();
+            // Row-major as stored, each with the shape its packed CPU twin has.
+            var packed = model.Packed;
+            Matrices = new(model.Weights.Layers.Select((w, i) =>
+            {
+                var p = packed.Layers[i];
+                return new LayerMatrices<DeviceMatrix>(Upload(w.Query, p.Query), Upload(w.Key, p.Key), Upload(w.Value, p.Value),
+                    Upload(w.AttentionProjection, p.AttentionProjection), Upload(w.MlpUp, p.MlpUp), Upload(w.MlpDown, p.MlpDown));
+            }).ToArray(), Upload(model.Weights.LmHead, packed.LmHead));
             Pages = new DevicePagePool(device.Accelerator, c, KeyWidth, cacheBytes);
             if (c.Attention == AttentionKind.Tau)
             {
@@ -63,8 +68,7 @@ public sealed class DeviceModel : IDisposable
     internal DevicePagePool? Index { get; }
     internal int IndexStreamFloats { get; }
     internal ArrayView<float> Embedding { get; }
-    internal ArrayView<float> LmHead { get; }
-    internal DeviceLayer[] Layers { get; }
+    internal ModelMatrices<DeviceMatrix> Matrices { get; }
     internal ArrayView<int> LaplacianIndex => laplacianIndexBuffer?.View ?? default;
     internal ArrayView<double> LaplacianValues => laplacianValueBuffer?.View ?? default;
     internal ArrayView<DeviceDomain> Domains => domainBuffer?.View ?? default;
@@ -188,6 +192,8 @@ public sealed class DeviceModel : IDisposable
         return buffer.View;
     }
 
+    private DeviceMatrix Upload(float[] data, PackedMatrix shape) => new(Upload(data), shape.Out, shape.In);
+
     public void Dispose()
     {
         lock (Device.Gate)
@@ -203,6 +209,5 @@ public sealed class DeviceModel : IDisposable
     }
 }
 
-/// <summary>One transformer block's weights on a device, each [out, in] row-major.</summary>
-internal sealed record DeviceLayer(
-    ArrayView<float> Query, ArrayView<float> Key, ArrayView<float> Value, ArrayView<float> AttentionProjection, ArrayView<float> MlpUp, ArrayView<float> MlpDown);
+/// <summary>A weight W [out, in] on a device, row-major.</summary>
+internal readonly record struct DeviceMatrix(ArrayView<float> Weights, int Out, int In);

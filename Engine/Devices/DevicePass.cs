@@ -150,14 +150,13 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         device.Kernels.RmsNormRows(device.GroupPerItem(count), source, target, rowOf, config.NEmbd, count);
 
     public void Project(Projection weights, int layer, Activation from, Activation to, Epilogue then) =>
-        Product(Of(weights, layer), OutputsOf(weights), Of(from), Of(to), rows, then);
+        Product(model.Matrices.Of(weights, layer), Of(from), Of(to), rows, then);
 
-    private void Product(ArrayView<float> weights, int outputs, ArrayView<float> input, ArrayView<float> result, int rowCount, Epilogue then)
+    private void Product(DeviceMatrix w, ArrayView<float> input, ArrayView<float> result, int rowCount, Epilogue then)
     {
-        int inputs = (int)(weights.Length / outputs);
-        var shape = new ProductShape { Rows = rowCount, In = inputs, Out = outputs, Epilogue = (int)then, Softcap = (float)config.Softcap };
-        int tile = device.Tile, tiles = (outputs + tile - 1) / tile * ((rowCount + tile - 1) / tile);
-        device.Kernels.Product(new KernelConfig(new Index2D(Math.Min(tiles, device.Groups), 1), new Index2D(tile, tile)), weights, input, result, shape);
+        var shape = new ProductShape { Rows = rowCount, In = w.In, Out = w.Out, Epilogue = (int)then, Softcap = (float)config.Softcap };
+        int tile = device.Tile, tiles = (w.Out + tile - 1) / tile * ((rowCount + tile - 1) / tile);
+        device.Kernels.Product(new KernelConfig(new Index2D(Math.Min(tiles, device.Groups), 1), new Index2D(tile, tile)), w.Weights, input, result, shape);
     }
 
     public void CacheKeys(int layer) =>
@@ -180,7 +179,7 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         }
         selectedRows.SubView(0, selected).CopyFromCPU(hostSelected.AsSpan(0, selected));
         RmsRows(x, h, selectedRows, selected);
-        Product(model.LmHead, config.VocabSize, h, logits, selected, Epilogue.Logits);
+        Product(model.Matrices.LmHead, h, logits, selected, Epilogue.Logits);
         logits.SubView(0, (long)selected * config.VocabSize).CopyToCPU(Logits.AsSpan(0, selected * config.VocabSize));
         device.Accelerator.Synchronize();
         lanes.Clear();
@@ -194,32 +193,11 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         IndexStreamFloats = model.IndexStreamFloats, IndexPageFloats = model.Index?.PageFloats ?? 0,
     };
 
-    private int OutputsOf(Projection p) => p switch
-    {
-        Projection.Query => config.NHead * config.HeadDim,
-        Projection.Key or Projection.Value => config.KvDim,
-        Projection.MlpUp => config.MlpDim,
-        Projection.LmHead => config.VocabSize,
-        _ => config.NEmbd,
-    };
-
     private ArrayView<float> Of(Activation a) => a switch
     {
         Activation.X => x, Activation.H => h, Activation.Q => q, Activation.K => k, Activation.V => v,
         Activation.Y => y, Activation.Out => output, Activation.Up => up,
         _ => throw new ArgumentOutOfRangeException(nameof(a)),
-    };
-
-    private ArrayView<float> Of(Projection p, int layer) => p switch
-    {
-        Projection.LmHead => model.LmHead,
-        Projection.Query => model.Layers[layer].Query,
-        Projection.Key => model.Layers[layer].Key,
-        Projection.Value => model.Layers[layer].Value,
-        Projection.AttentionProjection => model.Layers[layer].AttentionProjection,
-        Projection.MlpUp => model.Layers[layer].MlpUp,
-        Projection.MlpDown => model.Layers[layer].MlpDown,
-        _ => throw new ArgumentOutOfRangeException(nameof(p)),
     };
 
     public void Dispose()

@@ -84,21 +84,16 @@ public sealed class PackedMatrix
     private const int DepthBlock = 128;
 }
 
-/// <summary>One layer's weights, packed.</summary>
-internal sealed record PackedLayer(PackedMatrix Query, PackedMatrix Key, PackedMatrix Value, PackedMatrix AttentionProjection, PackedMatrix MlpUp, PackedMatrix MlpDown);
-
 /// <summary>A model's products' weights, packed once and shared by every model variant built on the same <see cref="ModelWeights"/>.</summary>
-internal sealed record PackedWeights(PackedLayer[] Layers, PackedMatrix LmHead)
+internal static class PackedWeights
 {
-    public static PackedWeights Of(ModelWeights w, ModelConfig c)
+    public static ModelMatrices<PackedMatrix> Of(ModelWeights w, ModelConfig c)
     {
         PackedMatrix Pack(float[] weights, int outDim, int inDim) => new(weights, outDim, inDim, w.WeightType);
         return new(
-            w.Layers.Select(l => new PackedLayer(
+            w.Layers.Select(l => new LayerMatrices<PackedMatrix>(
                 Pack(l.Query, c.NHead * c.HeadDim, c.NEmbd), Pack(l.Key, c.KvDim, c.NEmbd), Pack(l.Value, c.KvDim, c.NEmbd),
                 Pack(l.AttentionProjection, c.NEmbd, c.NEmbd), Pack(l.MlpUp, c.MlpDim, c.NEmbd), Pack(l.MlpDown, c.NEmbd, c.MlpDim))).ToArray(),
             Pack(w.LmHead, c.VocabSize, c.NEmbd));
     }
-
-    public IEnumerable<PackedMatrix> All => Layers.SelectMany(l => new[] { l.Query, l.Key, l.Value, l.AttentionProjection, l.MlpUp, l.MlpDown }).Append(LmHead);
 }

@@ -78,7 +78,7 @@ internal sealed class ForwardBuffers : IForwardKernels
     }
 
     public void Project(Projection weights, int layer, Activation from, Activation to, Epilogue then) =>
-        MatMul.Run(Of(weights, layer), Of(from), Of(to), rows, Of(then));
+        MatMul.Run(model.Packed.Of(weights, layer), Of(from), Of(to), rows, Of(then));
 
     public void CacheKeys(int layer) => Keys.Run(layer, Q, K, V, model.RopeDivisors);
 
@@ -112,18 +112,6 @@ internal sealed class ForwardBuffers : IForwardKernels
         Activation.X => X, Activation.H => H, Activation.Q => Q, Activation.K => K, Activation.V => V,
         Activation.Y => Y, Activation.Out => Out, Activation.Up => Up,
         _ => throw new ArgumentOutOfRangeException(nameof(a)),
-    };
-
-    private PackedMatrix Of(Projection p, int layer) => p switch
-    {
-        Projection.LmHead => model.Packed.LmHead,
-        Projection.Query => model.Packed.Layers[layer].Query,
-        Projection.Key => model.Packed.Layers[layer].Key,
-        Projection.Value => model.Packed.Layers[layer].Value,
-        Projection.AttentionProjection => model.Packed.Layers[layer].AttentionProjection,
-        Projection.MlpUp => model.Packed.Layers[layer].MlpUp,
-        Projection.MlpDown => model.Packed.Layers[layer].MlpDown,
-        _ => throw new ArgumentOutOfRangeException(nameof(p)),
     };
 
     private OutputEpilogue? Of(Epilogue e) => e switch

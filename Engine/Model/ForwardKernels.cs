@@ -6,6 +6,31 @@ internal enum Activation { X, H, Q, K, V, Y, Out, Up }
 /// <summary>The weight matrices of a layer, and the language-model head.</summary>
 internal enum Projection { Query, Key, Value, AttentionProjection, MlpUp, MlpDown, LmHead }
 
+/// <summary>One transformer block's six weight matrices, as a device holds them; a projection names one.</summary>
+internal sealed record LayerMatrices<T>(T Query, T Key, T Value, T AttentionProjection, T MlpUp, T MlpDown)
+{
+    public T this[Projection p] => p switch
+    {
+        Projection.Query => Query,
+        Projection.Key => Key,
+        Projection.Value => Value,
+        Projection.AttentionProjection => AttentionProjection,
+        Projection.MlpUp => MlpUp,
+        Projection.MlpDown => MlpDown,
+        _ => throw new ArgumentOutOfRangeException(nameof(p), p, "not a layer's matrix"),
+    };
+
+    public IEnumerable<T> All => [Query, Key, Value, AttentionProjection, MlpUp, MlpDown];
+}
+
+/// <summary>A model's weight matrices for its products: every layer's and the language-model head.</summary>
+internal sealed record ModelMatrices<T>(LayerMatrices<T>[] Layers, T LmHead)
+{
+    public T Of(Projection p, int layer) => p == Projection.LmHead ? LmHead : Layers[layer][p];
+
+    public IEnumerable<T> All => Layers.SelectMany(l => l.All).Append(LmHead);
+}
+
 /// <summary>What a matrix product does to its outputs as it writes them (DESIGN.md §1).</summary>
 internal enum Epilogue
 {

@@ -20,13 +20,13 @@ public sealed class ModelWeights
     /// </summary>
     public TensorDType WeightType { get; init; } = TensorDType.F32;
 
-    private PackedWeights? packed;
+    private ModelMatrices<PackedMatrix>? packed;
 
     /// <summary>
     /// The products' weights repacked for the GEMM kernels, built on first use and then shared by every model built on
     /// these weights (the bench builds one per attention kind). The row-major arrays stay: they are what is saved and trained.
     /// </summary>
-    internal PackedWeights Packed(ModelConfig config) =>
+    internal ModelMatrices<PackedMatrix> Packed(ModelConfig config) =>
         packed ?? Interlocked.CompareExchange(ref packed, PackedWeights.Of(this, config), null) ?? packed;
 
     /// <summary>The tensor names and [out, in] shapes that DESIGN.md §2 requires for a config.</summary>

@@ -34,7 +34,7 @@ public sealed partial class TauModel
 
     internal double[] RopeDivisors { get; }
 
-    internal PackedWeights Packed { get; }
+    internal ModelMatrices<PackedMatrix> Packed { get; }
 
     public static TauModel Create(ModelConfig config, ModelWeights weights, Laplacian? laplacian = null) =>
         new(config, weights, laplacian, null);
