@@ -32,11 +32,47 @@ public sealed class DeviceCache : AttentionCache
     internal IReadOnlyList<int> PageIds => pages;
     internal IReadOnlyList<int> SegmentIds => segments;
 
-    /// <summary>Seals every segment whose positions are all cached (a pass's rows all come after them).</summary>
+    /// <summary>
+    /// Seals every segment whose positions are all cached (a pass's rows all come after them): its λ index
+    /// (<see cref="DeviceLambdaIndex"/>), built on the host from its pages, read back once for every stream, into an
+    /// index page of its own.
+    /// </summary>
     internal void SealSegments()
     {
         if (!Indexed) return;
-        while (segments.Count < Length / DeviceLambdaIndex.SegmentSize) segments.Add(owner.Seal(this, segments.Count));
+        int D = Config.HeadDim, streams = Config.NLayer * Config.NKvHead, streamFloats = owner.IndexStreamFloats;
+        var lambdas = new float[DeviceLambdaIndex.SegmentSize];
+        var values = new float[DeviceLambdaIndex.SegmentSize * D];
+        while (segments.Count < Length / DeviceLambdaIndex.SegmentSize)
+        {
+            var images = DownloadPages(segments.Count * DeviceLambdaIndex.SegmentSize, DeviceLambdaIndex.SegmentSize);
+            var index = new float[owner.Index!.PageFloats];
+            for (int stream = 0; stream < streams; stream++)
+            {
+                CopyStream(images, stream, DeviceLambdaIndex.SegmentSize, lambdas, values);
+                DeviceLambdaIndex.Build(lambdas, values, D, Domain!.Temperature, index.AsSpan(stream * streamFloats, streamFloats));
+            }
+            int page = owner.Index.Rent();
+            owner.Index.Upload(page, index);
+            segments.Add(page);
+        }
+    }
+
+    /// <summary>The pages of positions [first, first + count), first on a page boundary, read back from the device.</summary>
+    private float[][] DownloadPages(int first, int count) =>
+        Enumerable.Range(first / DevicePagePool.PageTokens, (count + DevicePagePool.PageTokens - 1) / DevicePagePool.PageTokens)
+            .Select(page => owner.Pages.Download(pages[page])).ToArray();
+
+    /// <summary>One stream's keys (or λk) and values of the first <paramref name="count"/> positions of <paramref name="images"/>.</summary>
+    private void CopyStream(float[][] images, int stream, int count, Span<float> keys, Span<float> values)
+    {
+        int keyWidth = owner.KeyWidth, width = keyWidth + Config.HeadDim;
+        for (int j = 0; j < count; j++)
+        {
+            var slot = images[j / DevicePagePool.PageTokens].AsSpan(DevicePagePool.SlotOffset(stream, j, width), width);
+            slot[..keyWidth].CopyTo(keys[(j * keyWidth)..]);
+            slot[keyWidth..].CopyTo(values[(j * Config.HeadDim)..]);
+        }
     }
 
     public override long Bytes => (long)Length * Config.NLayer * Config.NKvHead * (owner.KeyWidth + Config.HeadDim) * sizeof(float);
@@ -65,8 +101,8 @@ public sealed class DeviceCache : AttentionCache
 
     public override void Truncate(int tokens)
     {
+        Settle();   // what a synthetic fill staged below the cut stays
         base.Truncate(tokens);
-        staged.Clear();
         owner.Pages.Return(pages, (Length + DevicePagePool.PageTokens - 1) / DevicePagePool.PageTokens);
         if (owner.Index is { } index) index.Return(segments, Math.Min(segments.Count, Length / DeviceLambdaIndex.SegmentSize));
     }
@@ -78,7 +114,7 @@ public sealed class DeviceCache : AttentionCache
         length = Math.Clamp(length, 0, Length);
         var copy = new DeviceCache(owner, Domain, Indexed);
         copy.EnsurePages(length);
-        owner.CopyPages(pages, copy.pages);
+        owner.Pages.Copy(pages, copy.pages);
         int sealedCopies = Math.Min(segments.Count, length / DeviceLambdaIndex.SegmentSize);
         try
         {
@@ -89,7 +125,7 @@ public sealed class DeviceCache : AttentionCache
             copy.Release();
             throw;
         }
-        owner.CopyIndexPages(segments, copy.segments);
+        owner.Index?.Copy(segments, copy.segments);
         copy.Length = length;
         return copy;
     }
@@ -103,9 +139,9 @@ public sealed class DeviceCache : AttentionCache
         int position = Length, pageIndex = position / DevicePagePool.PageTokens;
         EnsurePages(position + 1);
         if (!staged.TryGetValue(pageIndex, out var image))
-            staged[pageIndex] = image = position % DevicePagePool.PageTokens == 0 ? new float[owner.Pages.PageFloats] : owner.DownloadPage(pages[pageIndex]);
+            staged[pageIndex] = image = position % DevicePagePool.PageTokens == 0 ? new float[owner.Pages.PageFloats] : owner.Pages.Download(pages[pageIndex]);
         int width = owner.KeyWidth + Config.HeadDim;
-        var slot = image.AsSpan((Stream(layer, kvHead) * DevicePagePool.PageTokens + position % DevicePagePool.PageTokens) * width, width);
+        var slot = image.AsSpan(DevicePagePool.SlotOffset(Stream(layer, kvHead), position, width), width);
         if (Domain is null) key.CopyTo(slot);
         else slot[0] = Taumode.Lambda(key, Domain.Laplacian, Domain.Settings);
         value.CopyTo(slot[owner.KeyWidth..]);
@@ -113,7 +149,7 @@ public sealed class DeviceCache : AttentionCache
 
     internal override void Settle()
     {
-        foreach (var (pageIndex, image) in staged) owner.UploadPage(pages[pageIndex], image);
+        foreach (var (pageIndex, image) in staged) owner.Pages.Upload(pages[pageIndex], image);
         staged.Clear();
     }
 
@@ -121,20 +157,9 @@ public sealed class DeviceCache : AttentionCache
     internal (float[] Keys, float[] Values) Read(int layer, int kvHead)
     {
         Settle();
-        int keyWidth = owner.KeyWidth, width = keyWidth + Config.HeadDim;
-        var keys = new float[Length * keyWidth];
+        var keys = new float[Length * owner.KeyWidth];
         var values = new float[Length * Config.HeadDim];
-        for (int page = 0; page * DevicePagePool.PageTokens < Length; page++)
-        {
-            var image = owner.DownloadPage(pages[page]);
-            for (int i = 0; i < DevicePagePool.PageTokens && page * DevicePagePool.PageTokens + i < Length; i++)
-            {
-                int j = page * DevicePagePool.PageTokens + i;
-                var slot = image.AsSpan((Stream(layer, kvHead) * DevicePagePool.PageTokens + i) * width, width);
-                slot[..keyWidth].CopyTo(keys.AsSpan(j * keyWidth));
-                slot[keyWidth..].CopyTo(values.AsSpan(j * Config.HeadDim));
-            }
-        }
+        CopyStream(DownloadPages(0, Length), Stream(layer, kvHead), Length, keys, values);
         return (keys, values);
     }
 

@@ -38,14 +38,14 @@ public sealed class DeviceModel : IDisposable
                 return new LayerMatrices<DeviceMatrix>(Upload(w.Query, p.Query), Upload(w.Key, p.Key), Upload(w.Value, p.Value),
                     Upload(w.AttentionProjection, p.AttentionProjection), Upload(w.MlpUp, p.MlpUp), Upload(w.MlpDown, p.MlpDown));
             }).ToArray(), Upload(model.Weights.LmHead, packed.LmHead));
-            Pages = new DevicePagePool(device.Accelerator, c, KeyWidth, cacheBytes);
+            Pages = new DevicePagePool(device, c, KeyWidth, cacheBytes);
             if (c.Attention == AttentionKind.Tau)
             {
                 // Room for the index of every segment the cache pool can hold, and one more.
                 IndexStreamFloats = DeviceLambdaIndex.StreamFloats(c.HeadDim);
                 int segments = (int)((long)Pages.Pages * DevicePagePool.PageTokens / DeviceLambdaIndex.SegmentSize) + 1;
                 int indexPageFloats = c.NLayer * c.NKvHead * IndexStreamFloats;
-                Index = new DevicePagePool(device.Accelerator, indexPageFloats, (long)segments * indexPageFloats * sizeof(float), "λ index pool");
+                Index = new DevicePagePool(device, indexPageFloats, (long)segments * indexPageFloats * sizeof(float), "λ index pool");
             }
         }
         WeightBytes = weights.Sum(w => w.LengthInBytes);
@@ -125,64 +125,6 @@ public sealed class DeviceModel : IDisposable
             domainIndex[domain] = index = domains.Count - 1;
             return index;
         }
-    }
-
-    internal void CopyPages(IReadOnlyList<int> from, IReadOnlyList<int> to)
-    {
-        lock (Device.Gate)
-        {
-            for (int i = 0; i < to.Count; i++) Pages.Page(from[i]).CopyTo(Pages.Page(to[i]));
-            Device.Accelerator.Synchronize();
-        }
-    }
-
-    /// <summary>
-    /// The λ index of a cache's segment <paramref name="segment"/> (<see cref="DeviceLambdaIndex"/>), built on the host
-    /// from its 64 pages and uploaded into an index page of its own; returns that page.
-    /// </summary>
-    internal int Seal(DeviceCache cache, int segment)
-    {
-        var c = Model.Config;
-        int D = c.HeadDim, width = KeyWidth + D, pagesPerSegment = DeviceLambdaIndex.SegmentSize / DevicePagePool.PageTokens;
-        var images = new float[pagesPerSegment][];
-        for (int p = 0; p < pagesPerSegment; p++) images[p] = DownloadPage(cache.PageIds[segment * pagesPerSegment + p]);
-        var index = new float[Index!.PageFloats];
-        var lambdas = new float[DeviceLambdaIndex.SegmentSize];
-        var values = new float[DeviceLambdaIndex.SegmentSize * D];
-        for (int stream = 0; stream < c.NLayer * c.NKvHead; stream++)
-        {
-            for (int j = 0; j < DeviceLambdaIndex.SegmentSize; j++)
-            {
-                var slot = images[j / DevicePagePool.PageTokens].AsSpan((stream * DevicePagePool.PageTokens + j % DevicePagePool.PageTokens) * width, width);
-                lambdas[j] = slot[0];
-                slot[KeyWidth..].CopyTo(values.AsSpan(j * D, D));
-            }
-            DeviceLambdaIndex.Build(lambdas, values, D, cache.Domain!.Temperature, index.AsSpan(stream * IndexStreamFloats, IndexStreamFloats));
-        }
-        int page = Index.Rent();
-        lock (Device.Gate) Index.Page(page).CopyFromCPU(index);
-        return page;
-    }
-
-    internal void CopyIndexPages(IReadOnlyList<int> from, IReadOnlyList<int> to)
-    {
-        lock (Device.Gate)
-        {
-            for (int i = 0; i < to.Count; i++) Index!.Page(from[i]).CopyTo(Index.Page(to[i]));
-            Device.Accelerator.Synchronize();
-        }
-    }
-
-    internal float[] DownloadPage(int page)
-    {
-        var image = new float[Pages.PageFloats];
-        lock (Device.Gate) Pages.Page(page).CopyToCPU(image);
-        return image;
-    }
-
-    internal void UploadPage(int page, float[] image)
-    {
-        lock (Device.Gate) Pages.Page(page).CopyFromCPU(image);
     }
 
     private ArrayView<float> Upload(float[] data)
