@@ -16,12 +16,12 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
     private readonly List<MemoryBuffer> buffers = [];
     private readonly List<Lane> lanes = [];
     private ArrayView<float> x, h, q, k, v, y, output, up, logits, angles, lambdaQueries;
-    private ArrayView<int> tokenIds, identityRows, selectedRows, pageTable;
+    private ArrayView<int> tokenIds, identityRows, selectedRows;
     private ArrayView<DeviceRow> rowInfo;
-    private MemoryBuffer1D<int, Stride1D.Dense>? pageBuffer, segmentBuffer;
-    private ArrayView<int> segmentTable;
-    private int capacity, pageCapacity, segmentCapacity, rows;
-    private int[] hostTokens = [], hostSelected = [], hostPages = [], hostSegments = [];
+    /// <summary>The lanes' cache page ids and λ index page ids, one lane after another.</summary>
+    private readonly PassTable pageTable, segmentTable;
+    private int capacity, rows;
+    private int[] hostTokens = [], hostSelected = [];
     private DeviceRow[] hostRows = [];
     private float[] hostAngles = [];
 
@@ -31,7 +31,8 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         device = model.Device;
         config = model.Model.Config;
         EnsureCapacity(rows);
-        EnsureSegmentCapacity(1);
+        pageTable = new PassTable(device.Accelerator);
+        segmentTable = new PassTable(device.Accelerator);
     }
 
     public float[] Logits { get; private set; } = [];
@@ -67,28 +68,6 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         capacity = n;
     }
 
-    private void EnsurePageCapacity(int count)
-    {
-        if (count <= pageCapacity) return;
-        count = Math.Max(count, 2 * pageCapacity);
-        pageBuffer?.Dispose();
-        pageBuffer = device.Accelerator.Allocate1D<int>(count);
-        pageTable = pageBuffer.View;
-        hostPages = new int[count];
-        pageCapacity = count;
-    }
-
-    private void EnsureSegmentCapacity(int count)
-    {
-        if (count <= segmentCapacity) return;
-        count = Math.Max(count, Math.Max(16, 2 * segmentCapacity));
-        segmentBuffer?.Dispose();
-        segmentBuffer = device.Accelerator.Allocate1D<int>(count);
-        segmentTable = segmentBuffer.View;
-        hostSegments = new int[count];
-        segmentCapacity = count;
-    }
-
     private ArrayView<T> Allocate<T>(long length) where T : unmanaged
     {
         var buffer = device.Accelerator.Allocate1D<T>(Math.Max(length, 1));
@@ -112,15 +91,15 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
             segmentCount += cache.SegmentIds.Count;
             lanes.Add(lane);
         }
-        EnsurePageCapacity(pageCount);
-        EnsureSegmentCapacity(segmentCount);
+        pageTable.Reserve(pageCount);
+        segmentTable.Reserve(segmentCount);
 
         int t = 0, pageAt = 0, segmentAt = 0;
         foreach (var lane in lanes)
         {
             var cache = (DeviceCache)lane.Cache;
-            for (int i = 0; i < cache.PageIds.Count; i++) hostPages[pageAt + i] = cache.PageIds[i];
-            for (int i = 0; i < cache.SegmentIds.Count; i++) hostSegments[segmentAt + i] = cache.SegmentIds[i];
+            for (int i = 0; i < cache.PageIds.Count; i++) pageTable.Host[pageAt + i] = cache.PageIds[i];
+            for (int i = 0; i < cache.SegmentIds.Count; i++) segmentTable.Host[segmentAt + i] = cache.SegmentIds[i];
             for (int i = 0; i < lane.Rows; i++, t++)
             {
                 int position = cache.Length + i;
@@ -139,8 +118,8 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
         tokenIds.SubView(0, rows).CopyFromCPU(hostTokens.AsSpan(0, rows));
         rowInfo.SubView(0, rows).CopyFromCPU(hostRows.AsSpan(0, rows));
         angles.SubView(0, (long)rows * D).CopyFromCPU(hostAngles.AsSpan(0, rows * D));
-        if (pageAt > 0) pageTable.SubView(0, pageAt).CopyFromCPU(hostPages.AsSpan(0, pageAt));
-        if (segmentAt > 0) segmentTable.SubView(0, segmentAt).CopyFromCPU(hostSegments.AsSpan(0, segmentAt));
+        pageTable.Upload(pageAt);
+        segmentTable.Upload(segmentAt);
         device.Kernels.Embed(device.Spread(rows * config.NEmbd), model.Embedding, tokenIds, x, config.NEmbd, rows * config.NEmbd);
     }
 
@@ -160,12 +139,12 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
     }
 
     public void CacheKeys(int layer) =>
-        device.Kernels.CacheKeys(device.Spread(rows * (config.NHead + config.NKvHead)), q, k, v, angles, rowInfo, pageTable, model.Pages.View, lambdaQueries,
+        device.Kernels.CacheKeys(device.Spread(rows * (config.NHead + config.NKvHead)), q, k, v, angles, rowInfo, pageTable.View, model.Pages.View, lambdaQueries,
             model.LaplacianIndex, model.LaplacianValues, model.Domains, Shape(layer));
 
     public void Attend(int layer) =>
-        device.Kernels.Attend(device.GroupPerItem(rows * config.NHead), q, lambdaQueries, y, rowInfo, pageTable, model.Pages.View,
-            model.Domains, model.Index?.View ?? default, segmentTable, Shape(layer));
+        device.Kernels.Attend(device.GroupPerItem(rows * config.NHead), q, lambdaQueries, y, rowInfo, pageTable.View, model.Pages.View,
+            model.Domains, model.Index?.View ?? default, segmentTable.View, Shape(layer));
 
     public void AddToResidual(Activation from) => device.Kernels.AddInPlace(device.Spread(rows * config.NEmbd), x, Of(from), rows * config.NEmbd);
 
@@ -202,9 +181,35 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
 
     public void Dispose()
     {
-        pageBuffer?.Dispose();
-        segmentBuffer?.Dispose();
+        pageTable.Dispose();
+        segmentTable.Dispose();
         foreach (var b in buffers) b.Dispose();
         buffers.Clear();
+    }
+
+    /// <summary>A table of ints the host fills for each pass and its kernels read, grown by doubling.</summary>
+    private sealed class PassTable(Accelerator accelerator) : IDisposable
+    {
+        private MemoryBuffer1D<int, Stride1D.Dense> buffer = accelerator.Allocate1D<int>(16);
+
+        public int[] Host { get; private set; } = new int[16];
+
+        public ArrayView<int> View => buffer.View;
+
+        public void Reserve(int count)
+        {
+            if (count <= Host.Length) return;
+            count = Math.Max(count, 2 * Host.Length);
+            buffer.Dispose();
+            buffer = accelerator.Allocate1D<int>(count);
+            Host = new int[count];
+        }
+
+        public void Upload(int count)
+        {
+            if (count > 0) View.SubView(0, count).CopyFromCPU(Host.AsSpan(0, count));
+        }
+
+        public void Dispose() => buffer.Dispose();
     }
 }
