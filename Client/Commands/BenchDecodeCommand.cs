@@ -44,8 +44,7 @@ internal static class BenchDecodeCommand
         foreach (var attention in attentions)
         {
             var (kind, path) = Attentions[attention];
-            var config = model.Config with { Attention = kind, SequenceLen = Math.Max(model.Config.SequenceLen, contexts.Max() + steps + 16) };
-            var variant = TauModel.Create(config, model.Weights, model.DefaultDomain?.Laplacian);
+            var variant = model.Variant(kind, contexts.Max() + steps + 16);
             foreach (int context in contexts)
             {
                 using var session = workers.NewSession(variant, path: path);

@@ -139,8 +139,6 @@ internal static class BenchDeviceCommand
             name = $"random {s[0]}x{s[1]}, {s[2]} heads, {s[3]} kv heads";
             return TauModel.CreateRandom(config.Validate(), 1);
         }
-        var model = BenchModel(EmbeddedOptions(), a.String("--model"), out name);
-        var widened = model.Config with { Attention = attention, SequenceLen = Math.Max(model.Config.SequenceLen, sequenceLen) };
-        return TauModel.Create(widened, model.Weights, model.DefaultDomain?.Laplacian);
+        return BenchModel(EmbeddedOptions(), a.String("--model"), out name).Variant(attention, sequenceLen);
     }
 }

@@ -54,8 +54,7 @@ public static class KernelBench
         double parked = Median(20, () => pool.For(pool.Workers + 1, empty), before: () => Thread.Sleep(5)) * 1000;
 
         const int context = 1024;
-        var variant = TauModel.Create(model.Config with { SequenceLen = Math.Max(model.Config.SequenceLen, context + repeats + 16) },
-            model.Weights, model.DefaultDomain?.Laplacian);   // shares the packed weights
+        var variant = model.Variant(model.Config.Attention, context + repeats + 16);
         var session = new InferenceSession(variant, pool: pool);
         session.FillSynthetic(context - 1, seed: 1);
         var logits = session.Append(1);

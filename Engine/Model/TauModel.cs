@@ -39,6 +39,13 @@ public sealed partial class TauModel
     public static TauModel Create(ModelConfig config, ModelWeights weights, Laplacian? laplacian = null) =>
         new(config, weights, laplacian, null);
 
+    /// <summary>
+    /// This model's weights and Laplacian under <paramref name="attention"/>, with room for at least
+    /// <paramref name="sequenceLen"/> positions: what the benchmarks time (the variant shares the packed weights).
+    /// </summary>
+    public TauModel Variant(AttentionKind attention, int sequenceLen) =>
+        Create(Config with { Attention = attention, SequenceLen = Math.Max(Config.SequenceLen, sequenceLen) }, Weights, DefaultDomain?.Laplacian);
+
     /// <summary>Scores this model's attention against another domain's Laplacian (same dimension D).</summary>
     public TaumodeSpec DomainFor(Laplacian laplacian)
     {
