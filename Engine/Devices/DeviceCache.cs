@@ -39,7 +39,7 @@ public sealed class DeviceCache : AttentionCache
     /// </summary>
     internal void SealSegments()
     {
-        if (!Indexed) return;
+        if (!Indexed || segments.Count == Length / DeviceLambdaIndex.SegmentSize) return;   // every pass asks; one in 1,024 seals
         int D = Config.HeadDim, streams = Config.NLayer * Config.NKvHead, streamFloats = owner.IndexStreamFloats;
         var lambdas = new float[DeviceLambdaIndex.SegmentSize];
         var values = new float[DeviceLambdaIndex.SegmentSize * D];
