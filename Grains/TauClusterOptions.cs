@@ -69,8 +69,29 @@ public sealed class TauClusterOptions
     /// <summary>Bytes of each model's cache pool on the device; 0 takes 40% of a GPU's memory (64 MiB on ilgpu-cpu).</summary>
     public long DeviceCacheBytes { get; set; }
 
+    /// <summary>Mutual TLS for silo-to-silo and client-to-gateway connections; off while no certificate is configured.</summary>
+    public ClusterTlsOptions Tls { get; set; } = new();
+
+    /// <summary>
+    /// Lets a silo with API keys listen beyond loopback (redis clustering) without cluster TLS. Without it, such a silo
+    /// refuses to start: the keys would guard the HTTP API while anyone on the network could call its grains directly.
+    /// </summary>
+    public bool AllowInsecureCluster { get; set; }
+
+    /// <summary>
+    /// On SIGTERM, how long running generations may take to finish before the silo leaves the cluster regardless (their
+    /// sessions then continue on another silo from their last checkpoint, with the same tokens).
+    /// </summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>A copy whose changes leave this one as it is (a silo of its own in a test cluster).</summary>
     public TauClusterOptions Clone() => (TauClusterOptions)MemberwiseClone();
+
+    /// <summary>
+    /// Whether this silo's silo and gateway ports listen on every interface (redis clustering, a cluster across machines)
+    /// rather than loopback only.
+    /// </summary>
+    public bool ListensBeyondLoopback => Clustering == "redis";
 
     public static string DefaultDataDirectory =>
         Environment.GetEnvironmentVariable("TAU_HOME") is { Length: > 0 } home ? home

@@ -22,6 +22,7 @@ public static class TauHosting
     /// </summary>
     public static ISiloBuilder AddTauServices(this ISiloBuilder builder, TauClusterOptions options)
     {
+        TauClusterOptionsValidator.ThrowIfInvalid(options);
         var services = builder.Services;
         services.AddSingleton(Options.Create(options));
         services.AddSingleton<ModelStore>();
@@ -32,8 +33,6 @@ public static class TauHosting
         services.AddPlacementDirector<AwayFromCallerPlacement, AwayFromCallerPlacementDirector>();
         services.AddMetrics();   // the IMeterFactory TauMetrics' meter comes from (hosts register it already; this makes sure)
         services.AddSingleton<TauMetrics>();
-        if (options.MaxBatch < 1) throw new InvalidOptionsException($"Tau:MaxBatch = {options.MaxBatch} must be at least 1");
-        if (options.DeviceCacheBytes < 0) throw new InvalidOptionsException($"Tau:DeviceCacheBytes = {options.DeviceCacheBytes} must not be negative");
         // Opened here, while the silo is built, so that a configured device that is missing stops it at start.
         var compute = new ComputeWorkers(options.MaxBatch, device: ComputeDevice.Parse(options.Device), deviceCacheBytes: options.DeviceCacheBytes);
         services.AddSingleton(_ => compute);   // made by a factory, so that the container disposes it
@@ -76,9 +75,17 @@ public static class TauHosting
         return metadata;
     }
 
-    /// <summary>Clustering from the options: localhost (one machine) or redis (membership in Redis).</summary>
+    /// <summary>
+    /// Clustering from the options: localhost (one machine) or redis (membership in Redis); with <c>Tau:Tls</c>, every
+    /// silo and gateway connection is mutual TLS against the cluster's CA.
+    /// </summary>
     public static ISiloBuilder UseTauClustering(this ISiloBuilder builder, TauClusterOptions options)
     {
+        if (options.Tls.Enabled)
+        {
+            var (certificate, authority) = ClusterTls.Load(options.Tls);
+            builder.UseTls(certificate, tls => ClusterTls.Configure(tls, certificate, authority));
+        }
         switch (options.Clustering)
         {
             case "localhost":

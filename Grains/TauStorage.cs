@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Orleans.Runtime;
 using Orleans.Serialization;
 using Orleans.Storage;
@@ -14,40 +15,134 @@ public static class TauStorage
 /// Grain state in files, one per grain, written atomically (temp file + rename) with Orleans' binary serializer.
 /// It survives the silo process, so an embedded <c>tau</c> keeps its sessions between runs and silos on one
 /// machine share them (the TestingHost failover tests rely on that); a cluster across machines uses Redis.
+/// <para>
+/// Writes are conditional, as in Orleans' own providers: each file starts with the ETag of the write that made it (a
+/// fresh GUID, so no two writes share one), and a write or clear whose <see cref="IGrainState{T}.ETag"/> is not the
+/// file's current one fails with <see cref="InconsistentStateException"/> instead of overwriting a newer state. The
+/// check and the rename happen under an exclusive lock on a lock file beside the state, which holds across processes.
+/// </para>
 /// </summary>
 public sealed class FileGrainStorage(string directory, Serializer serializer) : IGrainStorage
 {
+    private static ReadOnlySpan<byte> Magic => "TAUS"u8;
+    private const int HeaderBytes = 4 + 16;
+    private static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>One writer at a time per file within this process; the lock file orders writers across processes.</summary>
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> writers = new(StringComparer.Ordinal);
+
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         var path = PathOf(stateName, grainId);
-        if (!File.Exists(path))
+        byte[] bytes;
+        try
+        {
+            bytes = await File.ReadAllBytesAsync(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             grainState.RecordExists = false;
+            grainState.ETag = null;
             return;
         }
-        var bytes = await File.ReadAllBytesAsync(path);
-        grainState.State = serializer.Deserialize<T>(bytes);
+        var (etag, payload) = Split(bytes, path);
+        grainState.State = serializer.Deserialize<T>(payload);
         grainState.RecordExists = true;
-        grainState.ETag = File.GetLastWriteTimeUtc(path).Ticks.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        grainState.ETag = etag;
     }
 
-    public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
+        Conditionally(stateName, grainId, grainState.ETag, "write", async path =>
+        {
+            var etag = Guid.NewGuid().ToString("N");
+            var payload = serializer.SerializeToArray(grainState.State);
+            var bytes = new byte[HeaderBytes + payload.Length];
+            Magic.CopyTo(bytes);
+            Guid.ParseExact(etag, "N").TryWriteBytes(bytes.AsSpan(4, 16));
+            payload.CopyTo(bytes.AsSpan(HeaderBytes));
+            var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
+            await File.WriteAllBytesAsync(temporary, bytes);
+            File.Move(temporary, path, overwrite: true);
+            grainState.RecordExists = true;
+            grainState.ETag = etag;
+        });
+
+    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
+        Conditionally(stateName, grainId, grainState.ETag, "clear", path =>
+        {
+            File.Delete(path);
+            grainState.RecordExists = false;
+            grainState.ETag = null;
+            return Task.CompletedTask;
+        });
+
+    /// <summary>Runs <paramref name="change"/> if the file's ETag is still <paramref name="expected"/> (null: no file).</summary>
+    private async Task Conditionally(string stateName, GrainId grainId, string? expected, string what, Func<string, Task> change)
     {
         var path = PathOf(stateName, grainId);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
-        await File.WriteAllBytesAsync(temporary, serializer.SerializeToArray(grainState.State));
-        File.Move(temporary, path, overwrite: true);
-        grainState.RecordExists = true;
-        grainState.ETag = File.GetLastWriteTimeUtc(path).Ticks.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var writer = writers.GetOrAdd(path, _ => new SemaphoreSlim(1, 1));
+        await writer.WaitAsync();
+        try
+        {
+            using var fileLock = await LockFile(path + ".lock");
+            var current = CurrentETag(path);
+            if (current != expected)
+                throw new InconsistentStateException(
+                    $"stale {what} of {grainId} ({stateName}): its state was written since it was read (ETag {expected ?? "none"}, now {current ?? "none"})",
+                    current ?? "", expected ?? "");
+            await change(path);
+        }
+        finally
+        {
+            writer.Release();
+        }
     }
 
-    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    private static string? CurrentETag(string path)
     {
-        File.Delete(PathOf(stateName, grainId));
-        grainState.RecordExists = false;
-        grainState.ETag = null;
-        return Task.CompletedTask;
+        try
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            Span<byte> header = stackalloc byte[HeaderBytes];
+            int read = file.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false);
+            return read == HeaderBytes && header[..4].SequenceEqual(Magic) ? new Guid(header[4..]).ToString("N") : LegacyETag(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private static (string ETag, ReadOnlyMemory<byte> Payload) Split(byte[] bytes, string path) =>
+        bytes.Length >= HeaderBytes && bytes.AsSpan(0, 4).SequenceEqual(Magic)
+            ? (new Guid(bytes.AsSpan(4, 16)).ToString("N"), bytes.AsMemory(HeaderBytes))
+            : (LegacyETag(path), bytes);   // written before ETags: the first write replaces it with a headed file
+
+    private static string LegacyETag(string path)
+    {
+        var info = new FileInfo(path);
+        return $"legacy-{info.Length}-{info.LastWriteTimeUtc.Ticks}";
+    }
+
+    /// <summary>
+    /// An exclusive lock on <paramref name="path"/> (FileShare.None is an exclusive flock on Unix), retried until it is
+    /// free: held only for a check and a rename, so waits are short.
+    /// </summary>
+    private static async Task<FileStream> LockFile(string path)
+    {
+        var deadline = DateTime.UtcNow + LockTimeout;
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(Math.Min(1 + attempt, 20));
+            }
+        }
     }
 
     private string PathOf(string stateName, GrainId grainId) =>

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Options;
+
 namespace TauCluster.Silo;
 
 /// <summary>The <c>Tau:Http</c> configuration section: the OpenAI-compatible API's limits and keys.</summary>
@@ -25,4 +27,30 @@ public sealed class HttpApiOptions
 
     /// <summary>max_tokens when a request gives none.</summary>
     public int DefaultMaxTokens { get; set; } = 256;
+
+    /// <summary>The Retry-After of a 503 (a full queue, a draining silo): when a client should try again.</summary>
+    public int RetryAfterSeconds { get; set; } = 2;
+}
+
+/// <summary>The <c>Tau:Http</c> section's values: each out-of-range value is a failure that names its key.</summary>
+public sealed class HttpApiOptionsValidator : IValidateOptions<HttpApiOptions>
+{
+    public ValidateOptionsResult Validate(string? name, HttpApiOptions options)
+    {
+        var failures = new List<string>();
+        void Require(bool valid, string failure)
+        {
+            if (!valid) failures.Add(failure);
+        }
+        const string http = HttpApiOptions.Section;
+        for (int i = 0; i < options.ApiKeys.Length; i++)
+            Require(!string.IsNullOrWhiteSpace(options.ApiKeys[i]), $"{http}:ApiKeys:{i} is empty (an empty key would match nothing; remove it)");
+        Require(options.MaxRequestBodyBytes >= 1024, $"{http}:MaxRequestBodyBytes = {options.MaxRequestBodyBytes} must be at least 1024");
+        Require(options.MaxConcurrentGenerations >= 1, $"{http}:MaxConcurrentGenerations = {options.MaxConcurrentGenerations} must be at least 1");
+        Require(options.MaxQueuedGenerations >= 0, $"{http}:MaxQueuedGenerations = {options.MaxQueuedGenerations} must not be negative");
+        Require(options.MetricsCacheMilliseconds >= 0, $"{http}:MetricsCacheMilliseconds = {options.MetricsCacheMilliseconds} must not be negative");
+        Require(options.DefaultMaxTokens >= 1, $"{http}:DefaultMaxTokens = {options.DefaultMaxTokens} must be at least 1");
+        Require(options.RetryAfterSeconds >= 1, $"{http}:RetryAfterSeconds = {options.RetryAfterSeconds} must be at least 1");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
 }

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Orleans.Dashboard;
 using Microsoft.Extensions.Diagnostics.Metrics;
+using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 using TauCluster.Grains;
 
@@ -17,8 +18,7 @@ public static class TauSilo
     {
         var builder = WebApplication.CreateBuilder(args);
         configure?.Invoke(builder);
-        var tau = builder.Configuration.GetSection(TauClusterOptions.Section).Get<TauClusterOptions>() ?? new TauClusterOptions();
-        var http = builder.Configuration.GetSection(HttpApiOptions.Section).Get<HttpApiOptions>() ?? new HttpApiOptions();
+        var (tau, http) = ReadOptions(builder.Configuration);
         if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
             builder.WebHost.UseUrls("http://127.0.0.1:8080");
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = http.MaxRequestBodyBytes);
@@ -62,6 +62,27 @@ public static class TauSilo
         });
         app.MapOpenAiApi();
         return app;
+    }
+
+    /// <summary>
+    /// The <c>Tau</c> section, checked before anything is built: a key that binds to nothing (a typo), a value out of
+    /// range, a missing model or manifold root, unreadable certificates, and an API guarded by keys on a cluster that is not.
+    /// All failures at once, in one <see cref="OptionsValidationException"/>.
+    /// </summary>
+    public static (TauClusterOptions Tau, HttpApiOptions Http) ReadOptions(IConfiguration configuration)
+    {
+        var section = configuration.GetSection(TauClusterOptions.Section);
+        var failures = ConfigurationKeys.Unknown(section, typeof(TauClusterOptions), new Dictionary<string, Type> { ["Http"] = typeof(HttpApiOptions) }).ToList();
+        var tau = ConfigurationKeys.Bind<TauClusterOptions>(section, failures);
+        var http = ConfigurationKeys.Bind<HttpApiOptions>(configuration.GetSection(HttpApiOptions.Section), failures);
+        failures.AddRange(new TauClusterOptionsValidator().Validate(null, tau).Failures ?? []);
+        failures.AddRange(new HttpApiOptionsValidator().Validate(null, http).Failures ?? []);
+        if (http.ApiKeys.Length > 0 && tau.ListensBeyondLoopback && !tau.Tls.Enabled && !tau.AllowInsecureCluster)
+            failures.Add("Tau:Http:ApiKeys guard the HTTP API, but this silo's silo and gateway ports listen beyond loopback without TLS, "
+                + "so anyone on the network could call its grains: configure Tau:Tls (CertificateFile, KeyFile, CaFile), "
+                + "or set Tau:AllowInsecureCluster=true to accept that");
+        if (failures.Count > 0) throw new OptionsValidationException(TauClusterOptions.Section, typeof(TauClusterOptions), failures);
+        return (tau, http);
     }
 
     /// <summary>With keys configured, everything but /healthz (the dashboard and /metrics included) needs a valid bearer key.</summary>
