@@ -105,9 +105,7 @@ public static class OpenAiApi
     {
         var services = http.RequestServices;
         var options = services.GetRequiredService<HttpApiOptions>();
-        var body = await JsonNode.ParseAsync(http.Request.Body, documentOptions: StrictJson, cancellationToken: http.RequestAborted) as JsonObject
-            ?? throw new ApiError(400, "the body must be a JSON object");
-        var request = Parse(body, chat, options);
+        var request = Parse(await ReadObject(http), chat, options);
         services.GetRequiredService<ModelStore>().Require(request.Model);   // unknown models are refused before anything starts
 
         using var lease = await services.GetRequiredService<GenerationGate>().Enter(http.RequestAborted)
@@ -145,6 +143,37 @@ public static class OpenAiApi
         }
     }
 
+    /// <summary>
+    /// The body as a JSON object, or a 400 that says what is wrong with its bytes: a content type that is not JSON, bytes
+    /// that are not UTF-8 (checked before parsing, since the parser defers decoding strings until they are read), JSON
+    /// that does not parse. Kestrel's body size limit bounds the buffer; a body cut short is Kestrel's 400.
+    /// </summary>
+    private static async Task<JsonObject> ReadObject(HttpContext http)
+    {
+        if (http.Request.ContentType is { Length: > 0 } contentType && !IsJson(contentType))
+            throw new ApiError(400, $"Content-Type '{contentType}' is not JSON: send Content-Type: application/json (UTF-8)", code: "invalid_content_type");
+        using var buffer = new MemoryStream();
+        await http.Request.Body.CopyToAsync(buffer, http.RequestAborted);
+        var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new ApiError(400, $"the body is not valid UTF-8 (first bad byte at offset {FirstInvalidUtf8(bytes)})", code: "invalid_encoding");
+        if (bytes.Trim(" \t\r\n"u8).IsEmpty) throw new ApiError(400, "the body is empty: it must be a JSON object", code: "invalid_json");
+        return JsonNode.Parse(bytes, documentOptions: StrictJson) as JsonObject
+            ?? throw new ApiError(400, "the body must be a JSON object", code: "invalid_json");
+    }
+
+    private static bool IsJson(string contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var type)
+        && (type.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+            || type.MediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase))
+        && (type.Charset.Length == 0 || type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase));
+
+    private static int FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
+    {
+        System.Text.Unicode.Utf8.ToUtf16(bytes, new char[bytes.Length], out int read, out _, replaceInvalidSequences: false);
+        return read;
+    }
+
     private static GenerationRequest Parse(JsonObject body, bool chat, HttpApiOptions options)
     {
         string model = String(body, "model") ?? throw new ApiError(400, "model is required", "model");
@@ -178,8 +207,9 @@ public static class OpenAiApi
         string[] stop = body["stop"] switch
         {
             null => [],
-            JsonValue v when v.TryGetValue<string>(out var one) => [one],
-            JsonArray a when a.All(x => x is JsonValue xv && xv.TryGetValue<string>(out _)) && a.Count <= 4 => a.Select(x => x!.GetValue<string>()).ToArray(),
+            JsonValue v when Text(v, "stop") is { } one => [one],
+            JsonArray { Count: <= 4 } a when a.Select(x => x is JsonValue xv ? Text(xv, "stop") : null).ToArray() is var texts
+                && texts.All(t => t is not null) => texts.Select(t => t!).ToArray(),
             _ => throw new ApiError(400, "stop must be a string or an array of up to 4 strings", "stop"),
         };
         bool stream = Bool(body, "stream") ?? false;
@@ -191,8 +221,8 @@ public static class OpenAiApi
 
     private static PromptInput CompletionPrompt(JsonObject body) => body["prompt"] switch
     {
-        JsonValue v when v.TryGetValue<string>(out var text) => PromptInput.FromText(text),
-        JsonArray { Count: 1 } a when a[0] is JsonValue v && v.TryGetValue<string>(out var text) => PromptInput.FromText(text),
+        JsonValue v when Text(v, "prompt") is { } text => PromptInput.FromText(text),
+        JsonArray { Count: 1 } a when a[0] is JsonValue v && Text(v, "prompt") is { } text => PromptInput.FromText(text),
         JsonArray { Count: > 0 } a when a.All(x => x is JsonValue) => PromptInput.FromIds(Ids(a)),
         JsonArray { Count: 1 } a when a[0] is JsonArray inner => PromptInput.FromIds(Ids(inner)),
         null => throw new ApiError(400, "prompt is required", "prompt"),
@@ -221,7 +251,7 @@ public static class OpenAiApi
 
     private static string Content(JsonNode? content, int index) => content switch
     {
-        JsonValue v when v.TryGetValue<string>(out var text) => text,
+        JsonValue v when Text(v, "messages") is { } text => text,
         JsonArray parts => string.Concat(parts.Select(p => p is JsonObject o && String(o, "type") == "text" && String(o, "text") is { } t ? t
             : throw new ApiError(400, $"messages[{index}].content: only text parts are supported", "messages"))),
         null => "",
@@ -231,9 +261,22 @@ public static class OpenAiApi
     private static string? String(JsonObject o, string name) => o[name] switch
     {
         null => null,
-        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        JsonValue v when Text(v, name) is { } s => s,
         _ => throw new ApiError(400, $"{name} must be a string", name),
     };
+
+    /// <summary>A JSON string's text; an escaped unpaired surrogate ("\ud800") is no text, and a 400 for that field.</summary>
+    private static string? Text(JsonValue value, string name)
+    {
+        try
+        {
+            return value.TryGetValue<string>(out var text) ? text : null;
+        }
+        catch (InvalidOperationException)
+        {
+            throw new ApiError(400, $"{name} is not valid text: it holds an unpaired UTF-16 surrogate escape", name);
+        }
+    }
 
     private static double? Double(JsonObject o, string name) => o[name] switch
     {
