@@ -126,11 +126,14 @@ public sealed class TauSessionClient(IGrainFactory grains)
 
 public static class TauClientHosting
 {
-    /// <summary>Lets TauCluster's typed errors (unknown model, invalid options, …) arrive at this client as themselves.</summary>
+    /// <summary>
+    /// Lets TauCluster's typed errors (unknown model, invalid options, …) arrive at this client as themselves, and carries
+    /// the caller's trace context into the grain calls (Orleans' activity propagation).
+    /// </summary>
     public static IClientBuilder AddTauClient(this IClientBuilder builder)
     {
         builder.Services.AddTauErrors();
-        return builder;
+        return builder.AddActivityPropagation();
     }
 
     /// <summary>TauCluster's typed errors cross Orleans as themselves (silos and clients both need this).</summary>

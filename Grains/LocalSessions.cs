@@ -21,8 +21,29 @@ public sealed class SessionCompute(InferenceSession inference, Sampler sampler)
 public sealed class LocalSessions
 {
     private readonly ConcurrentDictionary<Guid, SessionCompute> sessions = new();
+    private int generating;
 
     public int Count => sessions.Count;
+
+    /// <summary>Completions under way in this silo's sessions, whoever asked for them: what a draining silo waits for.</summary>
+    public int Generating => Volatile.Read(ref generating);
+
+    /// <summary>Counts a completion from now until the returned lease is disposed.</summary>
+    public IDisposable BeginGeneration()
+    {
+        Interlocked.Increment(ref generating);
+        return new GenerationLease(this);
+    }
+
+    private sealed class GenerationLease(LocalSessions owner) : IDisposable
+    {
+        private int ended;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref ended, 1) == 0) Interlocked.Decrement(ref owner.generating);
+        }
+    }
     public long CacheBytes => sessions.Values.Sum(s => s.Inference.Cache.Bytes);
     public long BaselineCacheBytes => sessions.Values.Sum(s => s.Inference.Cache.KeyValueBaselineBytes);
 

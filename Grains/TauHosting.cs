@@ -39,6 +39,7 @@ public static class TauHosting
         builder.UseSiloMetadata(DeviceMetadata(builder, compute));
         services.AddPlacementFilter<AcceleratorPlacementFilterStrategy, AcceleratorPlacementFilterDirector>(ServiceLifetime.Singleton);
         services.AddTauErrors();
+        builder.AddActivityPropagation();   // a request's trace continues through its grain calls, across silos
 
         switch (options.Storage)
         {

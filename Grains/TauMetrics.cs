@@ -18,6 +18,9 @@ public sealed class TauMetrics : IDisposable
         TimeToFirstToken = Meter.CreateHistogram("tau.time_to_first_token", "s", "From a generation request reaching its session to its first new token", advice: LatencyBuckets);
         InterTokenLatency = Meter.CreateHistogram("tau.inter_token_latency", "s", "Between consecutive generated tokens of one request", advice: LatencyBuckets);
         GeneratedTokens = Meter.CreateCounter<long>("tau.generated_tokens", "{token}", "Tokens generated");
+        PromptTokens = Meter.CreateCounter<long>("tau.prompt_tokens", "{token}", "Prompt tokens of API generation requests, cached ones included");
+        RequestDuration = Meter.CreateHistogram("tau.request.duration", "s", "API generation requests from arrival to their last byte, by model and finish reason", advice: RequestBuckets);
+        Requests = Meter.CreateCounter<long>("tau.requests", "{request}", "API generation requests, by model, finish reason (stop, length, error, cancelled) and status");
         Meter.CreateObservableGauge("tau.active_sessions", () => sessions.Count, "{session}", "Sessions with a live cache on this silo");
         Meter.CreateObservableGauge("tau.cache_bytes", () => new[]
         {
@@ -56,7 +59,16 @@ public sealed class TauMetrics : IDisposable
         HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     };
 
+    /// <summary>Whole requests run from milliseconds (an error) to minutes (a long reply).</summary>
+    private static readonly InstrumentAdvice<double> RequestBuckets = new()
+    {
+        HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    };
+
     public Meter Meter { get; }
+    public Counter<long> PromptTokens { get; }
+    public Histogram<double> RequestDuration { get; }
+    public Counter<long> Requests { get; }
     public Histogram<double> TimeToFirstToken { get; }
     public Histogram<double> InterTokenLatency { get; }
     public Counter<long> GeneratedTokens { get; }

@@ -10,26 +10,38 @@ public sealed class GenerationGate(HttpApiOptions options)
     private readonly object watchersLock = new();
     private readonly List<(Func<GenerationGate, bool> Condition, TaskCompletionSource Reached)> watchers = [];
     private int waiting;
+    private bool draining;
 
     public int Waiting => Volatile.Read(ref waiting);
 
     /// <summary>Generations holding a slot now.</summary>
     public int Running => options.MaxConcurrentGenerations - slots.CurrentCount;
 
-    /// <summary>A lease to dispose when the generation ends, or null when the queue is full.</summary>
-    public async Task<IDisposable?> Enter(CancellationToken cancellation)
+    /// <summary>False once the silo has begun to shut down: from then on every generation is refused (503).</summary>
+    public bool Admitting => !Volatile.Read(ref draining);
+
+    /// <summary>Refuses every generation from now on, those still queued included; those running go on.</summary>
+    public void StopAdmitting()
     {
-        if (slots.Wait(0)) return Admitted();
+        Volatile.Write(ref draining, true);
+        Changed();
+    }
+
+    /// <summary>A lease to dispose when the generation ends; a full queue or a draining silo is a 503.</summary>
+    public async Task<IDisposable> Enter(CancellationToken cancellation)
+    {
+        if (!Admitting) throw Draining();
+        if (slots.Wait(0)) return AdmittedUnlessDraining();
         if (Interlocked.Increment(ref waiting) > options.MaxQueuedGenerations)
         {
             Interlocked.Decrement(ref waiting);
-            return null;
+            throw new ApiError(503, "the silo is at capacity; retry shortly", code: "overloaded", type: "server_error");
         }
         try
         {
             Changed();
             await slots.WaitAsync(cancellation);
-            return Admitted();
+            return AdmittedUnlessDraining();
         }
         finally
         {
@@ -50,11 +62,19 @@ public sealed class GenerationGate(HttpApiOptions options)
         return reached.Task;
     }
 
-    private Lease Admitted()
+    private Lease AdmittedUnlessDraining()
     {
+        if (!Admitting)
+        {
+            slots.Release();
+            throw Draining();
+        }
         Changed();
         return new Lease(this);
     }
+
+    private static ApiError Draining() =>
+        new(503, "this silo is shutting down and takes no new generations; retry, another silo will serve it", code: "draining", type: "server_error");
 
     private void Changed()
     {

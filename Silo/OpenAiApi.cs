@@ -97,6 +97,9 @@ public static class OpenAiApi
         {
             var error = ApiError.From(e);
             http.Response.StatusCode = error.Status;
+            // Every 503 is a moment's trouble (a full queue, a draining silo, the cluster in flux): say when to come back.
+            if (error.Status == StatusCodes.Status503ServiceUnavailable)
+                http.Response.Headers.RetryAfter = http.RequestServices.GetRequiredService<HttpApiOptions>().RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
             await http.Response.WriteAsJsonAsync(error.ToJson());
         }
     }
@@ -105,13 +108,16 @@ public static class OpenAiApi
     {
         var services = http.RequestServices;
         var options = services.GetRequiredService<HttpApiOptions>();
+        var record = http.Features.Get<GenerationRecord>() ?? new GenerationRecord();
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        record.Endpoint = chat ? "chat" : "completions";
         var request = Parse(await ReadObject(http), chat, options);
-        services.GetRequiredService<ModelStore>().Require(request.Model);   // unknown models are refused before anything starts
+        record.Model = services.GetRequiredService<ModelStore>().Require(request.Model);   // unknown models are refused before anything starts
 
-        using var lease = await services.GetRequiredService<GenerationGate>().Enter(http.RequestAborted)
-            ?? throw new ApiError(503, "the silo is at capacity; retry shortly", code: "overloaded", type: "server_error");
+        using var lease = await services.GetRequiredService<GenerationGate>().Enter(http.RequestAborted);
         var sessions = new TauSessionClient(services.GetRequiredService<IGrainFactory>());
         string sessionId = request.Session ?? $"http-{Guid.NewGuid():N}";
+        record.Session = sessionId;
         try
         {
             // One call: the session grain opens the session, checks every limit before it changes, prefills what it
@@ -120,7 +126,8 @@ public static class OpenAiApi
                 request.MaxTokens, PromptPlacement.Whole, request.Stop);
             await using var chunks = sessions.Complete(sessionId, completion, http.RequestAborted).GetAsyncEnumerator(http.RequestAborted);
             var first = await chunks.MoveNextAsync() ? chunks.Current : throw new ApiError(500, "the session returned no tokens", type: "server_error");
-            var reply = new Reply(request, chat, sessionId, first.Prompt ?? new PromptUsage(first.Position, 0, 0));
+            record.TimeToFirstToken = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            var reply = new Reply(request, chat, sessionId, first.Prompt ?? new PromptUsage(first.Position, 0, 0), record);
             if (request.Stream) await reply.Stream(http, first, chunks);
             else await reply.Whole(http, first, chunks);
         }
@@ -304,11 +311,22 @@ public static class OpenAiApi
     };
 
     /// <summary>Writes one completion, whole or as server-sent events, in the shape of the endpoint it answers.</summary>
-    private sealed class Reply(GenerationRequest request, bool chat, string sessionId, PromptUsage prompt)
+    private sealed class Reply
     {
-        private readonly string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        private readonly GenerationRequest request;
+        private readonly bool chat;
+        private readonly string sessionId;
+        private readonly PromptUsage prompt;
+        private readonly GenerationRecord record;
+        private readonly string id;
         private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        private int completionTokens;
+
+        public Reply(GenerationRequest request, bool chat, string sessionId, PromptUsage prompt, GenerationRecord record)
+        {
+            (this.request, this.chat, this.sessionId, this.prompt, this.record) = (request, chat, sessionId, prompt, record);
+            id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+            record.PromptTokens = prompt.Tokens;
+        }
 
         public async Task Whole(HttpContext http, CompletionChunk first, IAsyncEnumerator<CompletionChunk> rest)
         {
@@ -317,9 +335,10 @@ public static class OpenAiApi
             for (var chunk = first; chunk is not null; chunk = await rest.MoveNextAsync() ? rest.Current : null)
             {
                 text.Append(chunk.Text);
-                completionTokens++;
+                record.CompletionTokens++;
                 finish = chunk.Finish ?? finish;
             }
+            record.FinishReason = Name(finish);
             var choice = chat
                 ? new JsonObject { ["index"] = 0, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString() }, ["logprobs"] = null, ["finish_reason"] = Name(finish) }
                 : new JsonObject { ["index"] = 0, ["text"] = text.ToString(), ["logprobs"] = null, ["finish_reason"] = Name(finish) };
@@ -338,14 +357,16 @@ public static class OpenAiApi
             {
                 for (var chunk = first; chunk is not null; chunk = await rest.MoveNextAsync() ? rest.Current : null)
                 {
-                    completionTokens++;
+                    record.CompletionTokens++;
                     string text = chunk.Text ?? "";
+                    if (chunk.Finish is not null) record.FinishReason = Name(chunk.Finish);
                     if (text.Length > 0 || chunk.Finish is not null)
                         await Send(http, Chunk(chat ? Delta(text) : null, Name(chunk.Finish), text));
                 }
             }
             catch (Exception e) when (!(e is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
             {
+                record.FinishReason = "error";
                 await Send(http, ApiError.From(e).ToJson());   // headers are gone: the error travels as an event
             }
             if (request.IncludeUsage)
@@ -387,8 +408,8 @@ public static class OpenAiApi
         private JsonObject Usage() => new()
         {
             ["prompt_tokens"] = prompt.Tokens,
-            ["completion_tokens"] = completionTokens,
-            ["total_tokens"] = prompt.Tokens + completionTokens,
+            ["completion_tokens"] = record.CompletionTokens,
+            ["total_tokens"] = prompt.Tokens + record.CompletionTokens,
             ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = prompt.CachedTokens },
         };
 

@@ -3,14 +3,17 @@ using System.Text;
 using Orleans.Dashboard;
 using Microsoft.Extensions.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
+using OpenTelemetry;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using TauCluster.Grains;
 
 namespace TauCluster.Silo;
 
 /// <summary>
 /// The silo process: an Orleans silo and, on the same host, ASP.NET Core serving the OpenAI-compatible API,
-/// /metrics (Prometheus), /healthz and the Orleans dashboard at /dashboard.
+/// /metrics (Prometheus), /healthz and /readyz, and the Orleans dashboard at /dashboard.
 /// </summary>
 public static class TauSilo
 {
@@ -23,16 +26,30 @@ public static class TauSilo
             builder.WebHost.UseUrls("http://127.0.0.1:8080");
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = http.MaxRequestBodyBytes);
 
+        // First among hosted services, so that on SIGTERM it drains before Kestrel or the silo begin to stop.
+        builder.Services.AddHostedService<DrainOnShutdown>();
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = tau.ShutdownTimeout + TimeSpan.FromSeconds(30));   // the drain, then leaving the cluster
         builder.UseOrleans(silo => silo
             .UseTauClustering(tau)
             .AddTauServices(tau)
             .AddDashboard());
         builder.Services.AddSingleton(http);
         builder.Services.AddSingleton<GenerationGate>();
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
-            .AddMeter("Microsoft.Orleans")
-            .AddMeter("System.Runtime")
-            .AddPrometheusExporter(prometheus => prometheus.ScrapeResponseCacheDurationMilliseconds = http.MetricsCacheMilliseconds));
+        builder.Services.AddTauHealthChecks();
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("taucluster-silo", serviceInstanceId: $"{Environment.MachineName}:{tau.SiloPort}"))
+            .WithMetrics(metrics => metrics
+                .AddMeter("Microsoft.Orleans")
+                .AddMeter("System.Runtime")
+                .AddMeter("Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")   // http.server.request.duration, connections
+                .AddPrometheusExporter(prometheus => prometheus.ScrapeResponseCacheDurationMilliseconds = http.MetricsCacheMilliseconds));
+        // Traces, and everything to an OpenTelemetry collector, when one is configured (the standard OTEL_* settings).
+        if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+            telemetry
+                .WithTracing(tracing => tracing
+                    .AddAspNetCoreInstrumentation()
+                    .AddSource(Orleans.Diagnostics.ActivitySources.ApplicationGrainActivitySourceName, Orleans.Diagnostics.ActivitySources.RuntimeActivitySourceName))
+                .UseOtlpExporter();
         // TauCluster's meter only as this silo's IMeterFactory made it (MeterScope.Local): AddMeter would take every meter
         // of that name in the process, and with several silos in one process each /metrics would mix them.
         builder.Services.AddMetrics(metrics => metrics.EnableMetrics(TauMetrics.MeterName, scopes: MeterScope.Local));
@@ -42,13 +59,15 @@ public static class TauSilo
         app.Services.GetRequiredService<TauMetrics>().Meter.CreateObservableGauge(
             "tau.queue_depth", () => gate.Waiting, "{request}", "Generation requests waiting for a slot on this silo");
 
+        app.Use(RequestTelemetry.Middleware(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TauCluster.Requests"),
+            app.Services.GetRequiredService<TauMetrics>()));
         app.Use(RequireApiKey(http.ApiKeys));
         app.Use(async (context, next) =>
         {
             if (context.Request.Path.StartsWithSegments("/v1")) await OpenAiApi.WriteErrors(context, () => next(context));
             else await next(context);
         });
-        app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
+        app.MapTauHealthChecks();
         app.MapOrleansDashboard(routePrefix: "/dashboard");
         app.MapPrometheusScrapingEndpoint("/metrics");
         // Diagnostics, off unless configured: a full, compacting collection, to compare memory before and after a load.
@@ -85,13 +104,13 @@ public static class TauSilo
         return (tau, http);
     }
 
-    /// <summary>With keys configured, everything but /healthz (the dashboard and /metrics included) needs a valid bearer key.</summary>
+    /// <summary>With keys configured, everything but the probes /healthz and /readyz (the dashboard and /metrics included) needs a valid bearer key.</summary>
     private static Func<HttpContext, Func<Task>, Task> RequireApiKey(string[] keys)
     {
         var accepted = keys.Where(k => k.Length > 0).Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();
         return async (context, next) =>
         {
-            if (accepted.Length == 0 || context.Request.Path.StartsWithSegments("/healthz"))
+            if (accepted.Length == 0 || context.Request.Path.StartsWithSegments("/healthz") || context.Request.Path.StartsWithSegments("/readyz"))
             {
                 await next();
                 return;

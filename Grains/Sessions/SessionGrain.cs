@@ -163,6 +163,7 @@ public sealed class SessionGrain(
     {
         long started = Stopwatch.GetTimestamp();
         using var turn = await turnstile.Enter(cancellation);
+        using var generating = local.BeginGeneration();
         int unsaved = 0;
         Task? checkpoint = null;
         try

@@ -11,7 +11,7 @@ public sealed class SecurityAndLoadTests
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     [Fact]
-    public async Task Configured_api_keys_guard_the_api_the_metrics_and_the_dashboard_but_not_healthz()
+    public async Task Configured_api_keys_guard_the_api_the_metrics_and_the_dashboard_but_not_the_health_probes()
     {
         await using var server = await SiloServer.Start(("Tau:Http:ApiKeys:0", "first-key"), ("Tau:Http:ApiKeys:1", "second-key"));
         foreach (var path in new[] { "/v1/models", "/metrics", "/dashboard/" })
@@ -25,8 +25,11 @@ public sealed class SecurityAndLoadTests
             using var right = await server.Http("second-key").GetAsync(path);
             Assert.Equal(HttpStatusCode.OK, right.StatusCode);
         }
-        using var health = await server.Http().GetAsync("/healthz");
-        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        foreach (var probe in new[] { "/healthz", "/readyz" })
+        {
+            using var health = await server.Http().GetAsync(probe);
+            Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        }
         using var completion = await server.Http("first-key").PostAsync("/v1/completions", Json("""{"model": "tiny", "prompt": "keyed", "max_tokens": 2}"""));
         Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
 
@@ -55,6 +58,7 @@ public sealed class SecurityAndLoadTests
 
             using var refused = await server.Http().PostAsync("/v1/completions", Json("""{"model": "tiny", "prompt": "no room", "max_tokens": 2}"""));
             Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Equal(TimeSpan.FromSeconds(2), refused.Headers.RetryAfter?.Delta);   // Tau:Http:RetryAfterSeconds' default
             var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
             Assert.Equal("overloaded", error["code"]!.GetValue<string>());
         }

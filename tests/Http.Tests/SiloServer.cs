@@ -36,7 +36,10 @@ public sealed class SiloServer : IAsyncDisposable
     /// <summary>Waits for a state of the silo's admission gate (it announces every change), failing after a minute.</summary>
     public Task GateReaches(Func<GenerationGate, bool> condition) => Gate.When(condition).WaitAsync(TimeSpan.FromMinutes(1));
 
-    public static async Task<SiloServer> Start(params (string Key, string Value)[] settings)
+    public static Task<SiloServer> Start(params (string Key, string Value)[] settings) => StartWith(null, settings);
+
+    /// <summary>A silo whose host <paramref name="configure"/> may change further (a logger provider, more services).</summary>
+    public static async Task<SiloServer> StartWith(Action<WebApplicationBuilder>? configure, params (string Key, string Value)[] settings)
     {
         var root = Path.Combine(Path.GetTempPath(), "tau-http-tests", Guid.NewGuid().ToString("N"));
         var config = new ModelConfig(VocabSize: 256, NLayer: 2, NHead: 2, NKvHead: 1, NEmbd: 64, SequenceLen: 2048, Softcap: 15,
@@ -59,6 +62,7 @@ public sealed class SiloServer : IAsyncDisposable
         {
             builder.Configuration.AddInMemoryCollection(values);
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            configure?.Invoke(builder);
         });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
