@@ -52,14 +52,15 @@ public sealed class ClusterConnection : IAsyncDisposable
 
     /// <summary>
     /// An Orleans client of running silos: <c>HOST:PORT[,HOST:PORT…]</c> gateways, or <c>redis://HOST:PORT</c> for the
-    /// membership table the silos keep in Redis.
+    /// membership table the silos keep in Redis; with <paramref name="tls"/> configured, over mutual TLS.
     /// </summary>
-    public static async Task<ClusterConnection> Connect(string cluster, string clusterId, string serviceId, CancellationToken cancellation)
+    public static async Task<ClusterConnection> Connect(string cluster, string clusterId, string serviceId, ClusterTlsOptions tls, CancellationToken cancellation)
     {
         var builder = Host.CreateApplicationBuilder();
         QuietLogging(builder.Logging);
         builder.UseOrleansClient(client =>
         {
+            client.UseTauTls(tls, CommandSupport.TlsFlag);
             if (cluster.StartsWith("redis://", StringComparison.OrdinalIgnoreCase))
                 client.UseRedisClustering(cluster["redis://".Length..]);
             else

@@ -10,8 +10,11 @@ namespace TauCluster.Client;
 /// </summary>
 internal static class CommandSupport
 {
-    /// <summary>Where the sessions run: <see cref="Connect"/> reads these.</summary>
-    public static readonly string[] ClusterOptionNames = ["--cluster", "--cluster-id", "--service-id", "--device"];
+    /// <summary>Mutual TLS to the gateways: <see cref="Tls"/> reads these (or TAU_TLS_CERT, TAU_TLS_KEY and TAU_TLS_CA).</summary>
+    public static readonly string[] TlsOptionNames = ["--tls-cert", "--tls-key", "--tls-ca"];
+
+    /// <summary>Where the sessions run: <see cref="Connect"/> reads these (declared after what they include: fields initialise in order).</summary>
+    public static readonly string[] ClusterOptionNames = ["--cluster", "--cluster-id", "--service-id", "--device", .. TlsOptionNames];
 
     /// <summary>How tokens are chosen: <see cref="Sampling"/> reads these.</summary>
     public static readonly string[] SamplingOptionNames = ["--temperature", "--top-k", "--top-p", "--seed"];
@@ -38,10 +41,13 @@ internal static class CommandSupport
             foreach (var (option, value) in new[] { ("--model", model), ("--domain", domain) })
                 if (value is not null && !Names.IsValid(value))
                     throw new UsageException($"with --cluster, {option} must name a {option[2..]} configured on the silos, not a path ('{value}')");
-            var remote = await ClusterConnection.Connect(address, a.String("--cluster-id") ?? "taucluster", a.String("--service-id") ?? "taucluster", cancellation);
+            var remote = await ClusterConnection.Connect(address, a.String("--cluster-id") ?? "taucluster", a.String("--service-id") ?? "taucluster",
+                Tls(a), cancellation);
             return new OpenCluster(remote, model, domain);
         }
 
+        if (TlsOptionNames.FirstOrDefault(a.Has) is { } tlsFlag)
+            throw new UsageException($"{tlsFlag} applies to a cluster's gateways (--cluster); the embedded silo takes no connections");
         var options = EmbeddedOptions();
         options.Device = Device(a).Name;
         if (resolveModel)
@@ -53,6 +59,25 @@ internal static class CommandSupport
         Progress("starting an embedded silo …");
         return new OpenCluster(await ClusterConnection.StartEmbedded(options, cancellation), model, domain);
     }
+
+    /// <summary>
+    /// The client certificate, its key and the cluster's CA, from <c>--tls-cert</c>, <c>--tls-key</c> and <c>--tls-ca</c>,
+    /// each defaulting to its environment variable, so that a shell configured once reaches a TLS cluster every time.
+    /// </summary>
+    public static ClusterTlsOptions Tls(ParsedArguments a) => new()
+    {
+        CertificateFile = a.String("--tls-cert") ?? Environment.GetEnvironmentVariable("TAU_TLS_CERT"),
+        KeyFile = a.String("--tls-key") ?? Environment.GetEnvironmentVariable("TAU_TLS_KEY"),
+        CaFile = a.String("--tls-ca") ?? Environment.GetEnvironmentVariable("TAU_TLS_CA"),
+    };
+
+    /// <summary>How the errors of <see cref="ClusterTls.Load"/> name the settings: by the flags a user of tau gives.</summary>
+    public static string TlsFlag(string setting) => setting switch
+    {
+        nameof(ClusterTlsOptions.CertificateFile) => "--tls-cert (TAU_TLS_CERT)",
+        nameof(ClusterTlsOptions.KeyFile) => "--tls-key (TAU_TLS_KEY)",
+        _ => "--tls-ca (TAU_TLS_CA)",
+    };
 
     /// <summary><c>--device</c>: cpu (the default), cuda, cuda:N or ilgpu-cpu.</summary>
     public static ComputeDevice Device(ParsedArguments a) => ComputeDevice.Parse(a.String("--device"));

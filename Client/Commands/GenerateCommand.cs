@@ -13,7 +13,7 @@ internal static class GenerateCommand
         tau generate [--model DIR|NAME] (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N]
                      [--temperature T] [--top-k K] [--top-p P] [--seed S] [--session ID]
                      [--domain DIR|NAME] [--cluster HOST:PORT[,HOST:PORT…] | redis://HOST:PORT]
-                     [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
+                     [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
         """;
 
     private static readonly string[] Options =
