@@ -82,6 +82,12 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
     /// <summary>A silo process; it is ready when its host has started, which is after its silo has joined the cluster as active.</summary>
     private (Process Process, int SiloPort, Task Ready) StartSilo(int index)
     {
+        var (process, siloPort, _, ready) = StartSiloWithHttp(index);
+        return (process, siloPort, ready);
+    }
+
+    private (Process Process, int SiloPort, int HttpPort, Task Ready) StartSiloWithHttp(int index)
+    {
         int siloPort = TestPaths.FreePort(), gatewayPort = TestPaths.FreePort(), httpPort = TestPaths.FreePort();
         var env = new Dictionary<string, string>
         {
@@ -99,11 +105,10 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         };
         var (process, ready) = Start("dotnet", [BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}",
             readyLine: "Application started");   // Microsoft.Hosting.Lifetime, once every hosted service (the silo too) has started
-        return (process, siloPort, ready);
+        return (process, siloPort, httpPort, ready);
     }
 
-    [SkippableFact]
-    public async Task Sigkilled_silo_loses_no_session_and_changes_no_token()
+    private async Task StartRedis()
     {
         var redis = RedisServer();
         TestPaths.Require(redis is not null, "redis-server");
@@ -111,9 +116,11 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         var (_, redisReady) = Start(redis!, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             new Dictionary<string, string>(), "redis", readyLine: "Ready to accept connections");
         await redisReady.WaitAsync(TimeSpan.FromSeconds(20));
-        var silos = new[] { StartSilo(1), StartSilo(2) };
-        await Task.WhenAll(silos.Select(s => s.Ready)).WaitAsync(TimeSpan.FromSeconds(90));
+    }
 
+    /// <summary>An Orleans client of the cluster in Redis, once it sees <paramref name="silos"/> active silos.</summary>
+    private async Task<IHost> ConnectClient(int silos)
+    {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.UseOrleansClient(client =>
@@ -122,17 +129,27 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
             client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (clusterId, clusterId));
             client.AddTauClient();
         });
-        using var host = builder.Build();
+        var host = builder.Build();
         await host.StartAsync();
-        var grains = host.Services.GetRequiredService<IClusterClient>();
-        var management = grains.GetGrain<IManagementGrain>(0);
-        // Both silos are active in the table; each learns of the other through membership gossip or its next read of the
+        var management = host.Services.GetRequiredService<IClusterClient>().GetGrain<IManagementGrain>(0);
+        // Every silo is active in the table; each learns of the others through membership gossip or its next read of the
         // table, and nothing outside a silo can wait for that: a bounded poll, which the first read passes almost always.
-        for (int attempt = 1; (await TauSessionClient.Retry(() => management.GetHosts(onlyActive: true), default)).Count < 2; attempt++)
+        for (int attempt = 1; (await TauSessionClient.Retry(() => management.GetHosts(onlyActive: true), default)).Count < silos; attempt++)
         {
-            Assert.True(attempt < 100, "the two silos did not both see the cluster of two");
+            Assert.True(attempt < 100, $"the silos did not all see the cluster of {silos}");
             await Task.Delay(200);
         }
+        return host;
+    }
+
+    [SkippableFact]
+    public async Task Sigkilled_silo_loses_no_session_and_changes_no_token()
+    {
+        await StartRedis();
+        var silos = new[] { StartSilo(1), StartSilo(2) };
+        await Task.WhenAll(silos.Select(s => s.Ready)).WaitAsync(TimeSpan.FromSeconds(90));
+        using var host = await ConnectClient(silos.Length);
+        var grains = host.Services.GetRequiredService<IClusterClient>();
         var sessions = new TauSessionClient(grains);
         var spec = new SessionSpec(TestWorld.Tiny, null, new SamplingSettings(0.9, 40, 0.95, 21));
 
@@ -199,5 +216,79 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         using var shutdown = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await survivor.Process.WaitForExitAsync(shutdown.Token);
         Assert.Equal(0, survivor.Process.ExitCode);
+    }
+
+    /// <summary>
+    /// SIGTERM to the silo that hosts a session, in the middle of its generation (its caller has the first 10 tokens and
+    /// reads no further for now): the silo drains. Its readiness fails and its API turns new generations away with 503
+    /// and Retry-After, while the generation under way runs to its end there, untouched; then the silo leaves the cluster
+    /// with exit code 0, and the session's next generation runs on the other silo with the tokens an undisturbed
+    /// session gets.
+    /// </summary>
+    [SkippableFact]
+    public async Task Sigterm_drains_the_silo_and_its_sessions_continue_elsewhere_with_the_same_tokens()
+    {
+        await StartRedis();
+        var silos = new[] { StartSiloWithHttp(1), StartSiloWithHttp(2) };
+        await Task.WhenAll(silos.Select(s => s.Ready)).WaitAsync(TimeSpan.FromSeconds(90));
+        using var host = await ConnectClient(silos.Length);
+        var sessions = new TauSessionClient(host.Services.GetRequiredService<IClusterClient>());
+        var spec = new SessionSpec(TestWorld.Tiny, null, new SamplingSettings(0.9, 40, 0.95, 33));
+
+        async Task<string> Begin()
+        {
+            var id = $"d-{Guid.NewGuid():N}";
+            await sessions.Open(id, spec);
+            await sessions.Append(id, PromptInput.FromText("a silo that is told to stop"));
+            return id;
+        }
+        async Task<List<int>> Generate(string id, int count)
+        {
+            var ids = new List<int>();
+            await foreach (var t in sessions.Generate(id, count)) ids.Add(t.Id);
+            return ids;
+        }
+
+        var reference = await Begin();
+        var (first, then) = (await Generate(reference, 40), await Generate(reference, 20));
+
+        var id = await Begin();
+        string hostSilo = (await sessions.Info(id)).Silo;
+        var victim = Assert.Single(silos, s => hostSilo.Contains($":{s.SiloPort}:", StringComparison.Ordinal));
+        var resumes = new List<StreamResume>();
+        sessions.Resuming += resumes.Add;
+        var received = new List<int>();
+        await using (var stream = sessions.Generate(id, 40).GetAsyncEnumerator())
+        {
+            while (received.Count < 10 && await stream.MoveNextAsync()) received.Add(stream.Current.Id);
+            using (var term = Process.Start("kill", ["-TERM", victim.Process.Id.ToString()])) await term.WaitForExitAsync();
+
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{victim.HttpPort}"), Timeout = TimeSpan.FromSeconds(30) };
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while ((await http.GetAsync("/readyz")).StatusCode != System.Net.HttpStatusCode.ServiceUnavailable)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the silo's readiness did not fail after SIGTERM");
+                await Task.Delay(100);
+            }
+            using var refused = await http.PostAsync("/v1/completions",
+                new StringContent("""{"model": "tiny", "prompt": "too late", "max_tokens": 2}""", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter);
+            Assert.Contains("\"draining\"", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            Assert.False(victim.Process.HasExited, "the silo left under a running generation");
+
+            while (await stream.MoveNextAsync()) received.Add(stream.Current.Id);
+        }
+        Assert.Equal(first, received);
+        Assert.Empty(resumes);   // it ran to its end on the draining silo: nothing was cut, nothing requested again
+
+        using (var exit = new CancellationTokenSource(TimeSpan.FromSeconds(90)))
+            await victim.Process.WaitForExitAsync(exit.Token);
+        Assert.Equal(0, victim.Process.ExitCode);
+
+        Assert.Equal(then, await Generate(id, 20));
+        var after = await sessions.Info(id);
+        Assert.NotEqual(hostSilo, after.Silo);
+        Assert.Contains($":{silos.Single(s => s != victim).SiloPort}:", after.Silo, StringComparison.Ordinal);
     }
 }
