@@ -43,6 +43,11 @@ catch (Exception e) when (e is TauException or IOException or UnauthorizedAccess
     Console.Error.WriteLine($"tau: {e.Message}");
     return 1;
 }
+catch (Microsoft.Extensions.Options.OptionsValidationException e)
+{
+    Console.Error.WriteLine($"tau: {string.Join("; ", e.Failures)}");   // the embedded silo's options, as the flags made them
+    return 1;
+}
 catch (Exception e)
 {
     Console.Error.WriteLine($"tau: {e.GetType().Name}: {WithoutStackTraces(e.Message)}");

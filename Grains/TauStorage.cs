@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Orleans.Runtime;
 using Orleans.Serialization;
 using Orleans.Storage;
@@ -19,17 +18,19 @@ public static class TauStorage
 /// Writes are conditional, as in Orleans' own providers: each file starts with the ETag of the write that made it (a
 /// fresh GUID, so no two writes share one), and a write or clear whose <see cref="IGrainState{T}.ETag"/> is not the
 /// file's current one fails with <see cref="InconsistentStateException"/> instead of overwriting a newer state. The
-/// check and the rename happen under an exclusive lock on a lock file beside the state, which holds across processes.
+/// check and the rename happen under an exclusive lock that holds across processes: one of 64 lock files in
+/// <c>.locks/</c> (a grain's by a hash of its path), so that their number stays fixed however many grains come and go.
 /// </para>
 /// </summary>
 public sealed class FileGrainStorage(string directory, Serializer serializer) : IGrainStorage
 {
     private static ReadOnlySpan<byte> Magic => "TAUS"u8;
     private const int HeaderBytes = 4 + 16;
+    private const int LockStripes = 64;
     private static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>One writer at a time per file within this process; the lock file orders writers across processes.</summary>
-    private readonly ConcurrentDictionary<string, SemaphoreSlim> writers = new(StringComparer.Ordinal);
+    /// <summary>One writer at a time per stripe within this process; its lock file orders writers across processes.</summary>
+    private readonly SemaphoreSlim[] writers = Enumerable.Range(0, LockStripes).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
 
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
@@ -81,11 +82,13 @@ public sealed class FileGrainStorage(string directory, Serializer serializer) : 
     {
         var path = PathOf(stateName, grainId);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var writer = writers.GetOrAdd(path, _ => new SemaphoreSlim(1, 1));
+        int stripe = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(path))[0] % LockStripes;   // the same in every process
+        var writer = writers[stripe];
         await writer.WaitAsync();
         try
         {
-            using var fileLock = await LockFile(path + ".lock");
+            var locks = Directory.CreateDirectory(Path.Combine(directory, ".locks")).FullName;
+            using var fileLock = await LockFile(Path.Combine(locks, $"{stripe:x2}.lock"));
             var current = CurrentETag(path);
             if (current != expected)
                 throw new InconsistentStateException(

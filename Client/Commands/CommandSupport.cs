@@ -85,9 +85,12 @@ internal static class CommandSupport
     /// <summary>An embedded silo's settings: models and manifolds by name under $TAU_HOME.</summary>
     public static TauClusterOptions EmbeddedOptions()
     {
+        // Roots only where they exist: a fresh $TAU_HOME has none yet, and a silo refuses a root that is not there.
         var options = new TauClusterOptions();
-        options.ModelsRoot = Path.Combine(options.DataDirectory, "models");
-        options.ManifoldsRoot = Path.Combine(options.DataDirectory, "manifolds");
+        var models = Path.Combine(options.DataDirectory, "models");
+        var manifolds = Path.Combine(options.DataDirectory, "manifolds");
+        options.ModelsRoot = Directory.Exists(models) ? models : null;
+        options.ManifoldsRoot = Directory.Exists(manifolds) ? manifolds : null;
         return options;
     }
 

@@ -110,4 +110,19 @@ public sealed class FileStorageTests : IDisposable
         Assert.Equal(views[winner].State.State, final.State);
         Assert.Equal(views[winner].State.ETag, final.ETag);
     }
+
+    [Fact]
+    public async Task Lock_files_stay_a_fixed_few_however_many_grains_write()
+    {
+        var storage = Silo();
+        for (int i = 0; i < 300; i++)
+        {
+            var grain = GrainId.Create("session", $"s-{i}");
+            var state = new GrainState<int[]>([i]);
+            await storage.WriteStateAsync("session", grain, state);
+            await storage.ClearStateAsync("session", grain, state);
+        }
+        Assert.InRange(Directory.GetFiles(Path.Combine(directory, ".locks")).Length, 1, 64);
+        Assert.Empty(Directory.GetFiles(Path.Combine(directory, "session")));   // cleared grains leave nothing behind
+    }
 }
