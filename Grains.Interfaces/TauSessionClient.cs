@@ -115,12 +115,14 @@ public sealed class TauSessionClient(IGrainFactory grains)
 
     /// <summary>
     /// Failures of the cluster rather than of the request: errors a grain raises about its input (TauCluster's typed
-    /// errors, argument errors) are never retried, nor is a cancellation the caller asked for.
+    /// errors, argument errors) are never retried, nor is a cancellation the caller asked for. A write conflict is the
+    /// cluster's: two activations of one session wrote it (one on a silo declared dead that did not know it yet), and
+    /// the one that lost has deactivated, so a retry finds the session as stored.
     /// </summary>
     public static bool IsTransient(Exception e, CancellationToken cancellation) =>
         !cancellation.IsCancellationRequested && e is SiloUnavailableException or OrleansMessageRejectionException
             or EnumerationAbortedException or TimeoutException or GatewayTooBusyException
-            or Orleans.Runtime.Messaging.ConnectionFailedException or OperationCanceledException
+            or Orleans.Runtime.Messaging.ConnectionFailedException or OperationCanceledException or Orleans.Storage.InconsistentStateException
             or OrleansException { InnerException: SiloUnavailableException or Orleans.Runtime.Messaging.ConnectionFailedException };
 }
 

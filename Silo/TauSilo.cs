@@ -33,6 +33,10 @@ public static class TauSilo
             .UseTauClustering(tau)
             .AddTauServices(tau)
             .AddDashboard());
+        // Orleans binds its messaging and endpoint options from the Orleans section, but not membership: how soon a silo
+        // that stops answering is declared dead, and how often a silo rereads the table (and so finds itself declared
+        // dead after a partition). Deployments on slow or fast networks, and tests, tune them here.
+        builder.Services.Configure<Orleans.Configuration.ClusterMembershipOptions>(builder.Configuration.GetSection("Orleans:Membership"));
         builder.Services.AddSingleton(http);
         builder.Services.AddSingleton<GenerationGate>();
         builder.Services.AddTauHealthChecks();

@@ -370,7 +370,19 @@ public sealed class SessionGrain(
     {
         state.State.Tokens = Tokens.Pack();
         state.State.Generator = PackGenerator(CurrentGenerator());
-        await state.WriteStateAsync();
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch (Orleans.Storage.InconsistentStateException)
+        {
+            // Another activation wrote the session since this one read it: one on a silo that was cut off and declared
+            // dead, whose write Redis received only when the link came back. This activation's state is stale, so it
+            // goes, and the caller's retry reads the session afresh. Orleans does that itself when the exception leaves
+            // a grain call, but not when it ends a stream (the stream's extension reports it as a value).
+            DeactivateOnIdle();
+            throw;
+        }
     }
 
     private SessionInfo Info()

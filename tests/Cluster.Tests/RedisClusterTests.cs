@@ -14,7 +14,7 @@ namespace TauCluster.Cluster.Tests;
 /// </summary>
 public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
 {
-    private readonly List<Process> processes = [];
+    private readonly TestProcesses processes = new(output);
     private readonly TestWorld world = new();
     private readonly string clusterId = $"redis-test-{Guid.NewGuid():N}"[..24];
     private int redisPort;
@@ -23,11 +23,7 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
 
     public Task DisposeAsync()
     {
-        foreach (var p in processes)
-        {
-            try { if (!p.HasExited) p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            p.Dispose();
-        }
+        processes.Dispose();
         world.Dispose();
         return Task.CompletedTask;
     }
@@ -35,49 +31,7 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
     private static string? RedisServer() =>
         new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
 
-    /// <summary>A program the solution builds beside this test (same configuration): the silo or the tau client.</summary>
-    private static string BuiltAssembly(string project, string assembly)
-    {
-        string configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;   // …/bin/<Configuration>/net10.0/
-        var path = Path.Combine(TestPaths.RepositoryRoot(), project, "bin", configuration, "net10.0", assembly);
-        return File.Exists(path) ? path : throw new FileNotFoundException($"build the {project} project first: {path}");
-    }
-
     private readonly System.Text.StringBuilder cliOutput = new();
-
-    /// <summary>
-    /// Starts a process whose output goes to the test log. With <paramref name="readyLine"/>, the task completes when the
-    /// process writes a line that contains it, and fails if the process exits first.
-    /// </summary>
-    private (Process Process, Task Ready) Start(string file, IEnumerable<string> args, IDictionary<string, string> environment, string name,
-        bool captureOutput = false, string? readyLine = null)
-    {
-        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) start.ArgumentList.Add(a);
-        foreach (var (k, v) in environment) start.Environment[k] = v;
-        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (readyLine is null) ready.SetResult();
-        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-        process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            if (captureOutput) lock (cliOutput) cliOutput.AppendLine(e.Data);
-            if (readyLine is not null && e.Data.Contains(readyLine, StringComparison.Ordinal)) ready.TrySetResult();
-            Log($"[{name}] {e.Data}");
-        };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Log($"[{name}] {e.Data}"); };
-        process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"{name} exited before it wrote '{readyLine}'"));
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        processes.Add(process);
-        return (process, ready.Task);
-    }
-
-    private void Log(string line)
-    {
-        try { output.WriteLine(line); } catch (InvalidOperationException) { }   // output after the test ended
-    }
 
     /// <summary>A silo process; it is ready when its host has started, which is after its silo has joined the cluster as active.</summary>
     private (Process Process, int SiloPort, Task Ready) StartSilo(int index)
@@ -103,7 +57,7 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
             ["Tau__CheckpointEvery"] = "4",
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{httpPort}",
         };
-        var (process, ready) = Start("dotnet", [BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}",
+        var (process, ready) = processes.Start("dotnet", [TestProcesses.BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}",
             readyLine: "Application started");   // Microsoft.Hosting.Lifetime, once every hosted service (the silo too) has started
         return (process, siloPort, httpPort, ready);
     }
@@ -113,7 +67,7 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         var redis = RedisServer();
         TestPaths.Require(redis is not null, "redis-server");
         redisPort = TestPaths.FreePort();
-        var (_, redisReady) = Start(redis!, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        var (_, redisReady) = processes.Start(redis!, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             new Dictionary<string, string>(), "redis", readyLine: "Ready to accept connections");
         await redisReady.WaitAsync(TimeSpan.FromSeconds(20));
     }
@@ -161,12 +115,11 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         }
 
         // `tau --cluster redis://…` is a client of the same cluster and gets the tokens the client library gets.
-        var (cli, _) = Start("dotnet", [BuiltAssembly("Client", "tau.dll"), "generate", "--cluster", $"redis://127.0.0.1:{redisPort}",
+        var (cli, _) = processes.Start("dotnet", [TestProcesses.BuiltAssembly("Client", "tau.dll"), "generate", "--cluster", $"redis://127.0.0.1:{redisPort}",
             "--cluster-id", clusterId, "--service-id", clusterId, "--model", TestWorld.Tiny, "--prompt", "from the command line",
             "--max-tokens", "12", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--seed", "21", "--json"],
-            new Dictionary<string, string> { ["TAU_HOME"] = Path.Combine(world.Root, "cli") }, "tau", captureOutput: true);
-        await cli.WaitForExitAsync();
-        Assert.Equal(0, cli.ExitCode);
+            new Dictionary<string, string> { ["TAU_HOME"] = Path.Combine(world.Root, "cli") }, "tau", capture: cliOutput);
+        Assert.Equal(0, await processes.Exit(cli, TimeSpan.FromSeconds(120)));
         var fromCli = System.Text.Json.JsonDocument.Parse(cliOutput.ToString()).RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         var reference = $"r-{Guid.NewGuid():N}";
         await sessions.Open(reference, spec);
