@@ -51,27 +51,40 @@ public sealed class ModelStore(IOptions<TauClusterOptions> options, ILogger<Mode
         }
     }
 
+    /// <summary>
+    /// What /v1/models says of a model without loading its weights: when its files were written (the silo's start for
+    /// the paper model before it is made) and its config, the context length in it.
+    /// </summary>
+    public ModelCard Describe(string name)
+    {
+        Require(name);
+        var config = Path.Combine(DirectoryOf(name)!, TauModel.ConfigFile);
+        if (name == PaperName && !File.Exists(config)) return new ModelCard(name, started, PaperModel.Config);
+        return new ModelCard(name, new DateTimeOffset(File.GetLastWriteTimeUtc(config)).ToUnixTimeSeconds(), ModelConfig.Load(config));
+    }
+
+    private readonly long started = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    /// <summary>Where a model's files are: configured by name, in the models root, or built in; null for no such model.</summary>
+    private string? DirectoryOf(string name) =>
+        Options.Models.TryGetValue(name, out var configured) ? configured
+        : Grains.Names.InsideRoot(Options.ModelsRoot, name) is { } dir ? dir
+        : name == DefaultName ? DefaultModel.Directory
+        : name == PaperName ? PaperModel.DirectoryIn(Options.DataDirectory)
+        : null;
+
     private TauModel Load(string name)
     {
-        if (Options.Models.TryGetValue(name, out var configured))
-        {
-            logger.LogInformation("Loading model {Model} from {Directory}", name, configured);
-            return TauModel.Load(configured);
-        }
-        if (Grains.Names.InsideRoot(Options.ModelsRoot, name) is { } dir)
-        {
-            logger.LogInformation("Loading model {Model} from {Directory}", name, dir);
-            return TauModel.Load(dir);
-        }
-        if (name == DefaultName)
-        {
-            logger.LogInformation("Loading the built-in default model from {Directory}", DefaultModel.Directory);
-            return TauModel.Load(DefaultModel.Directory);
-        }
-        if (name == PaperName) return PaperModel.LoadOrCreate(Options.DataDirectory, message => logger.LogInformation("{Message}", message));
-        throw new UnknownNameException("model", name, $"known models: {string.Join(", ", Names())}");
+        var dir = DirectoryOf(name) ?? throw new UnknownNameException("model", name, $"known models: {string.Join(", ", Names())}");
+        if (name == PaperName && dir == PaperModel.DirectoryIn(Options.DataDirectory))
+            return PaperModel.LoadOrCreate(Options.DataDirectory, message => logger.LogInformation("{Message}", message));
+        logger.LogInformation("Loading model {Model} from {Directory}", name, dir);
+        return TauModel.Load(dir);
     }
 }
+
+/// <summary>A model as the API lists it: its name, when it was made (Unix seconds) and its config.</summary>
+public sealed record ModelCard(string Name, long Created, ModelConfig Config);
 
 /// <summary>
 /// The model served when none is named: a byte-level Tauformer trained on the King James Bible by <c>tau train</c>,

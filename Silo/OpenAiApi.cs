@@ -40,6 +40,12 @@ public sealed class ApiError(int status, string message, string? param = null, s
     };
 }
 
+/// <summary>The error object's shape, for the OpenAPI document (<see cref="ApiError.ToJson"/> writes it).</summary>
+internal sealed record ErrorDocument(ErrorDocument.Detail Error)
+{
+    internal sealed record Detail(string Message, string Type, string? Param, string? Code);
+}
+
 /// <summary>A parsed /v1/completions or /v1/chat/completions request.</summary>
 internal sealed record GenerationRequest(
     string Model, PromptInput Prompt, int MaxTokens, SamplingSettings Sampling, string[] Stop,
@@ -54,32 +60,49 @@ public static class OpenAiApi
 {
     public static void MapOpenAiApi(this WebApplication app)
     {
-        app.MapGet("/v1/models", (ModelStore models) => Results.Json(new JsonObject
+        var api = app.MapGroup("/v1").WithTags("OpenAI-compatible");
+        api.MapGet("/models", (ModelStore models) => Results.Json(new JsonObject
         {
             ["object"] = "list",
-            ["data"] = new JsonArray(models.Names().Select(name => (JsonNode)new JsonObject
-            {
-                ["id"] = name, ["object"] = "model", ["created"] = 0, ["owned_by"] = "taucluster",
-            }).ToArray()),
-        }));
-        app.MapPost("/v1/completions", (HttpContext http) => Generate(http, chat: false));
-        app.MapPost("/v1/chat/completions", (HttpContext http) => Generate(http, chat: true));
-        app.MapGet("/v1/sessions/{id}", async (string id, IGrainFactory grains) =>
+            ["data"] = new JsonArray(models.Names().Select(name => (JsonNode)Model(models.Describe(name))).ToArray()),
+        })).WithSummary("The models this silo serves, with when each was made and its context length (max_model_len)")
+            .Produces<JsonObject>();
+        api.MapGet("/models/{id}", (string id, ModelStore models) => Results.Json(Model(models.Describe(id))))
+            .WithSummary("One model; 404 with code model_not_found for a name that is not one").Produces<JsonObject>().Produces<ErrorDocument>(404);
+        // The CancellationToken makes these ordinary endpoints, not bare request delegates, so that OpenAPI lists them.
+        api.MapPost("/completions", (HttpContext http, CancellationToken _) => Generate(http, chat: false))
+            .WithSummary("A completion of a prompt (text or token ids), whole or as server-sent events (stream: true)")
+            .Accepts<JsonObject>("application/json").Produces<JsonObject>(200, "application/json", "text/event-stream").Produces<ErrorDocument>(400);
+        api.MapPost("/chat/completions", (HttpContext http, CancellationToken _) => Generate(http, chat: true))
+            .WithSummary("A chat reply to messages, through the chat template, whole or as server-sent events (stream: true)")
+            .Accepts<JsonObject>("application/json").Produces<JsonObject>(200, "application/json", "text/event-stream").Produces<ErrorDocument>(400);
+        api.MapGet("/sessions/{id}", async (string id, IGrainFactory grains) =>
         {
             var info = await new TauSessionClient(grains).Info(Names.Require("session", id));
             return info.Exists ? Results.Json(info, JsonOptions) : throw new UnknownNameException("session", id);
-        });
+        }).WithSummary("A session: its model, domain, length, cache bytes and silo (TauCluster's extension)").Produces<SessionInfo>();
         app.Map("/v1/{**rest}", (string rest) => Results.Json(
-            new ApiError(404, $"no endpoint /v1/{rest}: see /v1/models, /v1/completions, /v1/chat/completions, /v1/sessions/{{id}}", code: "not_found").ToJson(),
-            statusCode: 404));
-        app.MapDelete("/v1/sessions/{id}", async (string id, IGrainFactory grains) =>
+            new ApiError(404, $"no endpoint /v1/{rest}: see /v1/models, /v1/completions, /v1/chat/completions, /v1/sessions/{{id}} (and /openapi/v1.json)", code: "not_found").ToJson(),
+            statusCode: 404)).ExcludeFromDescription();
+        api.MapDelete("/sessions/{id}", async (string id, IGrainFactory grains) =>
         {
             var session = grains.GetGrain<ISessionGrain>(Names.Require("session", id));
             if (!(await session.GetInfo()).Exists) throw new UnknownNameException("session", id);
             await session.Delete();
             return Results.Json(new JsonObject { ["id"] = id, ["object"] = "session", ["deleted"] = true });
-        });
+        }).WithSummary("Deletes a session and its caches (TauCluster's extension)").Produces<JsonObject>();
     }
+
+    /// <summary>OpenAI's model object, with vLLM's max_model_len: the context a prompt and its reply share.</summary>
+    private static JsonObject Model(ModelCard card) => new()
+    {
+        ["id"] = card.Name,
+        ["object"] = "model",
+        ["created"] = card.Created,
+        ["owned_by"] = "taucluster",
+        ["root"] = card.Name,
+        ["max_model_len"] = card.Config.SequenceLen,
+    };
 
     internal static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 

@@ -40,6 +40,16 @@ public static class TauSilo
         builder.Services.AddSingleton(http);
         builder.Services.AddSingleton<GenerationGate>();
         builder.Services.AddTauHealthChecks();
+        builder.Services.AddOpenApi(openApi =>
+        {
+            openApi.ShouldInclude = endpoint => endpoint.RelativePath?.StartsWith("v1/", StringComparison.Ordinal) == true;   // the API, not the dashboard's internals
+            openApi.AddDocumentTransformer((document, _, _) =>
+            {
+                document.Info.Title = "TauCluster";
+                document.Info.Description = "OpenAI-compatible completions and chat over a cluster of Tauformer sessions, with TauCluster's extensions (session, domain, top_k).";
+                return Task.CompletedTask;
+            });
+        });
         var telemetry = builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("taucluster-silo", serviceInstanceId: $"{Environment.MachineName}:{tau.SiloPort}"))
             .WithMetrics(metrics => metrics
@@ -84,6 +94,7 @@ public static class TauSilo
             return Results.Ok(new { heap_bytes_before = before, heap_bytes = GC.GetTotalMemory(forceFullCollection: false), working_set_bytes = Environment.WorkingSet });
         });
         app.MapOpenAiApi();
+        app.MapOpenApi();   // /openapi/v1.json
         return app;
     }
 

@@ -46,11 +46,53 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
     }
 
     [Fact]
-    public async Task Models_lists_the_configured_models_and_the_default()
+    public async Task Models_lists_the_configured_models_and_the_default_with_when_they_were_made_and_their_context()
     {
-        var ids = (await Server.Http().GetFromJsonAsync<JsonObject>("/v1/models"))!["data"]!.AsArray().Select(m => m!["id"]!.GetValue<string>()).ToArray();
-        Assert.Contains(SiloServer.Model, ids);
-        Assert.Contains("default", ids);
+        var models = (await Server.Http().GetFromJsonAsync<JsonObject>("/v1/models"))!["data"]!.AsArray().ToDictionary(m => m!["id"]!.GetValue<string>());
+        Assert.Contains(SiloServer.Model, models.Keys);
+        Assert.Contains("default", models.Keys);
+        Assert.Equal(2048, models[SiloServer.Model]!["max_model_len"]!.GetValue<int>());
+        Assert.Equal(256, models["default"]!["max_model_len"]!.GetValue<int>());
+        Assert.Equal(4096, models["paper"]!["max_model_len"]!.GetValue<int>());   // described before it is ever made
+        var modelsFile = File.GetLastWriteTimeUtc(Path.Combine(Server.ModelsRoot, SiloServer.Model, "config.json"));
+        Assert.Equal(new DateTimeOffset(modelsFile).ToUnixTimeSeconds(), models[SiloServer.Model]!["created"]!.GetValue<long>());
+
+        // The official client reads the list and one model by id, and a missing id is its 404.
+        var client = new OpenAIClient(new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(Server.Address, "/v1") }).GetOpenAIModelClient();
+        var listed = (await client.GetModelsAsync()).Value;
+        Assert.Contains(listed, m => m.Id == SiloServer.Model && m.CreatedAt.ToUnixTimeSeconds() == new DateTimeOffset(modelsFile).ToUnixTimeSeconds());
+        var one = (await client.GetModelAsync(SiloServer.Model)).Value;
+        Assert.Equal(SiloServer.Model, one.Id);
+        Assert.Equal("taucluster", one.OwnedBy);
+        var missing = await Assert.ThrowsAsync<ClientResultException>(() => client.GetModelAsync("no-such-model"));
+        Assert.Equal(404, missing.Status);
+        var error = (await Post("/v1/completions", """{"model": "tiny", "prompt": "x", "max_tokens": 1}"""));   // and the silo serves on
+        Assert.Equal(1, error["usage"]!["completion_tokens"]!.GetValue<int>());
+        using var raw = await Server.Http().GetAsync("/v1/models/no-such-model");
+        Assert.Equal("model_not_found", JsonNode.Parse(await raw.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task An_openapi_document_describes_every_endpoint_of_the_api()
+    {
+        var document = JsonNode.Parse(await Server.Http().GetStringAsync("/openapi/v1.json"))!;
+        Assert.StartsWith("3.", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal("TauCluster", document["info"]!["title"]!.GetValue<string>());
+        var paths = document["paths"]!.AsObject();
+        Assert.Equal(["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}", "/v1/sessions/{id}"], paths.Select(p => p.Key).Order(StringComparer.Ordinal).ToArray());
+        foreach (var post in new[] { "/v1/completions", "/v1/chat/completions" })
+        {
+            var operation = paths[post]!["post"]!;
+            Assert.NotNull(operation["requestBody"]!["content"]!["application/json"]);
+            Assert.NotNull(operation["responses"]!["200"]!["content"]!["text/event-stream"]);
+            var error = operation["responses"]!["400"]!["content"]!["application/json"]!["schema"]!["$ref"]!.GetValue<string>();
+            Assert.Equal(["code", "message", "param", "type"], document["components"]!["schemas"]![error.Split('/')[^1]]!["properties"]!["error"]!["$ref"] is { } detail
+                ? document["components"]!["schemas"]![detail.GetValue<string>().Split('/')[^1]]!["properties"]!.AsObject().Select(p => p.Key).Order(StringComparer.Ordinal).ToArray()
+                : []);
+            Assert.False(string.IsNullOrEmpty(operation["summary"]?.GetValue<string>()));
+        }
+        Assert.NotNull(paths["/v1/sessions/{id}"]!["get"]);
+        Assert.NotNull(paths["/v1/sessions/{id}"]!["delete"]);
     }
 
     [Fact]

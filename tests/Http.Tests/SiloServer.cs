@@ -29,6 +29,9 @@ public sealed class SiloServer : IAsyncDisposable
 
     public WebApplication App { get; }
     public Uri Address { get; }
+
+    /// <summary>Where this silo's models are (Tau:ModelsRoot).</summary>
+    public string ModelsRoot => Path.Combine(root, "models");
     public int GatewayPort { get; }
     public IGrainFactory Grains => App.Services.GetRequiredService<IGrainFactory>();
     public GenerationGate Gate => App.Services.GetRequiredService<GenerationGate>();
