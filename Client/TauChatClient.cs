@@ -23,7 +23,9 @@ public sealed class TauChatClient(IGrainFactory grains, string model = ModelStor
         string modelId = options?.ModelId ?? model;
         string sessionId = options?.ConversationId ?? $"chat-{Guid.NewGuid():N}";
         var sampling = new SamplingSettings(options?.Temperature ?? 1.0, options?.TopK ?? 0, options?.TopP ?? 1.0,
-            options?.Seed is { } seed ? unchecked((ulong)seed) : 0);
+            options?.Seed is { } seed ? unchecked((ulong)seed) : 0,
+            options?.PresencePenalty ?? 0, options?.FrequencyPenalty ?? 0,
+            Additional(options, "repetition_penalty"), Additional(options, "min_p") ?? 0);
         var turns = messages.Select(m => new ChatTurn(m.Role.Value, m.Text));
         if (options?.Instructions is { Length: > 0 } instructions) turns = turns.Prepend(new ChatTurn("system", instructions));
         var request = new CompletionRequest(new SessionSpec(modelId, domain, sampling), PromptInput.FromTurns([.. turns]),
@@ -73,4 +75,9 @@ public sealed class TauChatClient(IGrainFactory grains, string model = ModelStor
     public void Dispose()
     {
     }
+
+    /// <summary>A sampling option Microsoft.Extensions.AI has no property for, from ChatOptions.AdditionalProperties.</summary>
+    private static double? Additional(ChatOptions? options, string name) =>
+        options?.AdditionalProperties?.TryGetValue(name, out var value) == true && value is not null
+            ? Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture) : null;
 }

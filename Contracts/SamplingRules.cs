@@ -11,4 +11,16 @@ public static class SamplingRules
         if (topK < 0) throw new InvalidOptionsException($"top_k = {topK} must be ≥ 0 (0 keeps every token)");
         if (!(topP > 0 && topP <= 1)) throw new InvalidOptionsException($"top_p = {topP} must lie in (0, 1]");
     }
+
+    /// <summary>The penalties and min_p, by OpenAI's and vLLM's ranges; the message starts with the field's name.</summary>
+    public static void CheckPenalties(double presencePenalty, double frequencyPenalty, double repetitionPenalty, double minP)
+    {
+        if (!(presencePenalty >= -2 && presencePenalty <= 2))
+            throw new InvalidOptionsException($"presence_penalty = {presencePenalty} must lie in [-2, 2]");
+        if (!(frequencyPenalty >= -2 && frequencyPenalty <= 2))
+            throw new InvalidOptionsException($"frequency_penalty = {frequencyPenalty} must lie in [-2, 2]");
+        if (!(repetitionPenalty > 0 && double.IsFinite(repetitionPenalty)))
+            throw new InvalidOptionsException($"repetition_penalty = {repetitionPenalty} must be a finite number > 0 (1 is none)");
+        if (!(minP >= 0 && minP <= 1)) throw new InvalidOptionsException($"min_p = {minP} must lie in [0, 1]");
+    }
 }

@@ -58,18 +58,28 @@ public sealed record SessionSpec(
     [property: Id(1)] string? Domain,
     [property: Id(2)] SamplingSettings Sampling);
 
-/// <summary>temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off.</summary>
+/// <summary>
+/// temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off. The penalties and min_p are OpenAI's,
+/// llama.cpp's and vLLM's (the engine's SamplingOptions says how each applies); 0 and a null repetition penalty are
+/// off. They are part of the session's state, so a session resumed elsewhere samples as it did.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record SamplingSettings(
     [property: Id(0)] double Temperature = 1.0,
     [property: Id(1)] int TopK = 0,
     [property: Id(2)] double TopP = 1.0,
-    [property: Id(3)] ulong Seed = 0)
+    [property: Id(3)] ulong Seed = 0,
+    [property: Id(4)] double PresencePenalty = 0,
+    [property: Id(5)] double FrequencyPenalty = 0,
+    // Null rather than 1 when off: a state written before this field existed reads it as its default, which must be "off".
+    [property: Id(6)] double? RepetitionPenalty = null,
+    [property: Id(7)] double MinP = 0)
 {
     /// <summary>Refuses settings out of range: the <see cref="InvalidOptionsException"/> names the field.</summary>
     public SamplingSettings Validate()
     {
         SamplingRules.Check(Temperature, TopK, TopP);
+        SamplingRules.CheckPenalties(PresencePenalty, FrequencyPenalty, RepetitionPenalty ?? 1, MinP);
         return this;
     }
 }

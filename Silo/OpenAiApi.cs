@@ -72,10 +72,10 @@ public static class OpenAiApi
         // The CancellationToken makes these ordinary endpoints, not bare request delegates, so that OpenAPI lists them.
         api.MapPost("/completions", (HttpContext http, CancellationToken _) => Generate(http, chat: false))
             .WithSummary("A completion of a prompt (text or token ids), whole or as server-sent events (stream: true)")
-            .Accepts<JsonObject>("application/json").Produces<JsonObject>(200, "application/json", "text/event-stream").Produces<ErrorDocument>(400);
+            .TakesJson().Produces<JsonObject>(200, "application/json", "text/event-stream").Produces<ErrorDocument>(400);
         api.MapPost("/chat/completions", (HttpContext http, CancellationToken _) => Generate(http, chat: true))
             .WithSummary("A chat reply to messages, through the chat template, whole or as server-sent events (stream: true)")
-            .Accepts<JsonObject>("application/json").Produces<JsonObject>(200, "application/json", "text/event-stream").Produces<ErrorDocument>(400);
+            .TakesJson().Produces<JsonObject>(200, "application/json", "text/event-stream").Produces<ErrorDocument>(400);
         api.MapGet("/sessions/{id}", async (string id, IGrainFactory grains) =>
         {
             var info = await new TauSessionClient(grains).Info(Names.Require("session", id));
@@ -92,6 +92,22 @@ public static class OpenAiApi
             return Results.Json(new JsonObject { ["id"] = id, ["object"] = "session", ["deleted"] = true });
         }).WithSummary("Deletes a session and its caches (TauCluster's extension)").Produces<JsonObject>();
     }
+
+    /// <summary>
+    /// A JSON request body, in the OpenAPI document only: Accepts() would also make routing refuse other content types
+    /// before the endpoint runs (a bare 415), where the endpoint answers them with OpenAI's error object.
+    /// </summary>
+    private static RouteHandlerBuilder TakesJson(this RouteHandlerBuilder endpoint) =>
+        endpoint.AddOpenApiOperationTransformer((operation, _, _) =>
+        {
+            operation.RequestBody = new Microsoft.OpenApi.OpenApiRequestBody
+            {
+                Required = true,
+                Description = "OpenAI's request object, with TauCluster's session, domain, top_k, repetition_penalty and min_p",
+                Content = new Dictionary<string, Microsoft.OpenApi.OpenApiMediaType> { ["application/json"] = new() },
+            };
+            return Task.CompletedTask;
+        });
 
     /// <summary>OpenAI's model object, with vLLM's max_model_len: the context a prompt and its reply share.</summary>
     private static JsonObject Model(ModelCard card) => new()
@@ -225,7 +241,11 @@ public static class OpenAiApi
             Temperature: Double(body, "temperature") ?? 1.0,
             TopK: Int(body, "top_k") ?? 0,
             TopP: Double(body, "top_p") ?? 1.0,
-            Seed: seed is { } s ? unchecked((ulong)s) : 0);
+            Seed: seed is { } s ? unchecked((ulong)s) : 0,
+            PresencePenalty: Double(body, "presence_penalty") ?? 0,
+            FrequencyPenalty: Double(body, "frequency_penalty") ?? 0,
+            RepetitionPenalty: Double(body, "repetition_penalty"),
+            MinP: Double(body, "min_p") ?? 0);
         try
         {
             sampling.Validate();

@@ -17,7 +17,8 @@ internal static class CommandSupport
     public static readonly string[] ClusterOptionNames = ["--cluster", "--cluster-id", "--service-id", "--device", .. TlsOptionNames];
 
     /// <summary>How tokens are chosen: <see cref="Sampling"/> reads these.</summary>
-    public static readonly string[] SamplingOptionNames = ["--temperature", "--top-k", "--top-p", "--seed"];
+    public static readonly string[] SamplingOptionNames =
+        ["--temperature", "--top-k", "--top-p", "--seed", "--presence-penalty", "--frequency-penalty", "--repetition-penalty", "--min-p"];
 
     public static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -119,7 +120,8 @@ internal static class CommandSupport
 
     public static SamplingSettings Sampling(ParsedArguments a)
     {
-        var sampling = new SamplingSettings(a.Double("--temperature") ?? 0.8, a.Int("--top-k") ?? 0, a.Double("--top-p") ?? 1.0, a.ULong("--seed") ?? 0);
+        var sampling = new SamplingSettings(a.Double("--temperature") ?? 0.8, a.Int("--top-k") ?? 0, a.Double("--top-p") ?? 1.0, a.ULong("--seed") ?? 0,
+            a.Double("--presence-penalty") ?? 0, a.Double("--frequency-penalty") ?? 0, a.Double("--repetition-penalty"), a.Double("--min-p") ?? 0);
         sampling.Validate();   // invalid options fail here, before any cluster starts
         return sampling;
     }

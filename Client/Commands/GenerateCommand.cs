@@ -11,7 +11,8 @@ internal static class GenerateCommand
 {
     public const string Usage = """
         tau generate [--model DIR|NAME] (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N]
-                     [--temperature T] [--top-k K] [--top-p P] [--seed S] [--session ID]
+                     [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--session ID]
+                     [--presence-penalty X] [--frequency-penalty X] [--repetition-penalty X]
                      [--domain DIR|NAME] [--cluster HOST:PORT[,HOST:PORT…] | redis://HOST:PORT]
                      [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
         """;

@@ -4,23 +4,34 @@ using System.Runtime.Intrinsics;
 namespace TauCluster.Engine;
 
 /// <summary>
-/// How the next token is chosen. Temperature 0 is greedy; top-k 0 and top-p 1 switch those filters off.
+/// How the next token is chosen. Temperature 0 is greedy; top-k 0 and top-p 1 switch those filters off. The
+/// penalties are the ecosystem's: <paramref name="PresencePenalty"/> and <paramref name="FrequencyPenalty"/> are
+/// OpenAI's (subtracted from the logit of each token the completion has generated: once, and once per time),
+/// <paramref name="RepetitionPenalty"/> is llama.cpp's and vLLM's (a positive logit of a token anywhere in the
+/// session divided by it, a negative one multiplied), and <paramref name="MinP"/> keeps only the tokens whose
+/// probability is at least that fraction of the likeliest one's. 0, 0, 1 and 0 switch them off.
 /// </summary>
-public sealed record SamplingOptions(double Temperature = 1.0, int TopK = 0, double TopP = 1.0, ulong Seed = 0)
+public sealed record SamplingOptions(double Temperature = 1.0, int TopK = 0, double TopP = 1.0, ulong Seed = 0,
+    double PresencePenalty = 0, double FrequencyPenalty = 0, double RepetitionPenalty = 1, double MinP = 0)
 {
     public static SamplingOptions Greedy { get; } = new(Temperature: 0);
+
+    /// <summary>Whether the logits change before the draw: a penalty or min_p is on.</summary>
+    public bool AdjustsLogits => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1 || MinP > 0;
 
     public SamplingOptions Validate()
     {
         SamplingRules.Check(Temperature, TopK, TopP);
+        SamplingRules.CheckPenalties(PresencePenalty, FrequencyPenalty, RepetitionPenalty, MinP);
         return this;
     }
 }
 
 /// <summary>
-/// Seeded, deterministic sampling: logits / temperature → top-k (keep logits ≥ the k-th largest) →
-/// top-p (the smallest most-probable prefix whose mass reaches p) → one draw. The generator state can be
-/// read and restored, so a session resumed elsewhere draws exactly what it would have drawn.
+/// Seeded, deterministic sampling: penalties (repetition, then frequency and presence) → min-p → logits / temperature
+/// → top-k (keep logits ≥ the k-th largest) → top-p (the smallest most-probable prefix whose mass reaches p) → one
+/// draw. The generator state can be read and restored, and the penalties' counts are a function of the transcript
+/// (<see cref="BeginCompletion"/>), so a session resumed elsewhere draws exactly what it would have drawn.
 /// Buffers are sized once for the vocabulary: sampling allocates nothing.
 /// </summary>
 public sealed class Sampler
@@ -29,6 +40,7 @@ public sealed class Sampler
     private readonly double[] weights;
     private readonly long[] order;
     private readonly int[] largest;
+    private readonly Penalties? penalties;
 
     public Sampler(int vocabSize, SamplingOptions options, RngState? state = null)
     {
@@ -37,6 +49,44 @@ public sealed class Sampler
         weights = new double[vocabSize];
         order = new long[vocabSize];
         largest = new int[options.TopK > 0 && options.TopK < vocabSize ? options.TopK : 0];
+        penalties = options.AdjustsLogits ? new Penalties(vocabSize) : null;
+    }
+
+    /// <summary>
+    /// Starts a completion over <paramref name="transcript"/>, whose tokens from <paramref name="outputStart"/> on are
+    /// this completion's own (a resumed one has some already): the repetition penalty counts the whole session, the
+    /// presence and frequency penalties this completion's output, as llama.cpp and vLLM count them. Without a call,
+    /// the counts start empty and grow with every token drawn.
+    /// </summary>
+    public void BeginCompletion(ReadOnlySpan<int> transcript, int outputStart)
+    {
+        if (penalties is null) return;
+        penalties.Clear();
+        for (int i = 0; i < transcript.Length; i++) penalties.Add(transcript[i], generated: i >= outputStart);
+    }
+
+    /// <summary>
+    /// The logits as the draw sees them once the penalties and min-p are applied (a view of a buffer of this sampler's);
+    /// the logits themselves where none is on.
+    /// </summary>
+    public ReadOnlySpan<float> Adjusted(ReadOnlySpan<float> logits)
+    {
+        if (penalties is null) return logits;
+        var adjusted = penalties.Apply(logits, Options);
+        if (Options.MinP > 0 && Options.Temperature > 0)
+        {
+            // p_i / p_max = e^((l_i − l_max) / T) ≥ min_p  ⟺  l_i ≥ l_max + T · ln(min_p)
+            float threshold = (float)(adjusted[ArgMax(adjusted)] + Options.Temperature * Math.Log(Options.MinP));
+            for (int i = 0; i < adjusted.Length; i++) if (adjusted[i] < threshold) adjusted[i] = float.NegativeInfinity;
+        }
+        return adjusted;
+    }
+
+    public int Sample(ReadOnlySpan<float> logits)
+    {
+        int token = Draw(Adjusted(logits));
+        penalties?.Add(token, generated: true);
+        return token;
     }
 
     public SamplingOptions Options { get; }
@@ -47,7 +97,7 @@ public sealed class Sampler
         set => rng.State = value;
     }
 
-    public int Sample(ReadOnlySpan<float> logits)
+    private int Draw(ReadOnlySpan<float> logits)
     {
         if (logits.Length != weights.Length)
             throw new ArgumentException($"logits of length {logits.Length} for a vocabulary of {weights.Length}", nameof(logits));
@@ -189,4 +239,58 @@ public sealed class Sampler
 
     /// <summary>Ascending keys sort ids by logit descending, then by id: the complemented ordinal above the id.</summary>
     private static long SortKey(int ordinal, int id) => ((long)~ordinal << 32) | (uint)id;
+
+    /// <summary>
+    /// The counts the penalties read: how often each token was generated in this completion, and which tokens the
+    /// session holds at all, each kept with a list of the distinct ids, so that a step costs the distinct tokens seen
+    /// rather than the vocabulary (beyond the copy of the logits).
+    /// </summary>
+    private sealed class Penalties(int vocabSize)
+    {
+        private readonly float[] adjusted = new float[vocabSize];
+        private readonly int[] generatedCount = new int[vocabSize];
+        private readonly bool[] inSession = new bool[vocabSize];
+        private readonly int[] generatedIds = new int[vocabSize];
+        private readonly int[] sessionIds = new int[vocabSize];
+        private int generatedDistinct, sessionDistinct;
+
+        public void Clear()
+        {
+            for (int i = 0; i < generatedDistinct; i++) generatedCount[generatedIds[i]] = 0;
+            for (int i = 0; i < sessionDistinct; i++) inSession[sessionIds[i]] = false;
+            generatedDistinct = sessionDistinct = 0;
+        }
+
+        public void Add(int token, bool generated)
+        {
+            if ((uint)token >= (uint)inSession.Length) return;   // not a token of this vocabulary: nothing to penalise
+            if (!inSession[token])
+            {
+                inSession[token] = true;
+                sessionIds[sessionDistinct++] = token;
+            }
+            if (generated && generatedCount[token]++ == 0) generatedIds[generatedDistinct++] = token;
+        }
+
+        public Span<float> Apply(ReadOnlySpan<float> logits, SamplingOptions options)
+        {
+            logits.CopyTo(adjusted);
+            if (options.RepetitionPenalty != 1)
+            {
+                float r = (float)options.RepetitionPenalty;
+                for (int i = 0; i < sessionDistinct; i++)
+                {
+                    ref float l = ref adjusted[sessionIds[i]];
+                    l = l > 0 ? l / r : l * r;
+                }
+            }
+            if (options.PresencePenalty != 0 || options.FrequencyPenalty != 0)
+                for (int i = 0; i < generatedDistinct; i++)
+                {
+                    int id = generatedIds[i];
+                    adjusted[id] -= (float)(options.FrequencyPenalty * generatedCount[id] + options.PresencePenalty);
+                }
+            return adjusted;
+        }
+    }
 }

@@ -6,5 +6,6 @@ internal static class SamplingSettingsOptions
 {
     /// <summary>The engine's options for a session's settings, validated by the same rules as the settings themselves.</summary>
     public static SamplingOptions ToOptions(this SamplingSettings settings) =>
-        new SamplingOptions(settings.Temperature, settings.TopK, settings.TopP, settings.Seed).Validate();
+        new SamplingOptions(settings.Temperature, settings.TopK, settings.TopP, settings.Seed,
+            settings.PresencePenalty, settings.FrequencyPenalty, settings.RepetitionPenalty ?? 1, settings.MinP).Validate();
 }

@@ -179,6 +179,7 @@ public sealed class SessionGrain(
 
             // The tokens compute ahead of this loop, so a step never waits for the caller's round trip; what was
             // computed but not handed out when the reply ends is undone by the stream's Stop, below.
+            c.Sampler.BeginCompletion(Tokens.AsSpan(), reply.Start);   // the penalties' counts, from the transcript: the same on any silo
             var stream = generation = Runtime.Generate(c, Tokens, reply.Target - Tokens.Count);
             long last = started;
             while (!reply.Finished && !cancellation.IsCancellationRequested)

@@ -97,6 +97,9 @@ public sealed class Transcript : IReadOnlyList<int>
 
     public int[] ToArray() => [.. ids];
 
+    /// <summary>The ids as they stand, without a copy (valid until the transcript next changes).</summary>
+    public ReadOnlySpan<int> AsSpan() => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids);
+
     /// <summary>Little-endian int32s, one buffer: the persisted form.</summary>
     public byte[] Pack()
     {

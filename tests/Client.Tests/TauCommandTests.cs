@@ -204,6 +204,10 @@ public sealed class TauCommandTests : IDisposable
     [InlineData(2, "option '--k' has an invalid value 'many'", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--k", "many")]
     [InlineData(2, "--tau-mode = \"loud\" must be fixed, median, mean or percentile", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--tau-mode", "loud")]
     [InlineData(1, "input not found: /no/such.npy", "manifold", "build", "--from", "/no/such.npy", "--out", "/no/such/out")]
+    [InlineData(1, "presence_penalty = 3 must lie in [-2, 2]", "generate", "--prompt", "x", "--presence-penalty", "3")]
+    [InlineData(1, "repetition_penalty = 0 must be a finite number > 0", "generate", "--prompt", "x", "--repetition-penalty", "0")]
+    [InlineData(1, "min_p = 2 must lie in [0, 1]", "generate", "--prompt", "x", "--min-p", "2")]
+    [InlineData(2, "--tls-cert applies to a cluster's gateways (--cluster)", "generate", "--prompt", "x", "--tls-cert", "c.pem")]
     public void Bad_input_is_one_line_on_stderr_and_a_nonzero_exit(int exitCode, string message, params string[] args)
     {
         var r = Tau(args);
@@ -451,6 +455,23 @@ public sealed class TauCommandTests : IDisposable
         Assert.DoesNotContain("   at ", line);
         Assert.DoesNotContain(".cs:line", line);
         Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
+    public void Penalty_flags_change_greedy_output_and_stay_deterministic()
+    {
+        var model = SmallModel();
+        int[] Ids(params string[] extra)
+        {
+            var json = Json(Tau(["generate", "--model", model, "--prompt", "abc", "--max-tokens", "30", "--temperature", "0", "--json", .. extra]));
+            return json.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        }
+        var plain = Ids();
+        Assert.True(plain.Distinct().Count() < plain.Length, "the random model's greedy output repeats: what the penalties act on");
+        var penalised = Ids("--frequency-penalty", "2", "--presence-penalty", "1");
+        Assert.NotEqual(plain, penalised);
+        Assert.Equal(penalised, Ids("--frequency-penalty", "2", "--presence-penalty", "1"));
+        Assert.NotEqual(plain, Ids("--repetition-penalty", "4"));
     }
 
     private const string CorpusText = "the quick brown fox jumps over the lazy dog. a stitch in time saves nine. ";

@@ -5,14 +5,19 @@ namespace TauCluster.Cluster.Tests;
 /// <summary>Killing the silo that hosts a session, in the middle of a generation, changes nothing in its output.</summary>
 public sealed class FailoverTests
 {
-    [Fact]
-    public async Task Session_continues_on_another_silo_with_identical_output_after_its_silo_is_killed()
+    /// <param name="presence">With the penalties on, their counts must come back from the persisted transcript exactly.</param>
+    [Theory]
+    [InlineData(0.0, 0.0, 1.0, 0.0)]
+    [InlineData(0.6, 0.4, 1.3, 0.05)]
+    public async Task Session_continues_on_another_silo_with_identical_output_after_its_silo_is_killed(
+        double presence, double frequency, double repetition, double minP)
     {
         var fixture = new ClusterFixture();
         await fixture.InitializeAsync();
         try
         {
-            var spec = new SessionSpec(TestWorld.Tiny, null, new SamplingSettings(0.9, 40, 0.95, 11));
+            var spec = new SessionSpec(TestWorld.Tiny, null, new SamplingSettings(0.9, 40, 0.95, 11,
+                presence, frequency, repetition == 1 ? null : repetition, minP));
             const string prompt = "a conversation that outlives its silo";
             const int length = 60;
 

@@ -73,6 +73,33 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
     }
 
     [Fact]
+    public async Task Penalties_and_min_p_change_the_reply_deterministically_and_reach_the_server_from_the_official_client()
+    {
+        async Task<int[]> Ids(string extra)
+        {
+            var body = await Post("/v1/completions", $$"""{"model": "tiny", "prompt": [1, 2, 3], "max_tokens": 40, "temperature": 0{{extra}}}""");
+            return System.Text.Encoding.Latin1.GetBytes(body["choices"]![0]!["text"]!.GetValue<string>()).Select(b => (int)b).ToArray();
+        }
+        var plain = await Ids("");
+        Assert.True(plain.Distinct().Count() < plain.Length, "greedy decoding of the random model repeats itself: what the penalties act on");
+        var frequency = await Ids(""", "frequency_penalty": 2""");
+        Assert.NotEqual(plain, frequency);
+        Assert.Equal(frequency, await Ids(""", "frequency_penalty": 2"""));   // deterministic
+        Assert.NotEqual(plain, await Ids(""", "repetition_penalty": 3"""));
+        Assert.NotEqual(plain, await Ids(""", "presence_penalty": 2"""));
+
+        // The official client's presence and frequency penalties arrive and apply.
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 30 };
+        string Text(ChatCompletion c) => c.Content[0].Text;
+        var unpenalised = Text(await Chat().CompleteChatAsync([new UserChatMessage("repeat")], options));
+        options.FrequencyPenalty = 2;
+        options.PresencePenalty = 1;
+        var penalised = Text(await Chat().CompleteChatAsync([new UserChatMessage("repeat")], options));
+        Assert.NotEqual(unpenalised, penalised);
+        Assert.Equal(penalised, Text(await Chat().CompleteChatAsync([new UserChatMessage("repeat")], options)));
+    }
+
+    [Fact]
     public async Task An_openapi_document_describes_every_endpoint_of_the_api()
     {
         var document = JsonNode.Parse(await Server.Http().GetStringAsync("/openapi/v1.json"))!;
