@@ -24,6 +24,14 @@ public interface ISessionGrain : IGrainWithStringKey
     /// </summary>
     IAsyncEnumerable<CompletionChunk> Complete(CompletionRequest request, CancellationToken cancellation = default);
 
+    /// <summary>
+    /// What <see cref="Complete"/> does before it generates: checks the request, opens the session and puts the prompt in
+    /// it, prefilled. Forks taken now share the prompt's cache (n choices of one prompt, one prefill), and
+    /// <see cref="Complete"/> with the same <see cref="CompletionRequest.RequestId"/> then generates this one's reply.
+    /// </summary>
+    [ResponseTimeout("00:30:00")]
+    Task<PromptUsage> Prepare(CompletionRequest request);
+
     /// <summary>Copies this session into a new one that continues from the same cache without recomputing it.</summary>
     Task<SessionInfo> Fork(string childSessionId);
 

@@ -81,6 +81,10 @@ public sealed class TauSessionClient(IGrainFactory grains)
         }
     }
 
+    /// <summary><see cref="ISessionGrain.Prepare"/>, retried while the cluster is in flux (it is idempotent for a request id).</summary>
+    public Task<PromptUsage> Prepare(string sessionId, CompletionRequest request, CancellationToken cancellation = default) =>
+        Retry(() => Session(sessionId).Prepare(request), cancellation);
+
     /// <summary>Generates up to <paramref name="maxTokens"/> tokens from where the session stands.</summary>
     public IAsyncEnumerable<CompletionChunk> Generate(string sessionId, int maxTokens, string[]? stop = null, CancellationToken cancellation = default) =>
         Complete(sessionId, new CompletionRequest(null, null, maxTokens, Stop: stop), cancellation);

@@ -49,7 +49,7 @@ internal sealed record ErrorDocument(ErrorDocument.Detail Error)
 /// <summary>A parsed /v1/completions or /v1/chat/completions request.</summary>
 internal sealed record GenerationRequest(
     string Model, PromptInput Prompt, int MaxTokens, SamplingSettings Sampling, string[] Stop,
-    bool Stream, bool IncludeUsage, string? Session, string? Domain);
+    bool Stream, bool IncludeUsage, string? Session, string? Domain, int N);
 
 /// <summary>
 /// The OpenAI-compatible HTTP API: /v1/models, /v1/completions, /v1/chat/completions (with server-sent events when
@@ -120,6 +120,9 @@ public static class OpenAiApi
         ["max_model_len"] = card.Config.SequenceLen,
     };
 
+    /// <summary>The most choices (n) one request may ask for: each is a session's worth of cache and compute.</summary>
+    public const int MaxChoices = 16;
+
     internal static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>A field given twice is a malformed request, refused when the body is read.</summary>
@@ -157,23 +160,63 @@ public static class OpenAiApi
         var sessions = new TauSessionClient(services.GetRequiredService<IGrainFactory>());
         string sessionId = request.Session ?? $"http-{Guid.NewGuid():N}";
         record.Session = sessionId;
+        var spec = new SessionSpec(request.Model, request.Domain, request.Sampling);
+        var completion = new CompletionRequest(spec, request.Prompt, request.MaxTokens, PromptPlacement.Whole, request.Stop);
+        var forks = new List<string>();
+        var streams = new List<IAsyncEnumerator<CompletionChunk>>();
+        // Ends every choice's stream when one fails or the reply ends early, as well as when the client goes.
+        using var choicesEnd = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
         try
         {
-            // One call: the session grain opens the session, checks every limit before it changes, prefills what it
-            // lacks of the prompt and streams the reply; the first chunk arrives once the prompt is in.
-            var completion = new CompletionRequest(new SessionSpec(request.Model, request.Domain, request.Sampling), request.Prompt,
-                request.MaxTokens, PromptPlacement.Whole, request.Stop);
-            await using var chunks = sessions.Complete(sessionId, completion, http.RequestAborted).GetAsyncEnumerator(http.RequestAborted);
-            var first = await chunks.MoveNextAsync() ? chunks.Current : throw new ApiError(500, "the session returned no tokens", type: "server_error");
+            // One call per choice: the session grain opens the session, checks every limit before it changes, prefills
+            // what it lacks of the prompt and streams the reply; the first chunk arrives once the prompt is in. With n
+            // choices the prompt goes in once, and choices 1… are forks of the session as it stands then, each drawing
+            // from a seed of its own; choice 0 is what n = 1 would give.
+            var requests = new List<(string Session, CompletionRequest Request)> { (sessionId, completion) };
+            if (request.N > 1)
+            {
+                completion = completion with { RequestId = Guid.NewGuid().ToString("N") };
+                requests[0] = (sessionId, completion);
+                await sessions.Prepare(sessionId, completion, http.RequestAborted);
+                for (int i = 1; i < request.N; i++)
+                {
+                    string fork = $"choice-{Guid.NewGuid():N}";
+                    forks.Add(fork);
+                    await TauSessionClient.Retry(() => sessions.Session(sessionId).Fork(fork), http.RequestAborted);
+                    var sampling = request.Sampling with { Seed = ChoiceSeed(request.Sampling.Seed, i) };
+                    requests.Add((fork, completion with { Spec = spec with { Sampling = sampling }, RequestId = null }));
+                }
+            }
+            foreach (var (session, choice) in requests)
+                streams.Add(sessions.Complete(session, choice, choicesEnd.Token).GetAsyncEnumerator(choicesEnd.Token));
+            var firsts = await Task.WhenAll(streams.Select(async stream =>
+                await stream.MoveNextAsync() ? stream.Current : throw new ApiError(500, "the session returned no tokens", type: "server_error")));
             record.TimeToFirstToken = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            var first = firsts[0];
             var reply = new Reply(request, chat, sessionId, first.Prompt ?? new PromptUsage(first.Position, 0, 0), record);
-            if (request.Stream) await reply.Stream(http, first, chunks);
-            else await reply.Whole(http, first, chunks);
+            var choices = firsts.Zip(streams).ToArray();
+            if (request.Stream) await reply.Stream(http, choices, choicesEnd);
+            else await reply.Whole(http, choices);
         }
         finally
         {
+            foreach (var stream in streams) await stream.DisposeAsync();
+            foreach (var fork in forks) await DeleteQuietly(sessions, fork);
             if (request.Session is null) await DeleteQuietly(sessions, sessionId);   // a request without a session leaves nothing behind
         }
+    }
+
+    /// <summary>
+    /// Choice <paramref name="index"/>'s seed: the request's own for choice 0, and for the others a SplitMix64 step
+    /// away from it, so that the same request always gives the same n replies and no two choices share a stream.
+    /// </summary>
+    internal static ulong ChoiceSeed(ulong seed, int index)
+    {
+        if (index == 0) return seed;
+        ulong z = unchecked(seed + (ulong)index * 0x9E3779B97F4A7C15UL);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        return z ^ (z >> 31);
     }
 
     /// <summary>Removes a request's own session; a failure here must not hide the request's own outcome.</summary>
@@ -224,7 +267,8 @@ public static class OpenAiApi
     {
         string model = String(body, "model") ?? throw new ApiError(400, "model is required", "model");
         PromptInput prompt = chat ? ChatPrompt(body) : CompletionPrompt(body);
-        if (body["n"] is not null && Int(body, "n") != 1) throw new ApiError(400, "n must be 1: one completion per request", "n");
+        int n = Int(body, "n") ?? 1;
+        if (n is < 1 or > MaxChoices) throw new ApiError(400, $"n = {n} must lie in [1, {MaxChoices}]", "n");
         // Features this server does not have are refused, as vLLM does, rather than silently ignored.
         foreach (var unsupported in new[] { "tools", "functions", "logit_bias" })
             if (body[unsupported] is not null) throw new ApiError(400, $"{unsupported} is not supported by this server", unsupported);
@@ -266,7 +310,7 @@ public static class OpenAiApi
         bool includeUsage = body["stream_options"] is JsonObject so && (Bool(so, "include_usage") ?? false);
         string? session = String(body, "session");
         if (session is not null && !Names.IsValid(session)) throw new ApiError(400, $"session '{session}' must be a plain name", "session");
-        return new GenerationRequest(model, prompt, maxTokens, sampling, stop, stream, includeUsage, session, String(body, "domain"));
+        return new GenerationRequest(model, prompt, maxTokens, sampling, stop, stream, includeUsage, session, String(body, "domain"), n);
     }
 
     private static PromptInput CompletionPrompt(JsonObject body) => body["prompt"] switch
@@ -371,50 +415,78 @@ public static class OpenAiApi
             record.PromptTokens = prompt.Tokens;
         }
 
-        public async Task Whole(HttpContext http, CompletionChunk first, IAsyncEnumerator<CompletionChunk> rest)
+        public async Task Whole(HttpContext http, (CompletionChunk First, IAsyncEnumerator<CompletionChunk> Others)[] choices)
         {
-            var text = new System.Text.StringBuilder();
-            FinishReason? finish = null;
-            for (var chunk = first; chunk is not null; chunk = await rest.MoveNextAsync() ? rest.Current : null)
+            var replies = await Task.WhenAll(choices.Select(async c =>
             {
-                text.Append(chunk.Text);
-                record.CompletionTokens++;
-                finish = chunk.Finish ?? finish;
-            }
-            record.FinishReason = Name(finish);
-            var choice = chat
-                ? new JsonObject { ["index"] = 0, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString() }, ["logprobs"] = null, ["finish_reason"] = Name(finish) }
-                : new JsonObject { ["index"] = 0, ["text"] = text.ToString(), ["logprobs"] = null, ["finish_reason"] = Name(finish) };
-            var response = Envelope(chat ? "chat.completion" : "text_completion", choice);
+                var text = new System.Text.StringBuilder();
+                FinishReason? finish = null;
+                int count = 0;
+                for (var chunk = c.First; chunk is not null; chunk = await c.Others.MoveNextAsync() ? c.Others.Current : null)
+                {
+                    text.Append(chunk.Text);
+                    count++;
+                    finish = chunk.Finish ?? finish;
+                }
+                return (Text: text.ToString(), Finish: Name(finish), Count: count);
+            }));
+            record.CompletionTokens = replies.Sum(r => r.Count);
+            record.FinishReason = replies[0].Finish;
+            var response = Envelope(chat ? "chat.completion" : "text_completion", replies.Select((r, index) => chat
+                ? new JsonObject { ["index"] = index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = r.Text }, ["logprobs"] = null, ["finish_reason"] = r.Finish }
+                : new JsonObject { ["index"] = index, ["text"] = r.Text, ["logprobs"] = null, ["finish_reason"] = r.Finish }).ToArray());
             response["usage"] = Usage();
             await http.Response.WriteAsJsonAsync(response);
         }
 
-        public async Task Stream(HttpContext http, CompletionChunk first, IAsyncEnumerator<CompletionChunk> rest)
+        /// <summary>
+        /// Server-sent events: the choices' chunks as they come, each with its choice's index (one writer: the choices
+        /// run at once and hand their chunks to it through a channel).
+        /// </summary>
+        public async Task Stream(HttpContext http, (CompletionChunk First, IAsyncEnumerator<CompletionChunk> Others)[] choices, CancellationTokenSource choicesEnd)
         {
             http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             http.Response.ContentType = "text/event-stream";
             http.Response.Headers.CacheControl = "no-cache";
-            if (chat) await Send(http, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            if (chat)
+                for (int index = 0; index < choices.Length; index++)
+                    await Send(http, Chunk(index, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            var merged = System.Threading.Channels.Channel.CreateBounded<(int Index, CompletionChunk Chunk)>(
+                new System.Threading.Channels.BoundedChannelOptions(64) { SingleReader = true });
+            var producers = Task.WhenAll(choices.Select(async (c, index) =>
+            {
+                for (var chunk = c.First; chunk is not null; chunk = await c.Others.MoveNextAsync() ? c.Others.Current : null)
+                    await merged.Writer.WriteAsync((index, chunk), choicesEnd.Token);
+            }));
+            _ = producers.ContinueWith(done => merged.Writer.TryComplete(done.Exception?.GetBaseException()), TaskScheduler.Default);
+            bool whole = false;
             try
             {
-                for (var chunk = first; chunk is not null; chunk = await rest.MoveNextAsync() ? rest.Current : null)
+                await foreach (var (index, chunk) in merged.Reader.ReadAllAsync(http.RequestAborted))
                 {
                     record.CompletionTokens++;
                     string text = chunk.Text ?? "";
-                    if (chunk.Finish is not null) record.FinishReason = Name(chunk.Finish);
+                    if (chunk.Finish is not null && index == 0) record.FinishReason = Name(chunk.Finish);
                     if (text.Length > 0 || chunk.Finish is not null)
-                        await Send(http, Chunk(chat ? Delta(text) : null, Name(chunk.Finish), text));
+                        await Send(http, Chunk(index, chat ? Delta(text) : null, Name(chunk.Finish), text));
                 }
+                whole = true;
             }
             catch (Exception e) when (!(e is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
             {
                 record.FinishReason = "error";
                 await Send(http, ApiError.From(e).ToJson());   // headers are gone: the error travels as an event
             }
+            finally
+            {
+                // Cut short (an error, a client gone): the other choices stop too. Either way none is still reading its
+                // stream once this returns, since the streams are disposed next.
+                if (!whole) await choicesEnd.CancelAsync();
+                await producers.ContinueWith(_ => { }, TaskScheduler.Default);
+            }
             if (request.IncludeUsage)
             {
-                var usage = Envelope(chat ? "chat.completion.chunk" : "text_completion", null);
+                var usage = Envelope(chat ? "chat.completion.chunk" : "text_completion");
                 usage["usage"] = Usage();
                 await Send(http, usage);
             }
@@ -432,20 +504,20 @@ public static class OpenAiApi
 
         private static JsonObject Delta(string text) => text.Length > 0 ? new JsonObject { ["content"] = text } : new JsonObject();
 
-        private JsonObject Chunk(JsonObject? delta, string? finish, string text = "") => Envelope(
+        private JsonObject Chunk(int index, JsonObject? delta, string? finish, string text = "") => Envelope(
             chat ? "chat.completion.chunk" : "text_completion",
             chat
-                ? new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }
-                : new JsonObject { ["index"] = 0, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finish });
+                ? new JsonObject { ["index"] = index, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }
+                : new JsonObject { ["index"] = index, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finish });
 
-        private JsonObject Envelope(string kind, JsonObject? choice) => new()
+        private JsonObject Envelope(string kind, params JsonObject[] choices) => new()
         {
             ["id"] = id,
             ["object"] = kind,
             ["created"] = created,
             ["model"] = request.Model,
             ["session"] = request.Session is null ? null : sessionId,
-            ["choices"] = choice is null ? new JsonArray() : new JsonArray(choice),
+            ["choices"] = new JsonArray(choices),
         };
 
         private JsonObject Usage() => new()

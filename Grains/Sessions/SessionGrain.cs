@@ -267,6 +267,14 @@ public sealed class SessionGrain(
         return record;
     }
 
+    public async Task<PromptUsage> Prepare(CompletionRequest request)
+    {
+        using var turn = await turnstile.Enter();
+        var record = state.State.LastCompletion is { RequestId: { } prepared } && prepared == request.RequestId ? state.State.LastCompletion : await Begin(request);
+        await EnsureCompute();   // the prompt's cache, live here, for forks to copy
+        return record.Prompt;
+    }
+
     public async Task<SessionInfo> Fork(string childSessionId)
     {
         using var turn = await turnstile.Enter();

@@ -87,6 +87,21 @@ public sealed class MetricsTests(MetricsServerFixture fixture) : IClassFixture<M
         var metrics = await Scrape();
         Assert.Equal(tokensBefore + 13, metrics.Value(Generated));
     }
+
+    /// <summary>
+    /// n choices prefill their prompt once: a 600-token prompt is 3 blocks of 256, and the forks copy its cache (their
+    /// one token run again, for logits of their own, goes as a decode step); a prefill per choice would be 9 blocks.
+    /// </summary>
+    [Fact]
+    public async Task N_choices_prefill_the_prompt_once()
+    {
+        const string blocks = "tau_batched_prefill_blocks_total";
+        double before = (await Scrape()).CounterValue(blocks);
+        var body = await Complete($$"""{"model": "tiny", "prompt": "{{new string('p', 600)}}", "max_tokens": 4, "n": 3, "seed": 1}""");
+        Assert.Equal(3, body["choices"]!.AsArray().Count);
+        Assert.Equal(600, body["usage"]!["prompt_tokens"]!.GetValue<int>());
+        Assert.Equal(before + 3, (await Scrape()).CounterValue(blocks));
+    }
 }
 
 public sealed class AcceleratedServerFixture : IAsyncLifetime

@@ -100,6 +100,56 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
     }
 
     [Fact]
+    public async Task N_choices_each_continue_the_prompt_with_a_seed_of_their_own_and_choice_0_is_the_single_reply()
+    {
+        const string request = """{"model": "tiny", "prompt": "one prompt, three replies", "max_tokens": 24, "temperature": 0.9, "seed": 5""";
+        var single = await Post("/v1/completions", request + "}");
+        var three = await Post("/v1/completions", request + """, "n": 3}""");
+        var choices = three["choices"]!.AsArray();
+        Assert.Equal([0, 1, 2], choices.Select(c => c!["index"]!.GetValue<int>()).ToArray());
+        var texts = choices.Select(c => c!["text"]!.GetValue<string>()).ToArray();
+        Assert.Equal(single["choices"]![0]!["text"]!.GetValue<string>(), texts[0]);
+        Assert.Equal(3, texts.Distinct().Count());
+        Assert.All(choices, c => Assert.Equal("length", c!["finish_reason"]!.GetValue<string>()));
+        Assert.Equal(3 * 24, three["usage"]!["completion_tokens"]!.GetValue<int>());
+        Assert.Equal(single["usage"]!["prompt_tokens"]!.GetValue<int>(), three["usage"]!["prompt_tokens"]!.GetValue<int>());   // the prompt counts once
+        var again = await Post("/v1/completions", request + """, "n": 3}""");
+        Assert.Equal(texts, again["choices"]!.AsArray().Select(c => c!["text"]!.GetValue<string>()).ToArray());
+
+        // Streamed, every chunk names its choice, and each choice's text is the one it has whole.
+        using var streamed = await Server.Http().PostAsync("/v1/completions",
+            new StringContent(request + """, "n": 3, "stream": true}""", Encoding.UTF8, "application/json"));
+        var byIndex = new Dictionary<int, StringBuilder>();
+        var finishes = new Dictionary<int, string>();
+        foreach (var line in (await streamed.Content.ReadAsStringAsync()).Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal)))
+        {
+            var choice = JsonNode.Parse(line["data: ".Length..])!["choices"]![0]!;
+            int index = choice["index"]!.GetValue<int>();
+            (byIndex.TryGetValue(index, out var text) ? text : byIndex[index] = new StringBuilder()).Append(choice["text"]!.GetValue<string>());
+            if (choice["finish_reason"]?.GetValue<string>() is { } finish) finishes[index] = finish;
+        }
+        Assert.Equal(texts, Enumerable.Range(0, 3).Select(i => byIndex[i].ToString()).ToArray());
+        Assert.Equal(3, finishes.Count);
+    }
+
+    [Fact]
+    public async Task N_chat_choices_keep_choice_0_in_the_session_and_stream_a_role_for_each()
+    {
+        string session = $"n-{Guid.NewGuid():N}";
+        var reply = await Post("/v1/chat/completions", $$"""{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "n": 2, "seed": 2, "session": "{{session}}"}""");
+        Assert.Equal(2, reply["choices"]!.AsArray().Count);
+        var info = JsonNode.Parse(await Server.Http().GetStringAsync($"/v1/sessions/{session}"))!;
+        Assert.Equal(reply["usage"]!["prompt_tokens"]!.GetValue<int>() + 6, info["length"]!.GetValue<int>());   // the prompt and choice 0
+
+        using var streamed = await Server.Http().PostAsync("/v1/chat/completions", new StringContent(
+            """{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "n": 2, "stream": true}""", Encoding.UTF8, "application/json"));
+        var roles = (await streamed.Content.ReadAsStringAsync()).Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal))
+            .Select(l => JsonNode.Parse(l["data: ".Length..])!["choices"]![0]!).Where(c => c["delta"]?["role"] is not null)
+            .Select(c => c["index"]!.GetValue<int>()).Order().ToArray();
+        Assert.Equal([0, 1], roles);
+    }
+
+    [Fact]
     public async Task An_openapi_document_describes_every_endpoint_of_the_api()
     {
         var document = JsonNode.Parse(await Server.Http().GetStringAsync("/openapi/v1.json"))!;
