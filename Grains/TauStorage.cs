@@ -55,17 +55,17 @@ public sealed class FileGrainStorage(string directory, Serializer serializer) : 
     public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
         Conditionally(stateName, grainId, grainState.ETag, "write", async path =>
         {
-            var etag = Guid.NewGuid().ToString("N");
+            var etag = Guid.NewGuid();
             var payload = serializer.SerializeToArray(grainState.State);
             var bytes = new byte[HeaderBytes + payload.Length];
             Magic.CopyTo(bytes);
-            Guid.ParseExact(etag, "N").TryWriteBytes(bytes.AsSpan(4, 16));
+            etag.TryWriteBytes(bytes.AsSpan(4, 16));
             payload.CopyTo(bytes.AsSpan(HeaderBytes));
             var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
             await File.WriteAllBytesAsync(temporary, bytes);
             File.Move(temporary, path, overwrite: true);
             grainState.RecordExists = true;
-            grainState.ETag = etag;
+            grainState.ETag = etag.ToString("N");
         });
 
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
@@ -109,7 +109,7 @@ public sealed class FileGrainStorage(string directory, Serializer serializer) : 
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             Span<byte> header = stackalloc byte[HeaderBytes];
             int read = file.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false);
-            return read == HeaderBytes && header[..4].SequenceEqual(Magic) ? new Guid(header[4..]).ToString("N") : LegacyETag(path);
+            return HeaderETag(header[..read]) ?? LegacyETag(path);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -118,9 +118,13 @@ public sealed class FileGrainStorage(string directory, Serializer serializer) : 
     }
 
     private static (string ETag, ReadOnlyMemory<byte> Payload) Split(byte[] bytes, string path) =>
-        bytes.Length >= HeaderBytes && bytes.AsSpan(0, 4).SequenceEqual(Magic)
-            ? (new Guid(bytes.AsSpan(4, 16)).ToString("N"), bytes.AsMemory(HeaderBytes))
+        HeaderETag(bytes) is { } etag
+            ? (etag, bytes.AsMemory(HeaderBytes))
             : (LegacyETag(path), bytes);   // written before ETags: the first write replaces it with a headed file
+
+    /// <summary>The ETag a file's header holds, or null for a file without one (written before ETags).</summary>
+    private static string? HeaderETag(ReadOnlySpan<byte> bytes) =>
+        bytes.Length >= HeaderBytes && bytes[..4].SequenceEqual(Magic) ? new Guid(bytes.Slice(4, 16)).ToString("N") : null;
 
     private static string LegacyETag(string path)
     {

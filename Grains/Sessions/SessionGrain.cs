@@ -170,7 +170,7 @@ public sealed class SessionGrain(
         {
             // A re-sent request resumes: what this session already generated for it comes again (the caller skips
             // what it has), through the same stop sequences, so a resumed request stops where the first one did.
-            var record = state.State.LastCompletion is { RequestId: { } resumed } && resumed == request.RequestId ? state.State.LastCompletion : await Begin(request);
+            var record = await BeginOrResume(request);
             var reply = new Completion(models.Get(Spec.Model).Tokenizer, Completion.StopsOf(request), record);
             var c = await EnsureCompute();
             for (int p = reply.Start; p < Tokens.Count && !reply.Finished; p++)
@@ -224,6 +224,10 @@ public sealed class SessionGrain(
     /// <summary>The last chunk of a reply carries the session as it stands.</summary>
     private CompletionChunk Finished(CompletionChunk chunk) => chunk.Finish is null ? chunk : chunk with { Session = Info() };
 
+    /// <summary>The completion this request already began here (a resent or prepared request), or a new one.</summary>
+    private async Task<CompletionRecord> BeginOrResume(CompletionRequest request) =>
+        state.State.LastCompletion is { RequestId: { } id } record && id == request.RequestId ? record : await Begin(request);
+
     /// <summary>
     /// Starts a new completion: checks the spec, the prompt and every limit before the session changes, then opens the
     /// session (or takes the new options), puts the prompt in it, and saves the completion's record with its tokens.
@@ -270,7 +274,7 @@ public sealed class SessionGrain(
     public async Task<PromptUsage> Prepare(CompletionRequest request)
     {
         using var turn = await turnstile.Enter();
-        var record = state.State.LastCompletion is { RequestId: { } prepared } && prepared == request.RequestId ? state.State.LastCompletion : await Begin(request);
+        var record = await BeginOrResume(request);
         await EnsureCompute();   // the prompt's cache, live here, for forks to copy
         return record.Prompt;
     }

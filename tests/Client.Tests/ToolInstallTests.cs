@@ -33,10 +33,9 @@ public sealed class ToolInstallTests : IDisposable
     [Fact]
     public void The_packed_tool_installs_into_a_tool_path_and_generates_what_tau_generates()
     {
-        string configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;   // …/bin/<Configuration>/net10.0/
         string packages = Path.Combine(root, "packages"), tools = Path.Combine(root, "tools");
         // The build this test runs after made the Client already: pack that build, as `dotnet pack Client` would.
-        var pack = Run("dotnet", ["pack", Path.Combine(TestPaths.RepositoryRoot(), "Client"), "-c", configuration, "--no-build", "--no-restore",
+        var pack = Run("dotnet", ["pack", Path.Combine(TestPaths.RepositoryRoot(), "Client"), "-c", TestPaths.Configuration, "--no-build", "--no-restore",
             "-o", packages, "-p:NuGetAudit=false"]);
         Assert.True(pack.Exit == 0, pack.Stdout + pack.Stderr);
         var package = Assert.Single(Directory.GetFiles(packages, "TauCluster.Tool.*.nupkg"));

@@ -82,7 +82,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output) : IAsyncLife
     public async Task A_cut_off_or_killed_silo_changes_no_token_and_the_cut_off_silo_rejoins()
     {
         TestPaths.Require(NetworkNamespaces.Supported, "root and ip netns");
-        var redisServer = new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
+        var redisServer = TestPaths.RedisServer();
         TestPaths.Require(redisServer is not null, "redis-server");
         clock.Start();
         network = NetworkNamespaces.Create(["redis", "silo1", "silo2", "silo3", "client"], processes.Log);
@@ -192,7 +192,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output) : IAsyncLife
         silo.Output = new StringBuilder();
         silo.Current = null;
         var (process, ready) = processes.Start(NetworkNamespaces.IpCommand,
-            NetworkNamespaces.Exec(silo.Member, "dotnet", TestProcesses.BuiltAssembly("Silo", "TauCluster.Silo.dll")),
+            NetworkNamespaces.Exec(silo.Member, "dotnet", TestPaths.BuiltAssembly("Silo", "TauCluster.Silo.dll")),
             env, $"silo{silo.Index}", capture: silo.Output, readyLine: "Application started");
         silo.Process = process;
         return ready;
@@ -206,7 +206,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output) : IAsyncLife
     {
         var stdout = new StringBuilder();
         var (process, _) = processes.Start(NetworkNamespaces.IpCommand, NetworkNamespaces.Exec(Client, "dotnet",
-            [TestProcesses.BuiltAssembly("Client", "tau.dll"), .. args,
+            [TestPaths.BuiltAssembly("Client", "tau.dll"), .. args,
              "--cluster", $"redis://{Redis.Address}:{RedisPort}", "--cluster-id", clusterId, "--service-id", clusterId]),
             new Dictionary<string, string> { ["TAU_HOME"] = Path.Combine(world.Root, "cli") }, name, capture: stdout);
         return (process, stdout);

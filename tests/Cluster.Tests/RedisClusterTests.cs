@@ -28,9 +28,6 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         return Task.CompletedTask;
     }
 
-    private static string? RedisServer() =>
-        new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
-
     private readonly System.Text.StringBuilder cliOutput = new();
 
     /// <summary>A silo process; it is ready when its host has started, which is after its silo has joined the cluster as active.</summary>
@@ -57,14 +54,14 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
             ["Tau__CheckpointEvery"] = "4",
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{httpPort}",
         };
-        var (process, ready) = processes.Start("dotnet", [TestProcesses.BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}",
+        var (process, ready) = processes.Start("dotnet", [TestPaths.BuiltAssembly("Silo", "TauCluster.Silo.dll")], env, $"silo{index}",
             readyLine: "Application started");   // Microsoft.Hosting.Lifetime, once every hosted service (the silo too) has started
         return (process, siloPort, httpPort, ready);
     }
 
     private async Task StartRedis()
     {
-        var redis = RedisServer();
+        var redis = TestPaths.RedisServer();
         TestPaths.Require(redis is not null, "redis-server");
         redisPort = TestPaths.FreePort();
         var (_, redisReady) = processes.Start(redis!, ["--port", redisPort.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -115,7 +112,7 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IAsyncLifetime
         }
 
         // `tau --cluster redis://…` is a client of the same cluster and gets the tokens the client library gets.
-        var (cli, _) = processes.Start("dotnet", [TestProcesses.BuiltAssembly("Client", "tau.dll"), "generate", "--cluster", $"redis://127.0.0.1:{redisPort}",
+        var (cli, _) = processes.Start("dotnet", [TestPaths.BuiltAssembly("Client", "tau.dll"), "generate", "--cluster", $"redis://127.0.0.1:{redisPort}",
             "--cluster-id", clusterId, "--service-id", clusterId, "--model", TestWorld.Tiny, "--prompt", "from the command line",
             "--max-tokens", "12", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--seed", "21", "--json"],
             new Dictionary<string, string> { ["TAU_HOME"] = Path.Combine(world.Root, "cli") }, "tau", capture: cliOutput);

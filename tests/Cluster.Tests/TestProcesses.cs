@@ -12,14 +12,6 @@ internal sealed class TestProcesses(ITestOutputHelper output) : IDisposable
 {
     private readonly List<(Process Process, Task Drained)> started = [];
 
-    /// <summary>A program the solution builds beside the tests (same configuration): the silo or the tau client.</summary>
-    public static string BuiltAssembly(string project, string assembly)
-    {
-        string configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;   // …/bin/<Configuration>/net10.0/
-        var path = Path.Combine(TestPaths.RepositoryRoot(), project, "bin", configuration, "net10.0", assembly);
-        return File.Exists(path) ? path : throw new FileNotFoundException($"build the {project} project first: {path}");
-    }
-
     /// <summary>
     /// Starts a process whose output goes to the test log. Its standard output also goes to <paramref name="capture"/>
     /// as it arrives, not only in whole lines (a streamed generation is one line until it ends); lock the builder to

@@ -143,9 +143,7 @@ public sealed class ClusterTlsTests : IAsyncLifetime
     private async Task<(int Exit, string Stdout, string Stderr)> Tau(string[] args, Dictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        // tau as its own build made it (beside this test's assemblies its dependencies resolve to this test's).
-        string configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
-        start.ArgumentList.Add(Path.Combine(TestPaths.RepositoryRoot(), "Client", "bin", configuration, "net10.0", "tau.dll"));
+        start.ArgumentList.Add(TestPaths.BuiltAssembly("Client", "tau.dll"));
         foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment["TAU_HOME"] = Path.Combine(root, "home");
         foreach (var (k, v) in environment ?? []) start.Environment[k] = v;

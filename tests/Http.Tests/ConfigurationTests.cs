@@ -11,14 +11,14 @@ namespace TauCluster.Http.Tests;
 /// </summary>
 public sealed class ConfigurationTests
 {
-    private static OptionsValidationException Refused(params (string Key, string? Value)[] settings)
-    {
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, s.Value))).Build();
-        return Assert.Throws<OptionsValidationException>(() => TauSilo.ReadOptions(configuration));
-    }
+    private static IConfiguration Settings((string Key, string? Value)[] settings) =>
+        new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, s.Value))).Build();
+
+    private static OptionsValidationException Refused(params (string Key, string? Value)[] settings) =>
+        Assert.Throws<OptionsValidationException>(() => TauSilo.ReadOptions(Settings(settings)));
 
     private static (Grains.TauClusterOptions Tau, HttpApiOptions Http) Accepted(params (string Key, string? Value)[] settings) =>
-        TauSilo.ReadOptions(new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, s.Value))).Build());
+        TauSilo.ReadOptions(Settings(settings));
 
     [Theory]
     [InlineData("Tau:Http:ApiKey", "secret", "Tau:Http:ApiKey is not a setting (did you mean Tau:Http:ApiKeys?)")]

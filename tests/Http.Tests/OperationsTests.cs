@@ -375,7 +375,7 @@ internal sealed class RedisServer : IAsyncDisposable
 
     public static async Task<RedisServer> Start()
     {
-        var binary = new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
+        var binary = TestPaths.RedisServer();
         TestPaths.Require(binary is not null, "redis-server");
         int port = TestPaths.FreePort();
         var start = new ProcessStartInfo(binary!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };

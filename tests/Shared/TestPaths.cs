@@ -49,6 +49,22 @@ internal static class TestPaths
         return dir!;
     }
 
+    /// <summary>The build configuration these tests run from (…/bin/&lt;Configuration&gt;/net10.0/).</summary>
+    public static string Configuration => new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+
+    /// <summary>
+    /// A program the solution builds beside the tests, as its own build made it (same configuration): the silo or the tau
+    /// client. Beside a test's own assemblies its dependencies would resolve to the test's.
+    /// </summary>
+    public static string BuiltAssembly(string project, string assembly)
+    {
+        var path = Path.Combine(RepositoryRoot(), project, "bin", Configuration, "net10.0", assembly);
+        return File.Exists(path) ? path : throw new FileNotFoundException($"build the {project} project first: {path}");
+    }
+
+    /// <summary>The redis-server binary apt-get installs, or null where there is none.</summary>
+    public static string? RedisServer() => new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
+
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
