@@ -23,4 +23,17 @@ public static class SamplingRules
             throw new InvalidOptionsException($"repetition_penalty = {repetitionPenalty} must be a finite number > 0 (1 is none)");
         if (!(minP >= 0 && minP <= 1)) throw new InvalidOptionsException($"min_p = {minP} must lie in [0, 1]");
     }
+
+    /// <summary>A logit_bias token must be one of the model's.</summary>
+    public static void CheckLogitBiasToken(int token, int vocabSize)
+    {
+        if (token >= vocabSize) throw new InvalidOptionsException($"logit_bias names token {token}, outside the model's vocabulary of {vocabSize}");
+    }
+
+    /// <summary>OpenAI's logit_bias: a token id ≥ 0 and a bias in [-100, 100].</summary>
+    public static void CheckLogitBias(int token, double bias)
+    {
+        if (token < 0) throw new InvalidOptionsException($"logit_bias names token {token}: token ids are ≥ 0");
+        if (!(bias >= -100 && bias <= 100)) throw new InvalidOptionsException($"logit_bias = {bias} for token {token} must lie in [-100, 100]");
+    }
 }

@@ -69,7 +69,8 @@ public sealed record SessionSpec(
 /// <summary>
 /// temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off. The penalties and min_p are OpenAI's,
 /// llama.cpp's and vLLM's (the engine's SamplingOptions says how each applies); 0 and a null repetition penalty are
-/// off. They are part of the session's state, so a session resumed elsewhere samples as it did.
+/// off. <paramref name="LogitBias"/> is OpenAI's. They are part of the session's state, so a session resumed elsewhere
+/// samples as it did.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record SamplingSettings(
@@ -81,14 +82,47 @@ public sealed record SamplingSettings(
     [property: Id(5)] double FrequencyPenalty = 0,
     // Null rather than 1 when off: a state written before this field existed reads it as its default, which must be "off".
     [property: Id(6)] double? RepetitionPenalty = null,
-    [property: Id(7)] double MinP = 0)
+    [property: Id(7)] double MinP = 0,
+    [property: Id(8)] LogitBias? LogitBias = null)
 {
     /// <summary>Refuses settings out of range: the <see cref="InvalidOptionsException"/> names the field.</summary>
     public SamplingSettings Validate()
     {
         SamplingRules.Check(Temperature, TopK, TopP);
         SamplingRules.CheckPenalties(PresencePenalty, FrequencyPenalty, RepetitionPenalty ?? 1, MinP);
+        for (int i = 0; i < (LogitBias?.Tokens.Length ?? 0); i++) SamplingRules.CheckLogitBias(LogitBias!.Tokens[i], LogitBias.Biases[i]);
         return this;
+    }
+}
+
+/// <summary>
+/// OpenAI's logit_bias: a bias added to each listed token's logit, kept in token order, so that two requests with the
+/// same biases have equal settings (a session compares its settings to learn whether a request changes them).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record LogitBias
+{
+    public LogitBias(IEnumerable<KeyValuePair<int, float>> biases)
+    {
+        var ordered = biases.OrderBy(b => b.Key).ToArray();
+        for (int i = 1; i < ordered.Length; i++)
+            if (ordered[i].Key == ordered[i - 1].Key) throw new InvalidOptionsException($"logit_bias names token {ordered[i].Key} twice");
+        Tokens = ordered.Select(b => b.Key).ToArray();
+        Biases = ordered.Select(b => b.Value).ToArray();
+    }
+
+    [Id(0)] public int[] Tokens { get; private init; }
+    [Id(1)] public float[] Biases { get; private init; }
+
+    public bool Equals(LogitBias? other) =>
+        other is not null && Tokens.AsSpan().SequenceEqual(other.Tokens) && Biases.AsSpan().SequenceEqual(other.Biases);
+
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        foreach (int token in Tokens) hash.Add(token);
+        foreach (float bias in Biases) hash.Add(bias);
+        return hash.ToHashCode();
     }
 }
 

@@ -46,13 +46,15 @@ internal sealed record ErrorDocument(ErrorDocument.Detail Error)
 }
 
 /// <summary>A parsed /v1/completions or /v1/chat/completions request.</summary>
+/// <paramref name="Logprobs"/>: the alternatives each token's log-probability comes with (null: none asked); <paramref name="Echo"/>: the
+/// completion's text and log-probabilities begin with the prompt's.
 internal sealed record GenerationRequest(
     string Model, PromptInput Prompt, int MaxTokens, SamplingSettings Sampling, string[] Stop,
-    bool Stream, bool IncludeUsage, string? Session, string? Domain, int N);
+    bool Stream, bool IncludeUsage, string? Session, string? Domain, int N, int? Logprobs = null, bool Echo = false);
 
 /// <summary>
 /// The OpenAI-compatible HTTP API: /v1/models, /v1/completions, /v1/chat/completions (with server-sent events when
-/// <c>stream</c> is true), plus TauCluster's extension fields <c>session</c>, <c>domain</c> and <c>top_k</c>, and
+/// <c>stream</c> is true, log-probabilities when asked), plus TauCluster's extension fields <c>session</c>, <c>domain</c> and <c>top_k</c>, and
 /// /v1/sessions/{id} to read or delete a session.
 /// </summary>
 public static partial class OpenAiApi
@@ -153,14 +155,26 @@ public static partial class OpenAiApi
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
         record.Endpoint = chat ? "chat" : "completions";
         var request = Parse(await ReadObject(http), chat, options);
-        record.Model = services.GetRequiredService<ModelStore>().Require(request.Model);   // unknown models are refused before anything starts
+        var models = services.GetRequiredService<ModelStore>();
+        record.Model = models.Require(request.Model);   // unknown models are refused before anything starts
+        if (request.Sampling.LogitBias is { } bias)
+            try
+            {
+                int vocabulary = models.Describe(request.Model).Config.VocabSize;
+                foreach (int token in bias.Tokens) SamplingRules.CheckLogitBiasToken(token, vocabulary);
+            }
+            catch (InvalidOptionsException e)
+            {
+                throw new ApiError(400, e.Message, "logit_bias");
+            }
 
         using var lease = await services.GetRequiredService<GenerationGate>().Enter(http.RequestAborted);
         var sessions = new TauSessionClient(services.GetRequiredService<IGrainFactory>());
         string sessionId = request.Session ?? $"http-{Guid.NewGuid():N}";
         record.Session = sessionId;
         var spec = new SessionSpec(request.Model, request.Domain, request.Sampling);
-        var completion = new CompletionRequest(spec, request.Prompt, request.MaxTokens, PromptPlacement.Whole, request.Stop);
+        var completion = new CompletionRequest(spec, request.Prompt, request.MaxTokens, PromptPlacement.Whole, request.Stop,
+            Logprobs: request.Logprobs, ScorePrompt: request.Echo && request.Logprobs is not null);
         var forks = new List<string>();
         var streams = new List<IAsyncEnumerator<CompletionChunk>>();
         // Ends every choice's stream when one fails or the reply ends early, as well as when the client goes.
@@ -183,7 +197,8 @@ public static partial class OpenAiApi
                     forks.Add(fork);
                     await TauSessionClient.Retry(() => sessions.Session(sessionId).Fork(fork), http.RequestAborted);
                     var sampling = request.Sampling with { Seed = ChoiceSeed(request.Sampling.Seed, i) };
-                    requests.Add((fork, completion with { Spec = spec with { Sampling = sampling }, RequestId = null }));
+                    // A fork's prompt is choice 0's: its scores, when asked, are those choice 0 computed.
+                    requests.Add((fork, completion with { Spec = spec with { Sampling = sampling }, RequestId = null, ScorePrompt = false }));
                 }
             }
             foreach (var (session, choice) in requests)
@@ -192,7 +207,10 @@ public static partial class OpenAiApi
                 await stream.MoveNextAsync() ? stream.Current : throw new ApiError(500, "the session returned no tokens", type: "server_error")));
             record.TimeToFirstToken = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             var first = firsts[0];
-            var reply = new Reply(request, chat, sessionId, first.Prompt ?? new PromptUsage(first.Position, 0, 0), record);
+            var tokenizer = request.Logprobs is not null || request.Echo
+                ? TextTokenizer.For(models.Describe(request.Model).Config.Tokenizer) : null;
+            var reply = new Reply(request, chat, sessionId, first.Prompt ?? new PromptUsage(first.Position, 0, 0), record,
+                new OpenAiLogprobs(tokenizer), request.Echo ? EchoedText(request.Prompt, tokenizer) : null, first.PromptLogprobs);
             var choices = firsts.Zip(streams).ToArray();
             if (request.Stream) await reply.Stream(http, choices, choicesEnd);
             else await reply.Whole(http, choices);
@@ -204,6 +222,10 @@ public static partial class OpenAiApi
             if (request.Session is null) await DeleteQuietly(sessions, sessionId);   // a request without a session leaves nothing behind
         }
     }
+
+    /// <summary>The prompt as an echo writes it: its text, or its ids decoded (nothing, for a model without a tokenizer).</summary>
+    private static string EchoedText(PromptInput prompt, ITextTokenizer? tokenizer) =>
+        prompt.Text ?? (prompt.Ids is { } ids && tokenizer is not null ? tokenizer.Decode(ids) : "");
 
     /// <summary>
     /// Choice <paramref name="index"/>'s seed: the request's own for choice 0, and for the others a SplitMix64 step
@@ -269,12 +291,10 @@ public static partial class OpenAiApi
         int n = Int(body, "n") ?? 1;
         if (n is < 1 or > MaxChoices) throw new ApiError(400, $"n = {n} must lie in [1, {MaxChoices}]", "n");
         // Features this server does not have are refused, as vLLM does, rather than silently ignored.
-        foreach (var unsupported in new[] { "tools", "functions", "logit_bias" })
+        foreach (var unsupported in new[] { "tools", "functions" })
             if (body[unsupported] is not null) throw new ApiError(400, $"{unsupported} is not supported by this server", unsupported);
-        foreach (var flag in new[] { "echo" })
-            if (Bool(body, flag) == true) throw new ApiError(400, $"{flag} is not supported by this server", flag);
-        if (body["logprobs"] is JsonValue logprobs && !(logprobs.TryGetValue<bool>(out var wanted) && !wanted))
-            throw new ApiError(400, "logprobs are not supported by this server", "logprobs");
+        var (logprobs, echo) = chat ? (ChatLogprobs(body), false) : (CompletionLogprobs(body), Bool(body, "echo") ?? false);
+        if (chat && Bool(body, "echo") == true) throw new ApiError(400, "echo applies to /v1/completions, not to chat", "echo");
         if (body["response_format"] is JsonObject format && String(format, "type") is { } type && type != "text")
             throw new ApiError(400, $"response_format {type} is not supported by this server", "response_format");
         int maxTokens = Int(body, "max_completion_tokens") ?? Int(body, "max_tokens") ?? options.DefaultMaxTokens;
@@ -288,7 +308,8 @@ public static partial class OpenAiApi
             PresencePenalty: Double(body, "presence_penalty") ?? 0,
             FrequencyPenalty: Double(body, "frequency_penalty") ?? 0,
             RepetitionPenalty: Double(body, "repetition_penalty"),
-            MinP: Double(body, "min_p") ?? 0);
+            MinP: Double(body, "min_p") ?? 0,
+            LogitBias: LogitBias(body));
         try
         {
             sampling.Validate();
@@ -309,7 +330,39 @@ public static partial class OpenAiApi
         bool includeUsage = body["stream_options"] is JsonObject so && (Bool(so, "include_usage") ?? false);
         string? session = String(body, "session");
         if (session is not null && !Names.IsValid(session)) throw new ApiError(400, $"session '{session}' must be a plain name", "session");
-        return new GenerationRequest(model, prompt, maxTokens, sampling, stop, stream, includeUsage, session, String(body, "domain"), n);
+        return new GenerationRequest(model, prompt, maxTokens, sampling, stop, stream, includeUsage, session, String(body, "domain"), n, logprobs, echo);
+    }
+
+    /// <summary>Chat's <c>logprobs</c> (true or false) and <c>top_logprobs</c> (0 to 20, only with logprobs), as OpenAI defines them.</summary>
+    private static int? ChatLogprobs(JsonObject body)
+    {
+        bool wanted = Bool(body, "logprobs") ?? false;
+        int? top = Int(body, "top_logprobs");
+        if (top is not null && !wanted) throw new ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs");
+        if (top is < 0 or > TokenScore.MaxTop) throw new ApiError(400, $"top_logprobs = {top} must lie in [0, {TokenScore.MaxTop}]", "top_logprobs");
+        return wanted ? top ?? 0 : null;
+    }
+
+    /// <summary>The completions endpoint's <c>logprobs</c>: how many alternatives each token comes with, 0 to 5, as OpenAI's.</summary>
+    private static int? CompletionLogprobs(JsonObject body)
+    {
+        const int most = 5;
+        if (body["logprobs"] is JsonValue flag && flag.TryGetValue<bool>(out var on))
+            return on ? throw new ApiError(400, $"logprobs for /v1/completions is a count of alternatives, 0 to {most}", "logprobs") : null;
+        int? count = Int(body, "logprobs");
+        return count is < 0 or > most ? throw new ApiError(400, $"logprobs = {count} must lie in [0, {most}]", "logprobs") : count;
+    }
+
+    /// <summary>OpenAI's logit_bias: an object from token ids (as strings) to biases in [-100, 100].</summary>
+    private static LogitBias? LogitBias(JsonObject body)
+    {
+        if (body["logit_bias"] is null) return null;
+        if (body["logit_bias"] is not JsonObject biases) throw new ApiError(400, "logit_bias must be an object from token ids to biases", "logit_bias");
+        var entries = biases.Select(b => int.TryParse(b.Key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int token)
+            && b.Value is JsonValue v && v.TryGetValue<double>(out double bias)
+                ? new KeyValuePair<int, float>(token, (float)bias)
+                : throw new ApiError(400, $"logit_bias: '{b.Key}' must be a token id with a number for its bias", "logit_bias")).ToArray();
+        return entries.Length == 0 ? null : new LogitBias(entries);
     }
 
     private static PromptInput CompletionPrompt(JsonObject body) => body["prompt"] switch

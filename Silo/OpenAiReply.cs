@@ -14,36 +14,47 @@ public static partial class OpenAiApi
         private readonly string sessionId;
         private readonly PromptUsage prompt;
         private readonly GenerationRecord record;
+        private readonly OpenAiLogprobs logprobs;
+        private readonly string? echo;
+        private readonly TokenLogprob[] promptLogprobs;
         private readonly string id;
         private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
-        public Reply(GenerationRequest request, bool chat, string sessionId, PromptUsage prompt, GenerationRecord record)
+        /// <param name="echo">The prompt's text, for a completion that begins with it (echo); null otherwise.</param>
+        /// <param name="promptLogprobs">The prompt's log-probabilities, when an echo asked for them (every choice shares choice 0's).</param>
+        public Reply(GenerationRequest request, bool chat, string sessionId, PromptUsage prompt, GenerationRecord record,
+            OpenAiLogprobs logprobs, string? echo, TokenLogprob[]? promptLogprobs)
         {
             (this.request, this.chat, this.sessionId, this.prompt, this.record) = (request, chat, sessionId, prompt, record);
+            (this.logprobs, this.echo, this.promptLogprobs) = (logprobs, echo, promptLogprobs ?? []);
             id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
             record.PromptTokens = prompt.Tokens;
         }
+
+        private bool WantsLogprobs => request.Logprobs is not null;
 
         public async Task Whole(HttpContext http, (CompletionChunk First, IAsyncEnumerator<CompletionChunk> Others)[] choices)
         {
             var replies = await Task.WhenAll(choices.Select(async c =>
             {
-                var text = new System.Text.StringBuilder();
+                var text = new System.Text.StringBuilder(echo);
+                var scores = new List<TokenLogprob>(promptLogprobs);
                 FinishReason? finish = null;
                 int count = 0;
                 for (var chunk = c.First; chunk is not null; chunk = await c.Others.MoveNextAsync() ? c.Others.Current : null)
                 {
                     text.Append(chunk.Text);
+                    if (chunk.Logprob is { } scored) scores.Add(scored);
                     count++;
                     finish = chunk.Finish ?? finish;
                 }
-                return (Text: text.ToString(), Finish: Name(finish), Count: count);
+                return (Text: text.ToString(), Finish: Name(finish), Count: count, Logprobs: WantsLogprobs ? Logprobs(scores, logprobs.NewOffsets()) : null);
             }));
             record.CompletionTokens = replies.Sum(r => r.Count);
             record.FinishReason = replies[0].Finish;
             var response = Envelope(chat ? "chat.completion" : "text_completion", replies.Select((r, index) => chat
-                ? new JsonObject { ["index"] = index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = r.Text }, ["logprobs"] = null, ["finish_reason"] = r.Finish }
-                : new JsonObject { ["index"] = index, ["text"] = r.Text, ["logprobs"] = null, ["finish_reason"] = r.Finish }).ToArray());
+                ? new JsonObject { ["index"] = index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = r.Text }, ["logprobs"] = r.Logprobs, ["finish_reason"] = r.Finish }
+                : new JsonObject { ["index"] = index, ["text"] = r.Text, ["logprobs"] = r.Logprobs, ["finish_reason"] = r.Finish }).ToArray());
             response["usage"] = Usage();
             await http.Response.WriteAsJsonAsync(response);
         }
@@ -57,9 +68,14 @@ public static partial class OpenAiApi
             http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             http.Response.ContentType = "text/event-stream";
             http.Response.Headers.CacheControl = "no-cache";
-            if (chat)
-                for (int index = 0; index < choices.Length; index++)
-                    await Send(http, Chunk(index, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            // Each choice's text_offset counts on from what its earlier chunks wrote.
+            var offsets = choices.Select(_ => logprobs.NewOffsets()).ToArray();
+            for (int index = 0; index < choices.Length; index++)
+            {
+                if (chat) await Send(http, Chunk(index, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+                else if (echo is not null)   // the echoed prompt comes first, as its own chunk
+                    await Send(http, Chunk(index, null, null, echo, WantsLogprobs ? Logprobs(promptLogprobs, offsets[index]) : null));
+            }
             var merged = System.Threading.Channels.Channel.CreateBounded<(int Index, CompletionChunk Chunk)>(
                 new System.Threading.Channels.BoundedChannelOptions(64) { SingleReader = true });
             var producers = Task.WhenAll(choices.Select(async (c, index) =>
@@ -76,8 +92,9 @@ public static partial class OpenAiApi
                     record.CompletionTokens++;
                     string text = chunk.Text ?? "";
                     if (chunk.Finish is not null && index == 0) record.FinishReason = Name(chunk.Finish);
-                    if (text.Length > 0 || chunk.Finish is not null)
-                        await Send(http, Chunk(index, chat ? Delta(text) : null, Name(chunk.Finish), text));
+                    if (text.Length > 0 || chunk.Finish is not null || chunk.Logprob is not null)
+                        await Send(http, Chunk(index, chat ? Delta(text) : null, Name(chunk.Finish), text,
+                            chunk.Logprob is { } scored ? Logprobs([scored], offsets[index]) : null));
                 }
                 whole = true;
             }
@@ -113,11 +130,15 @@ public static partial class OpenAiApi
 
         private static JsonObject Delta(string text) => text.Length > 0 ? new JsonObject { ["content"] = text } : new JsonObject();
 
-        private JsonObject Chunk(int index, JsonObject? delta, string? finish, string text = "") => Envelope(
+        private JsonObject Chunk(int index, JsonObject? delta, string? finish, string text = "", JsonObject? scores = null) => Envelope(
             chat ? "chat.completion.chunk" : "text_completion",
             chat
-                ? new JsonObject { ["index"] = index, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }
-                : new JsonObject { ["index"] = index, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finish });
+                ? new JsonObject { ["index"] = index, ["delta"] = delta, ["logprobs"] = scores, ["finish_reason"] = finish }
+                : new JsonObject { ["index"] = index, ["text"] = text, ["logprobs"] = scores, ["finish_reason"] = finish });
+
+        /// <summary>The logprobs object of these tokens in the endpoint's shape.</summary>
+        private JsonObject Logprobs(IEnumerable<TokenLogprob> tokens, OpenAiLogprobs.Offsets offsets) =>
+            chat ? logprobs.Chat(tokens) : logprobs.Completion(tokens, offsets);
 
         private JsonObject Envelope(string kind, params JsonObject[] choices) => new()
         {

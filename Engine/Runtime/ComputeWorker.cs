@@ -146,6 +146,26 @@ public sealed partial class ComputeWorker : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="tokens"/> through the session's model scoring each one (<see cref="InferenceSession.AppendScored"/>):
+    /// a prompt whose log-probabilities were asked for. It needs every row's logits, which a batched pass does not keep,
+    /// so it runs by itself on the thread pool, as a session with context shards does.
+    /// </summary>
+    public Task<TokenScore?[]> Score(InferenceSession session, ReadOnlyMemory<int> tokens, int top)
+    {
+        try
+        {
+            Admit(session);
+            session.Validate(tokens.Span);
+            session.ReserveAhead(tokens.Length);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException<TokenScore?[]>(e);
+        }
+        return Task.Run(() => session.AppendScored(tokens.Span, top));
+    }
+
     private void Admit(InferenceSession session)
     {
         ObjectDisposedException.ThrowIf(stopped, this);

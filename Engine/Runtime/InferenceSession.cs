@@ -110,17 +110,49 @@ public sealed class InferenceSession : IDisposable
         for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
         {
             var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
-            var rows = all.AsSpan(offset * vocab, block.Length * vocab);
-            if (Device is null)
-            {
-                Model.Forward(block, [new Lane(Cache, block.Length)], buffers!, everyRow: true);
-                buffers!.Logits.AsSpan(0, rows.Length).CopyTo(rows);
-            }
-            else Device.RunAlone(block, new Lane(Cache, block.Length), everyRow: true, rows);
-            foreach (int t in block) tokens.Add(t);
+            ForwardEveryRow(block, all.AsSpan(offset * vocab, block.Length * vocab));
         }
         hasLogits = false;   // the buffer holds a block's rows, not one row of the last token
         return all;
+    }
+
+    /// <summary>
+    /// <see cref="Append(ReadOnlySpan{int})"/> that also scores each new token against the logits before it: the row of
+    /// the token ahead of it, and for the first the session's current logits (none, a null, when the session is empty
+    /// or was cut). A prompt's log-probabilities from its own prefill; the logits after the last token stay, to sample.
+    /// </summary>
+    public TokenScore?[] AppendScored(ReadOnlySpan<int> newTokens, int top)
+    {
+        Validate(newTokens);
+        var scores = new TokenScore?[newTokens.Length];
+        if (hasLogits) scores[0] = TokenScore.Of(Logits, newTokens[0], top);
+        int vocab = Model.Config.VocabSize;
+        var rows = new float[Math.Min(PrefillBlock, newTokens.Length) * vocab];
+        int last = 0;
+        for (int offset = 0; offset < newTokens.Length; offset += PrefillBlock)
+        {
+            var block = newTokens.Slice(offset, Math.Min(PrefillBlock, newTokens.Length - offset));
+            ForwardEveryRow(block, rows.AsSpan(0, block.Length * vocab));
+            for (int r = 0; r < block.Length && offset + r + 1 < newTokens.Length; r++)
+                scores[offset + r + 1] = TokenScore.Of(rows.AsSpan(r * vocab, vocab), newTokens[offset + r + 1], top);
+            last = block.Length - 1;
+        }
+        buffers?.EnsureCapacity(1);
+        rows.AsSpan(last * vocab, vocab).CopyTo(deviceLogits ?? buffers!.Logits);
+        hasLogits = true;
+        return scores;
+    }
+
+    /// <summary>One block through the model with the logits of every row written to <paramref name="rows"/>.</summary>
+    private void ForwardEveryRow(ReadOnlySpan<int> block, Span<float> rows)
+    {
+        if (Device is null)
+        {
+            Model.Forward(block, [new Lane(Cache, block.Length)], buffers!, everyRow: true);
+            buffers!.Logits.AsSpan(0, rows.Length).CopyTo(rows);
+        }
+        else Device.RunAlone(block, new Lane(Cache, block.Length), everyRow: true, rows);
+        foreach (int t in block) tokens.Add(t);
     }
 
     /// <summary>

@@ -10,25 +10,35 @@ namespace TauCluster.Engine;
 /// <paramref name="RepetitionPenalty"/> is llama.cpp's and vLLM's (a positive logit of a token anywhere in the
 /// session divided by it, a negative one multiplied), and <paramref name="MinP"/> keeps only the tokens whose
 /// probability is at least that fraction of the likeliest one's. 0, 0, 1 and 0 switch them off.
+/// <paramref name="LogitBias"/> is OpenAI's logit_bias: each listed token's logit plus its bias, before the penalties.
 /// </summary>
 public sealed record SamplingOptions(double Temperature = 1.0, int TopK = 0, double TopP = 1.0, ulong Seed = 0,
-    double PresencePenalty = 0, double FrequencyPenalty = 0, double RepetitionPenalty = 1, double MinP = 0)
+    double PresencePenalty = 0, double FrequencyPenalty = 0, double RepetitionPenalty = 1, double MinP = 0,
+    (int Token, float Bias)[]? LogitBias = null)
 {
     public static SamplingOptions Greedy { get; } = new(Temperature: 0);
 
-    /// <summary>Whether the logits change before the draw: a penalty or min_p is on.</summary>
-    public bool AdjustsLogits => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1 || MinP > 0;
+    /// <summary>Whether the logits change before the draw: a bias, a penalty or min_p is on.</summary>
+    public bool AdjustsLogits =>
+        LogitBias is { Length: > 0 } || PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1 || MinP > 0;
 
     public SamplingOptions Validate()
     {
         SamplingRules.Check(Temperature, TopK, TopP);
         SamplingRules.CheckPenalties(PresencePenalty, FrequencyPenalty, RepetitionPenalty, MinP);
+        foreach (var (token, bias) in LogitBias ?? []) SamplingRules.CheckLogitBias(token, bias);
         return this;
+    }
+
+    /// <summary>Refuses a bias for a token the vocabulary does not have.</summary>
+    internal void RequireVocabulary(int vocabSize)
+    {
+        foreach (var (token, _) in LogitBias ?? []) SamplingRules.CheckLogitBiasToken(token, vocabSize);
     }
 }
 
 /// <summary>
-/// Seeded, deterministic sampling: penalties (repetition, then frequency and presence) → min-p → logits / temperature
+/// Seeded, deterministic sampling: logit bias → penalties (repetition, then frequency and presence) → min-p → logits / temperature
 /// → top-k (keep logits ≥ the k-th largest) → top-p (the smallest most-probable prefix whose mass reaches p) → one
 /// draw. The generator state can be read and restored, and the penalties' counts are a function of the transcript
 /// (<see cref="BeginCompletion"/>), so a session resumed elsewhere draws exactly what it would have drawn.
@@ -45,6 +55,7 @@ public sealed class Sampler
     public Sampler(int vocabSize, SamplingOptions options, RngState? state = null)
     {
         Options = options.Validate();
+        options.RequireVocabulary(vocabSize);
         rng = state is { } s ? new Xoshiro256(s) : new Xoshiro256(options.Seed);
         weights = new double[vocabSize];
         order = new long[vocabSize];
@@ -86,10 +97,14 @@ public sealed class Sampler
     {
         int token = Draw(Adjusted(logits));
         penalties?.Add(token, generated: true);
+        Scores?.Record(logits, token);
         return token;
     }
 
     public SamplingOptions Options { get; }
+
+    /// <summary>Where each draw's score goes, while a caller wants log-probabilities; null (no cost) otherwise.</summary>
+    public DrawnScores? Scores { get; set; }
 
     public RngState State
     {
@@ -160,6 +175,21 @@ public sealed class Sampler
             if (u < 0) return i;
         }
         return last;
+    }
+
+    /// <summary>The ids of the <paramref name="count"/> highest logits, highest first, ties by the lower id (allocates).</summary>
+    public static int[] Likeliest(ReadOnlySpan<float> logits, int count)
+    {
+        count = Math.Min(count, logits.Length);
+        if (count <= 0) return [];
+        var order = new long[logits.Length];
+        int kept = logits.Length;
+        if (count < logits.Length) kept = TopK(logits, new int[count], order);
+        else for (int i = 0; i < logits.Length; i++) order[i] = SortKey(Ordinal(logits[i]), i);
+        Array.Sort(order, 0, kept);
+        var ids = new int[count];
+        for (int r = 0; r < count; r++) ids[r] = Id(order[r]);
+        return ids;
     }
 
     /// <summary>The highest logit; the lowest id on ties.</summary>
@@ -275,6 +305,7 @@ public sealed class Sampler
         public Span<float> Apply(ReadOnlySpan<float> logits, SamplingOptions options)
         {
             logits.CopyTo(adjusted);
+            foreach (var (token, bias) in options.LogitBias ?? []) adjusted[token] += bias;
             if (options.RepetitionPenalty != 1)
             {
                 float r = (float)options.RepetitionPenalty;

@@ -9,6 +9,9 @@ public interface ITextTokenizer
     string Name { get; }
     IReadOnlyList<int> Encode(string text);
     string Decode(IEnumerable<int> ids);
+
+    /// <summary>The bytes of one token's text (what OpenAI's logprobs call <c>bytes</c>): part of a character, for some.</summary>
+    byte[] TokenBytes(int id);
 }
 
 public static class TextTokenizer
@@ -29,6 +32,8 @@ public static class TextTokenizer
         public string Name => name;
         public IReadOnlyList<int> Encode(string text) => tokenizer.EncodeToIds(text);
         public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids);
+        // The decoded text's bytes: exact for the tokens that are whole characters, U+FFFD's for a token that is part of one.
+        public byte[] TokenBytes(int id) => Encoding.UTF8.GetBytes(tokenizer.Decode([id]));
     }
 }
 
@@ -39,4 +44,5 @@ public sealed class ByteTokenizer : ITextTokenizer
     public string Name => "bytes";
     public IReadOnlyList<int> Encode(string text) => Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
     public string Decode(IEnumerable<int> ids) => Encoding.UTF8.GetString(ids.Where(i => i is >= 0 and < 256).Select(i => (byte)i).ToArray());
+    public byte[] TokenBytes(int id) => id is >= 0 and < 256 ? [(byte)id] : [];
 }

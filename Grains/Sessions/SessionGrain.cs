@@ -32,6 +32,7 @@ public sealed class SessionGrain(
     private int lastPrefill;
     private int lastReused;
     private TokenStream? generation;   // the tokens of the completion under way
+    private (CompletionRecord Record, TokenLogprob[] Scores)? promptScores;   // of the completion begun last, if it scored its prompt
 
     private string Id => this.GetPrimaryKeyString();
     private Transcript Tokens => tokens ??= Transcript.Unpack(state.State.Tokens);
@@ -136,18 +137,25 @@ public sealed class SessionGrain(
         Live?.Inference.Truncate(Math.Min(nothingFollows ? keep - 1 : keep, Live.Inference.Length));
     }
 
-    /// <summary>Appends and prefills validated ids, and persists them; on a failure the session is as it was.</summary>
-    private async Task AppendTokens(TauModel model, int[] ids)
+    /// <summary>
+    /// Appends and prefills validated ids, and persists them; on a failure the session is as it was. With
+    /// <paramref name="scoreTop"/>, the whole transcript runs again, every token scored (a cache keeps no logits of
+    /// its rows), and the scores of its positions are returned.
+    /// </summary>
+    private async Task<TokenLogprob[]?> AppendTokens(TauModel model, int[] ids, int? scoreTop = null)
     {
         if (Tokens.Count + ids.Length > model.Config.SequenceLen)
             throw new ContextLengthExceededException(Tokens.Count + ids.Length, model.Config.SequenceLen);
         var c = await EnsureCompute();
         int before = Tokens.Count;
         Tokens.AddRange(ids);
+        TokenLogprob[]? scores = null;
         try
         {
+            if (scoreTop is { } top) c.Inference.Truncate(0);
             int lacking = Tokens.Count - c.Inference.Length;
-            await Runtime.Step(c, Tokens, sample: false);
+            if (scoreTop is { } scoring) scores = Logprobs(await Runtime.Score(c, Tokens, scoring), from: 0);
+            else await Runtime.Step(c, Tokens, sample: false);
             (lastPrefill, lastReused) = (lacking, before);
         }
         catch
@@ -157,7 +165,14 @@ public sealed class SessionGrain(
             throw;
         }
         await Save();
+        return scores;
     }
+
+    /// <summary>The API's log-probabilities of the transcript's positions from <paramref name="from"/> on (none for a first token).</summary>
+    private TokenLogprob[] Logprobs(TokenScore?[] scores, int from) =>
+        scores.Select((score, i) => score is null ? new TokenLogprob(Tokens[from + i], null, [], []) : Logprob(score)).ToArray();
+
+    private static TokenLogprob Logprob(TokenScore score) => new(score.Token, score.Logprob, score.TopTokens, score.TopLogprobs);
 
     public async IAsyncEnumerable<CompletionChunk> Complete(CompletionRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
@@ -173,13 +188,21 @@ public sealed class SessionGrain(
             var record = await BeginOrResume(request);
             var reply = new Completion(models.Get(Spec.Model).Tokenizer, Completion.StopsOf(request), record);
             var c = await EnsureCompute();
+            int? top = request.Logprobs ?? (request.ScorePrompt ? 0 : null);
+            var scored = top is { } known ? await KnownScores(request, record, c, known) : null;   // positions 0… or Start…, not drawn now
+            CompletionChunk Scored(CompletionChunk chunk, TokenLogprob? logprob) => top is null ? chunk : chunk with
+            {
+                Logprob = logprob,
+                PromptLogprobs = request.ScorePrompt && chunk.Position == reply.Start ? scored![..reply.Start] : null,
+            };
             for (int p = reply.Start; p < Tokens.Count && !reply.Finished; p++)
-                yield return Finished(reply.Next(p, Tokens[p]));
+                yield return Finished(Scored(reply.Next(p, Tokens[p]), scored?[p - (Tokens.Count - scored.Length)]));
             if (reply.Finished || cancellation.IsCancellationRequested) yield break;
 
             // The tokens compute ahead of this loop, so a step never waits for the caller's round trip; what was
             // computed but not handed out when the reply ends is undone by the stream's Stop, below.
             c.Sampler.BeginCompletion(Tokens.AsSpan(), reply.Start);   // the penalties' counts, from the transcript: the same on any silo
+            var drawn = c.Sampler.Scores = top is { } t ? new DrawnScores(t) : null;
             var stream = generation = Runtime.Generate(c, Tokens, reply.Target - Tokens.Count);
             long last = started;
             while (!reply.Finished && !cancellation.IsCancellationRequested)
@@ -196,7 +219,7 @@ public sealed class SessionGrain(
                     checkpoint = Save();
                     unsaved = 0;
                 }
-                var chunk = reply.Next(Tokens.Count - 1, next);
+                var chunk = Scored(reply.Next(Tokens.Count - 1, next), drawn is null ? null : Logprob(drawn.Take()));
                 if (reply.Finished)
                 {
                     // Undo what was computed past the end before the last chunk reports the session.
@@ -217,8 +240,22 @@ public sealed class SessionGrain(
             finally
             {
                 generation = null;
+                if (Live is { } live) live.Sampler.Scores = null;
             }
         }
+    }
+
+    /// <summary>
+    /// The scores of the positions this call hands out without drawing them: the prompt's, when asked (those its
+    /// <see cref="Begin"/> computed, unless this activation did not begin it), and those of a resumed request's reply
+    /// so far, computed again on a copy of the cache. They end where the transcript ends.
+    /// </summary>
+    private async Task<TokenLogprob[]?> KnownScores(CompletionRequest request, CompletionRecord record, SessionCompute c, int top)
+    {
+        if (request.ScorePrompt && promptScores is { } begun && ReferenceEquals(begun.Record, record) && Tokens.Count == record.Start)
+            return begun.Scores;
+        int from = request.ScorePrompt ? 0 : record.Start;
+        return from < Tokens.Count ? Logprobs(await Runtime.ScoreCopy(c, Tokens, from, top), from) : null;
     }
 
     /// <summary>The last chunk of a reply carries the session as it stands.</summary>
@@ -253,12 +290,15 @@ public sealed class SessionGrain(
         else if (keep < Tokens.Count)
             Forget(keep, nothingFollows: rest.Length == 0);     // it diverged: keep the cache of what still agrees
 
+        promptScores = null;
         var previous = state.State.LastCompletion;
         var record = state.State.LastCompletion = new CompletionRecord(request.RequestId, start, start + request.MaxTokens,
             new PromptUsage(start, CachedTokens: keep, PrefilledTokens: rest.Length));
         try
         {
-            if (rest.Length > 0) await AppendTokens(model, rest);   // saves the record with the tokens
+            // Saves the record with the tokens. A prompt whose scores were asked for runs again whole, cached or not.
+            int? scoreTop = request.ScorePrompt ? request.Logprobs ?? 0 : null;
+            if (rest.Length > 0 || scoreTop is not null) promptScores = await AppendTokens(model, rest, scoreTop) is { } scores ? (record, scores) : null;
             else await Save();
         }
         catch

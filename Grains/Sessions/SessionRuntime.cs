@@ -56,6 +56,39 @@ internal sealed class SessionRuntime(
         }
     }
 
+    /// <summary>
+    /// Runs what the cache lacks scoring each token (a prompt whose log-probabilities were asked for); the segments past
+    /// the budget move to shards after it. Any failure drops the cache, as a step's does.
+    /// </summary>
+    public async Task<TokenScore?[]> Score(SessionCompute c, Transcript tokens, int top)
+    {
+        try
+        {
+            var scores = await WorkerFor(c).Score(c.Inference, tokens.From(c.Inference.Length), top);
+            if (options.ContextBudgetBytes > 0) await Offload(c);
+            return scores;
+        }
+        catch
+        {
+            _ = Release();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The scores of the transcript's positions from <paramref name="from"/> on, computed on a copy of the cache so that
+    /// the live one stays as it is (the positions a resumed request replays). A cache with context shards is not
+    /// copied: the copy runs the transcript from its start, in this silo's memory, for as long as it scores.
+    /// </summary>
+    public async Task<TokenScore?[]> ScoreCopy(SessionCompute c, Transcript tokens, int from, int top)
+    {
+        var live = c.Inference;
+        int start = live.HasExternalContext ? 0 : Math.Clamp(from - 1, 0, live.Length);
+        using var copy = live.HasExternalContext ? compute.NewSession(live.Model, live.Domain) : live.CopyPrefix(start);
+        var scores = await WorkerFor(c).Score(copy, tokens.From(start), top);
+        return scores[(from - start)..];
+    }
+
     /// <summary>Generates up to <paramref name="count"/> tokens after the transcript (<see cref="TokenStream"/>).</summary>
     public TokenStream Generate(SessionCompute c, Transcript tokens, int count) => new(this, c, tokens, count);
 

@@ -6,11 +6,12 @@ namespace TauCluster.Cluster.Tests;
 public sealed class FailoverTests
 {
     /// <param name="presence">With the penalties on, their counts must come back from the persisted transcript exactly.</param>
+    /// <param name="logprobs">With log-probabilities asked, those of the resumed stream must be the uninterrupted one's.</param>
     [Theory]
-    [InlineData(0.0, 0.0, 1.0, 0.0)]
-    [InlineData(0.6, 0.4, 1.3, 0.05)]
+    [InlineData(0.0, 0.0, 1.0, 0.0, false)]
+    [InlineData(0.6, 0.4, 1.3, 0.05, true)]
     public async Task Session_continues_on_another_silo_with_identical_output_after_its_silo_is_killed(
-        double presence, double frequency, double repetition, double minP)
+        double presence, double frequency, double repetition, double minP, bool logprobs)
     {
         var fixture = new ClusterFixture();
         await fixture.InitializeAsync();
@@ -29,8 +30,9 @@ public sealed class FailoverTests
                 return id;
             }
 
+            var request = new CompletionRequest(null, null, length, Logprobs: logprobs ? 3 : null);
             var uninterrupted = new List<CompletionChunk>();
-            await foreach (var t in fixture.Sessions.Generate(await Start(), length)) uninterrupted.Add(t);
+            await foreach (var t in fixture.Sessions.Complete(await Start(), request)) uninterrupted.Add(t);
 
             var id = await Start();
             string hostSilo = (await fixture.Sessions.Info(id)).Silo;
@@ -38,7 +40,7 @@ public sealed class FailoverTests
             var resumes = new List<StreamResume>();
             sessions.Resuming += resumes.Add;
             var received = new List<CompletionChunk>();
-            await foreach (var t in sessions.Generate(id, length))
+            await foreach (var t in sessions.Complete(id, request))
             {
                 received.Add(t);
                 if (received.Count == 13)
@@ -48,6 +50,9 @@ public sealed class FailoverTests
             Assert.Equal(uninterrupted.Select(t => t.Id), received.Select(t => t.Id));
             Assert.Equal(uninterrupted.Select(t => t.Position), received.Select(t => t.Position));
             Assert.Equal(string.Concat(uninterrupted.Select(t => t.Text)), string.Concat(received.Select(t => t.Text)));
+            static string Scores(CompletionChunk t) => t.Logprob is { } s ? $"{s.Token} {s.Logprob:R} {string.Join(',', s.TopTokens)} {string.Join(',', s.TopLogprobs)}" : "none";
+            Assert.Equal(uninterrupted.Select(Scores), received.Select(Scores));
+            Assert.Equal(logprobs, received.All(t => t.Logprob is not null));
             // The stream was cut after the tokens the client had, and requested again.
             Assert.NotEmpty(resumes);
             Assert.InRange(resumes[0].NextPosition, received[13].Position, received[^1].Position);

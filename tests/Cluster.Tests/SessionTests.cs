@@ -328,6 +328,52 @@ public sealed class SessionTests(ClusterFixture fixture)
         Assert.Equal(next, ByteTokenizer.Instance.Decode((await fixture.Sessions.Session(id).GetTokens())[..next.Length]));
     }
     [Fact]
+    public async Task A_logit_bias_is_stored_with_the_session_and_compares_by_value()
+    {
+        var id = NewId();
+        var sampling = Spec().Sampling with { LogitBias = new LogitBias([new(5, -100f), new(2, 3.5f)]) };
+        await fixture.Sessions.Open(id, Spec() with { Sampling = sampling });
+        await fixture.Cluster.DeactivateAsync(fixture.Sessions.Session(id));
+        var stored = (await fixture.Sessions.Info(id)).Sampling!;   // read back from storage, across the wire
+        Assert.Equal(sampling, stored);
+        Assert.Equal([2, 5], stored.LogitBias!.Tokens);
+        Assert.Equal([3.5f, -100f], stored.LogitBias.Biases);
+        Assert.NotEqual(sampling, sampling with { LogitBias = new LogitBias([new(5, -99f), new(2, 3.5f)]) });
+    }
+
+    [Fact]
+    public async Task A_resent_request_with_logprobs_replays_the_scores_it_drew_and_the_prompts()
+    {
+        var id = NewId();
+        var request = new CompletionRequest(Spec(seed: 9), PromptInput.FromText("scored once"), 10, Logprobs: 4, ScorePrompt: true, RequestId: NewId());
+        static string Scores(TokenLogprob? s) => s is null ? "none" : $"{s.Token} {s.Logprob:R} {string.Join(',', s.TopTokens)} {string.Join(',', s.TopLogprobs)}";
+        async Task<List<CompletionChunk>> Run()
+        {
+            var chunks = new List<CompletionChunk>();
+            await foreach (var chunk in fixture.Sessions.Session(id).Complete(request)) chunks.Add(chunk);
+            return chunks;
+        }
+        var first = await Run();
+        // Drawn live the first time; the second time the session replays them, scored again on a copy of its cache, and
+        // again after it deactivates, from its persisted tokens.
+        var again = await Run();
+        await fixture.Cluster.DeactivateAsync(fixture.Sessions.Session(id));
+        var restored = await Run();
+        foreach (var replay in new[] { again, restored })
+        {
+            Assert.Equal(first.Select(c => Scores(c.Logprob)), replay.Select(c => Scores(c.Logprob)));
+            Assert.Equal(first[0].PromptLogprobs!.Select(Scores), replay[0].PromptLogprobs!.Select(Scores));
+        }
+        Assert.Equal(10, first.Count(c => c.Logprob is { Logprob: <= 0, TopTokens.Length: 4 }));
+        var prompt = first[0].PromptLogprobs!;
+        Assert.Equal("scored once".Length, prompt.Length);
+        Assert.Equal(ByteTokenizer.Instance.Encode("scored once"), prompt.Select(s => s.Token));
+        Assert.Null(prompt[0].Logprob);
+        Assert.All(prompt[1..], s => Assert.True(s.Logprob <= 0));
+        Assert.All(first.Skip(1), c => Assert.Null(c.PromptLogprobs));
+    }
+
+    [Fact]
     public async Task A_resent_completion_with_a_prompt_resumes_and_does_not_append_its_prompt_again()
     {
         var id = NewId();
