@@ -40,8 +40,9 @@ public static class Attention
         CausalRows(p, v, y, accumulate: false);                   // y = p·v
     }
 
-    public static void TauForward<T>(ReadOnlySpan<T> lambdaQ, ReadOnlySpan<T> lambdaK, T temperature, Matrix<T> v, Matrix<T> p, Matrix<T> y)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>With a recency slope m, s_ij −= m·(i − j): a constant of λ, so the backward is the same.</summary>
+    public static void TauForward<T>(ReadOnlySpan<T> lambdaQ, ReadOnlySpan<T> lambdaK, T temperature, Matrix<T> v, Matrix<T> p, Matrix<T> y,
+        T recencySlope = default) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = v.Rows;
         for (int i = 0; i < n; i++)
@@ -49,6 +50,7 @@ public static class Attention
             var row = Row(p, i);
             var scores = row[..(i + 1)];
             Kernels.TauScores(lambdaQ[i], lambdaK[..(i + 1)], temperature, scores);
+            if (recencySlope != T.Zero) Kernels.AddRecencyBias(scores, recencySlope);
             Kernels.Softmax(scores);
             row[(i + 1)..].Clear();
         }

@@ -146,14 +146,14 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             Linear(a.Norm1, w.Qkv, a.QkvRaw);
             Kernels.Clamp(a.QkvRaw.AsSpan(0, rows * Qkv), T.CreateTruncating(-Kernels.QkvLimit), T.CreateTruncating(Kernels.QkvLimit), a.Qkv.AsSpan(0, rows * Qkv));
 
-            // q, k = rms(rope(·, pos)) per head vector; v gets neither
+            // q, k = rms(rope(·, pos)) per head vector (tau with λ before RoPE: rms alone); v gets neither
             ForRows(r =>
             {
                 int pos = r % SeqLen;
                 for (int head = 0; head < Heads; head++)
                 {
                     var vector = a.Qkv.AsSpan(r * Qkv + head * D, D);
-                    Kernels.Rope(vector, ropeCos.AsSpan(pos * D / 2, D / 2), ropeSin.AsSpan(pos * D / 2, D / 2));
+                    if (config.RotatesHeads) Kernels.Rope(vector, ropeCos.AsSpan(pos * D / 2, D / 2), ropeSin.AsSpan(pos * D / 2, D / 2));
                     a.HeadInv[r * Heads + head] = Kernels.RmsNorm(vector, vector);
                 }
             });
@@ -177,7 +177,8 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 int b = i / H, h = i % H, g = config.KvHeadOf(h);
                 var (values, weights, y) = (Values(a.Qkv, b, g), AttentionWeights(a, b, h), HeadOf(a.Y, b, h));
                 if (laplacian is not null)
-                    Attention.TauForward(LambdaOf(a.LambdaQ, b, h, H), LambdaOf(a.LambdaK, b, g, Hkv), temperature, values, weights, y);
+                    Attention.TauForward(LambdaOf(a.LambdaQ, b, h, H), LambdaOf(a.LambdaK, b, g, Hkv), temperature, values, weights, y,
+                        T.CreateTruncating(config.TaumodeOrDefault.RecencySlope(g, Hkv)));
                 else
                     Attention.DotProductForward(Queries(a.Qkv, b, h), Keys(a.Qkv, b, g), values, weights, y, Scratch());
             });
@@ -282,7 +283,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 {
                     var grad = dQkv.AsSpan(r * Qkv + head * D, D);
                     Ops.RmsNormBackward<T>(a.Qkv.AsSpan(r * Qkv + head * D, D), a.HeadInv[r * Heads + head], grad, grad);
-                    Ops.RopeBackward(grad, ropeCos.AsSpan(pos * D / 2, D / 2), ropeSin.AsSpan(pos * D / 2, D / 2));
+                    if (config.RotatesHeads) Ops.RopeBackward(grad, ropeCos.AsSpan(pos * D / 2, D / 2), ropeSin.AsSpan(pos * D / 2, D / 2));
                 }
             });
 

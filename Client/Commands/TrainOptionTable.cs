@@ -59,6 +59,20 @@ internal static class TrainOptionTable
             Double("--tau", "T", "τ of the fixed mode", _ => new TaumodeConfig().Tau, (o, v) => o with { Taumode = Taumode(o) with { Tau = v } }),
             Double("--tau-temperature", "T", "scores are −|λq − λk| / T", _ => new TaumodeConfig().Temperature,
                 (o, v) => o with { Taumode = Taumode(o) with { Temperature = v } }),
+            Text("--tau-lambda", "after-rope|before-rope", "λ of the q, k head vectors after RoPE rotates them, or before", _ => "after-rope",
+                (o, v) => o with { Taumode = Taumode(o) with { LambdaBeforeRope = v switch
+                {
+                    "after-rope" => false,
+                    "before-rope" => true,
+                    _ => throw new UsageException($"--tau-lambda '{v}' must be after-rope or before-rope"),
+                } } }),
+            Text("--tau-recency", "none|alibi", "alibi: scores − m·(i − j), m = 2^(−8(g+1)/K) for kv head g", _ => "none",
+                (o, v) => o with { Taumode = Taumode(o) with { Recency = v switch
+                {
+                    "none" => TauRecency.None,
+                    "alibi" => TauRecency.Alibi,
+                    _ => throw new UsageException($"--tau-recency '{v}' must be none or alibi"),
+                } } }),
         ]),
         ("Optimisation (AdamW, warm-up then cosine decay, global gradient-norm clipping):",
         [

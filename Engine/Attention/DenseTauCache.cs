@@ -18,14 +18,21 @@ public sealed class DenseTauCache : DenseAttentionCache
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
         AppendLambda(layer, kvHead, Taumode.Lambda(key, Domain.Laplacian, Domain.Settings), value);
 
-    internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output) =>
-        AttendLambda(layer, Config.KvHeadOf(head), Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), keyCount, scores, output);
+    internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
+    {
+        int kvHead = Config.KvHeadOf(head);
+        AttendLambda(layer, kvHead, Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), keyCount, scores, output,
+            Config.TaumodeOrDefault.RecencySlope(kvHead, Config.NKvHead));
+    }
 
     /// <summary>Caches a key by its λ alone: all that tau attention ever needs of it.</summary>
     public void AppendLambda(int layer, int kvHead, float lambdaKey, ReadOnlySpan<float> value) => AppendRow(layer, kvHead, [lambdaKey], value);
 
-    /// <summary>output = Σⱼ softmaxⱼ(−|λq − λkⱼ| / temperature) vⱼ over the first <paramref name="keyCount"/> keys.</summary>
-    public void AttendLambda(int layer, int kvHead, float lambdaQuery, int keyCount, Span<float> scores, Span<float> output)
+    /// <summary>
+    /// output = Σⱼ softmaxⱼ(−|λq − λkⱼ| / temperature − m·(i − j)) vⱼ over the first <paramref name="keyCount"/> keys, for
+    /// the query at i = keyCount − 1 and a recency slope m (0: none).
+    /// </summary>
+    public void AttendLambda(int layer, int kvHead, float lambdaQuery, int keyCount, Span<float> scores, Span<float> output, float recencySlope = 0)
     {
         var lambdas = Keys(layer, kvHead);
         scores = scores[..keyCount];
@@ -34,6 +41,7 @@ public sealed class DenseTauCache : DenseAttentionCache
             int count = Math.Min(ChunkedRows.RowsPerChunk, keyCount - start);
             Kernels.TauScores(lambdaQuery, lambdas.Rows(chunk, count), Domain.Temperature, scores.Slice(start, count));
         }
+        if (recencySlope != 0) Kernels.AddRecencyBias(scores, recencySlope);
         Kernels.Softmax(scores);
         WeightedSum(scores, Values(layer, kvHead), output);
     }

@@ -24,6 +24,8 @@ public sealed class DeviceModel : IDisposable
         var c = model.Config;
         if (c.HeadDim > DeviceKernels.MaxHeadDim)
             throw new InvalidOptionsException($"device {device.Device}: head_dim {c.HeadDim} exceeds the {DeviceKernels.MaxHeadDim} its attention kernel holds");
+        if (c.TaumodeOrDefault.Recency != TauRecency.None)
+            throw new InvalidOptionsException($"device {device.Device}: the device kernels do not apply taumode.recency; serve this model on the cpu");
         Model = model;
         Device = device;
         KeyWidth = c.Attention == AttentionKind.Tau ? 1 : c.HeadDim;

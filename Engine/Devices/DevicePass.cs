@@ -109,7 +109,7 @@ internal sealed class DevicePass : IForwardKernels, IDisposable
                     SegmentTable = segmentAt, Segments = cache.SegmentIds.Count,
                 };
                 // The angles in double, rounded once, as the SIMD pass computes them: cos θᵢ, then sin θᵢ.
-                Kernels.RopeAngles<float>(position, model.Model.RopeDivisors, hostAngles.AsSpan(t * D, half), hostAngles.AsSpan(t * D + half, half));
+                Kernels.RopeAngles<float>(model.Model.Config.RotatesHeads ? position : 0, model.Model.RopeDivisors, hostAngles.AsSpan(t * D, half), hostAngles.AsSpan(t * D + half, half));
             }
             pageAt += cache.PageIds.Count;
             segmentAt += cache.SegmentIds.Count;

@@ -121,4 +121,11 @@ public static class Kernels
         TensorPrimitives.Abs<T>(scores, scores);
         TensorPrimitives.Divide(scores, -temperature, scores);
     }
+
+    /// <summary>scores_j −= m·(i − j) for the query at i = scores.Length − 1: the recency bias of the keys it sees.</summary>
+    public static void AddRecencyBias<T>(Span<T> scores, T slope) where T : IFloatingPointIeee754<T>
+    {
+        int last = scores.Length - 1;
+        for (int j = 0; j <= last; j++) scores[j] -= slope * T.CreateTruncating(last - j);
+    }
 }

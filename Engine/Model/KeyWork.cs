@@ -1,7 +1,7 @@
 namespace TauCluster.Engine;
 
 /// <summary>
-/// q, k = rms(rope(·, pos)) per head vector of every row (v gets neither), then the row's keys (λk for tau) and values
+/// q, k = rms(rope(·, pos)) per head vector of every row (v gets neither; rope(·, 0), the identity, for λ before RoPE), then the row's keys (λk for tau) and values
 /// into its session's cache. One chunk per lane: a lane's rows enter its cache in position order, and every lane has a
 /// cache of its own, so the lanes of a batch run in parallel (a λk is an O(nnz) quadratic form and a selection for τ).
 /// </summary>
@@ -25,8 +25,8 @@ internal sealed class KeyWork(ModelConfig config, KernelPool pool, PassLanes lan
         var lane = lanes[l];
         for (int i = 0, t = lanes.FirstRow(l); i < lane.Rows; i++, t++)
         {
-            // A row's heads share its position, so its angles are computed once.
-            Kernels.RopeAngles(lane.Cache.Length + i, ropeDivisors, cos, sin);
+            // A row's heads share its position, so its angles are computed once; position 0's rotate nothing.
+            Kernels.RopeAngles(config.RotatesHeads ? lane.Cache.Length + i : 0, ropeDivisors, cos, sin);
             for (int h = 0; h < H; h++) RopeNorm(queries.AsSpan((t * H + h) * D, D), cos, sin);
             for (int h = 0; h < Hkv; h++)
             {

@@ -12,17 +12,35 @@ public enum TaumodeKind { Fixed, Median, Mean, Percentile }
 /// fixed. Kept apart from the resolved <see cref="TaumodeSettings"/> because the same config scores against any
 /// domain a session picks, and each domain may bring its own mode.
 /// </summary>
+/// <paramref name="LambdaBeforeRope"/>: λ of the query and key head vectors as projected, not rotated by RoPE first (the seed
+/// rotates them). <paramref name="Recency"/>: a bias on each score by how far back its key lies (<see cref="RecencySlope"/>).
 public sealed record TaumodeConfig(
     TaumodeKind? Mode = null,
     double Tau = 1.0,
     double Eps = 1e-6,
     double Temperature = 1.0,
-    double Percentile = 0.5)
+    double Percentile = 0.5,
+    bool LambdaBeforeRope = false,
+    TauRecency Recency = TauRecency.None)
 {
     /// <summary>This config against one domain's Laplacian: the configured mode, else the domain's own, else fixed.</summary>
     public TaumodeSpec Resolve(Laplacian laplacian) =>
         new(laplacian, new TaumodeSettings(Mode ?? laplacian.DefaultTaumode ?? TaumodeKind.Fixed, Tau, Eps, Temperature, Percentile));
+
+    /// <summary>
+    /// The recency slope m of kv head <paramref name="kvHead"/> of <paramref name="kvHeads"/>: the score of the key j
+    /// positions back becomes −|λq − λk| / T − m·j. ALiBi's slopes, m_g = 2^(−8(g+1)/G), one scale of memory per head;
+    /// by kv head rather than query head, so that the query heads sharing a cache share its weights' factor e^(m·j).
+    /// </summary>
+    public float RecencySlope(int kvHead, int kvHeads) => Recency switch
+    {
+        TauRecency.Alibi => (float)Math.Pow(2, -8.0 * (kvHead + 1) / kvHeads),
+        _ => 0,
+    };
 }
+
+/// <summary>A bias on tau attention's scores by distance: none (the seed), or ALiBi's linear one.</summary>
+public enum TauRecency { None, Alibi }
 
 /// <summary>config.json of a model directory (DESIGN.md §2).</summary>
 public sealed record ModelConfig(
@@ -57,6 +75,9 @@ public sealed record ModelConfig(
 
     public TaumodeConfig TaumodeOrDefault => Taumode ?? new TaumodeConfig();
 
+    /// <summary>Whether RoPE rotates the query and key head vectors: always for dot products; for tau unless λ is taken before it.</summary>
+    public bool RotatesHeads => Attention != AttentionKind.Tau || !TaumodeOrDefault.LambdaBeforeRope;
+
     /// <summary>Throws <see cref="ModelFormatException"/> naming the first field that makes no model.</summary>
     public ModelConfig Validate()
     {
@@ -76,6 +97,8 @@ public sealed record ModelConfig(
         Require(double.IsFinite(t.Tau) && t.Tau > 0, "taumode.tau", t.Tau, "must be positive");
         Require(double.IsFinite(t.Temperature) && t.Temperature >= 0, "taumode.temperature", t.Temperature, "must be non-negative");
         Require(t.Percentile is >= 0 and <= 1, "taumode.percentile", t.Percentile, "must lie in [0, 1]");
+        Require(Attention == AttentionKind.Tau || t.Recency == TauRecency.None, "taumode.recency", t.Recency, "only applies to tau attention");
+        Require(Attention == AttentionKind.Tau || !t.LambdaBeforeRope, "taumode.lambda_before_rope", t.LambdaBeforeRope, "only applies to tau attention");
         Require(Tokenizer is null or "gpt2" or "bytes", "tokenizer", Tokenizer, "must be \"gpt2\", \"bytes\" or absent");
         return this;
     }
@@ -145,7 +168,19 @@ public sealed record ModelConfig(
             Tau: GetDouble(o, "tau", "taumode.") ?? defaults.Tau,
             Eps: GetDouble(o, "eps", "taumode.") ?? defaults.Eps,
             Temperature: GetDouble(o, "temperature", "taumode.") ?? defaults.Temperature,
-            Percentile: GetDouble(o, "percentile", "taumode.") ?? defaults.Percentile);
+            Percentile: GetDouble(o, "percentile", "taumode.") ?? defaults.Percentile,
+            LambdaBeforeRope: o["lambda_before_rope"] switch
+            {
+                null => false,
+                JsonValue v when v.TryGetValue<bool>(out bool before) => before,
+                var other => throw new ModelFormatException($"config.json: taumode.lambda_before_rope = {other.ToJsonString()} must be true or false"),
+            },
+            Recency: GetString(o, "recency", "taumode.") switch
+            {
+                null or "none" => TauRecency.None,
+                "alibi" => TauRecency.Alibi,
+                var other => throw new ModelFormatException($"config.json: taumode.recency = \"{other}\" must be \"none\" or \"alibi\""),
+            });
     }
 
     public static TaumodeKind ParseTaumode(string text, string where) => text.ToLowerInvariant() switch
@@ -191,6 +226,9 @@ public sealed record ModelConfig(
             ["tau"] = t.Tau, ["eps"] = t.Eps, ["temperature"] = t.Temperature, ["percentile"] = t.Percentile,
         };
         if (t.Mode is { } mode) taumode["mode"] = mode.ToString().ToLowerInvariant();
+        // Written only when on, so that a config of the seed's attention stays what it was.
+        if (t.LambdaBeforeRope) taumode["lambda_before_rope"] = true;
+        if (t.Recency != TauRecency.None) taumode["recency"] = t.Recency.ToString().ToLowerInvariant();
         var root = new JsonObject
         {
             ["vocab_size"] = VocabSize, ["n_layer"] = NLayer, ["n_head"] = NHead, ["n_kv_head"] = NKvHead,

@@ -47,6 +47,19 @@ public sealed class DeviceTests
             Taumode = new TaumodeConfig(Mode: mode, Tau: 0.7, Temperature: temperature, Percentile: 0.8),
         }, (ulong)(heads * 10 + kvHeads));
 
+    [Fact]
+    public void Lambda_before_rope_on_the_device_gives_the_SIMD_logits_and_a_recency_bias_is_refused_there()
+    {
+        var model = Model(AttentionKind.Tau, 4, 2);
+        var before = TauModel.CreateRandom(model.Config with { Taumode = model.Config.Taumode! with { LambdaBeforeRope = true } }, 5);
+        var tokens = TestSupport.RandomTokens(40, before.Config.VocabSize, 4);
+        using (var device = OnDevice.NewSession(before))
+            AssertClose(new InferenceSession(before).AppendAllLogits(tokens), device.AppendAllLogits(tokens), "λ before RoPE");
+        var recency = TauModel.CreateRandom(model.Config with { Taumode = model.Config.Taumode! with { Recency = TauRecency.Alibi } }, 5);
+        var refused = Assert.Throws<InvalidOptionsException>(() => OnDevice.NewSession(recency));
+        Assert.Contains("taumode.recency", refused.Message);
+    }
+
     [Theory]
     [MemberData(nameof(Shapes))]
     public void A_prefill_on_the_device_gives_the_SIMD_logits_of_every_row(AttentionKind attention, int heads, int kvHeads, TaumodeKind mode, double temperature)

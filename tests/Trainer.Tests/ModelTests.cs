@@ -108,6 +108,63 @@ public sealed class ModelTests(ITestOutputHelper output)
         AssertSameLogitsAsEngine(model, 24, 10);
     }
 
+    /// <summary>The ablation's variants of tau attention: λ of the unrotated head vectors, and ALiBi's recency bias.</summary>
+    public static TheoryData<bool, TauRecency> Variants() => new()
+    {
+        { true, TauRecency.None }, { false, TauRecency.Alibi }, { true, TauRecency.Alibi },
+    };
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void A_tau_variants_gradient_matches_finite_differences_and_its_forward_gives_the_engine_logits(bool lambdaBeforeRope, TauRecency recency)
+    {
+        var config = TinyConfig(AttentionKind.Tau) with
+        {
+            Taumode = TinyConfig(AttentionKind.Tau).Taumode! with { LambdaBeforeRope = lambdaBeforeRope, Recency = recency },
+        };
+        Assert.Equal(config, ModelConfig.Parse(config.ToJson()));   // config.json keeps the variant
+        var engine = TauModel.CreateRandom(config, 17);
+        var gpt = new Gpt<double>(config, engine.DefaultDomain, maxSequences: 2, sequenceLength: 6, threads: 1);
+        gpt.LoadWeights(engine.Weights);
+        int[] tokens = [1, 4, 4, 7, 2, 9, 3, 3, 10, 0, 4, 5];
+        int[] targets = [4, 4, 7, 2, 9, 3, 3, 10, 0, 4, 5, 6];
+        gpt.Forward(tokens, targets);
+        gpt.Backward();
+        var analytic = gpt.Gradients.ToArray();
+        var rng = new Xoshiro256(18);
+        var indices = new SortedSet<int>();
+        foreach (var t in gpt.Layout.Tensors)
+            for (int i = 0; i < 16; i++) indices.Add(t.Offset + (int)(rng.NextUInt64() % (ulong)t.Length));
+        AssertMatches($"tau {lambdaBeforeRope} {recency}", () => gpt.Forward(tokens, targets), gpt.Parameters, analytic, indices);
+
+        var longer = new ModelConfig(VocabSize: 97, NLayer: 2, NHead: 4, NKvHead: 2, NEmbd: 32, SequenceLen: 48, Softcap: 15,
+            Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.1,
+                LambdaBeforeRope: lambdaBeforeRope, Recency: recency)).Validate();
+        AssertSameLogitsAsEngine(TauModel.CreateRandom(longer, 19), 48, 20);
+    }
+
+    [Fact]
+    public void The_variants_change_what_the_model_computes()
+    {
+        // Each switch must reach the forward pass: otherwise the ablation would compare a model with itself.
+        var config = new ModelConfig(VocabSize: 97, NLayer: 2, NHead: 2, NKvHead: 2, NEmbd: 32, SequenceLen: 32, Softcap: 15,
+            Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.1)).Validate();
+        var tokens = Enumerable.Range(0, 32).Select(i => i * 13 % 97).ToArray();
+        float[] Logits(TaumodeConfig taumode) =>
+            new InferenceSession(TauModel.CreateRandom(config with { Taumode = taumode }, 21)).AppendAllLogits(tokens);
+        var seed = Logits(config.Taumode!);
+        Assert.True(MaxAbsDiff(seed, Logits(config.Taumode! with { LambdaBeforeRope = true })) > 1e-3f);
+        Assert.True(MaxAbsDiff(seed, Logits(config.Taumode! with { Recency = TauRecency.Alibi })) > 1e-3f);
+    }
+
+    [Fact]
+    public void Alibi_slopes_halve_geometrically_across_the_kv_heads()
+    {
+        var alibi = new TaumodeConfig(Recency: TauRecency.Alibi);
+        Assert.Equal([0.25f, 0.0625f, 0.015625f, 0.00390625f], Enumerable.Range(0, 4).Select(g => alibi.RecencySlope(g, 4)));
+        Assert.Equal(0f, new TaumodeConfig().RecencySlope(0, 4));
+    }
+
     [Fact]
     public void Double_and_float_training_forwards_agree()
     {
