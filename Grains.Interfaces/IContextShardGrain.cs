@@ -23,7 +23,10 @@ public interface IContextShardGrain : IGrainWithStringKey
     Task Drop();
 }
 
-/// <summary>What a shard holds: <paramref name="Segments"/> segments from position <paramref name="Start"/>, for a model of this shape.</summary>
+/// <summary>
+/// What a shard holds: <paramref name="Segments"/> segments from position <paramref name="Start"/>, for a model of this
+/// shape, and its recency bias (config.json's taumode.recency, e.g. "alibi"; null for none).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record ShardLayout(
     [property: Id(0)] int Start,
@@ -32,7 +35,8 @@ public sealed record ShardLayout(
     [property: Id(3)] int Heads,
     [property: Id(4)] int KvHeads,
     [property: Id(5)] int Width,
-    [property: Id(6)] float Temperature);
+    [property: Id(6)] float Temperature,
+    [property: Id(7)] string? Recency = null);
 
 /// <summary>One stream of one segment: λk (float32) and values (float32, Width per key) in position order, little-endian.</summary>
 [GenerateSerializer, Immutable]
@@ -43,12 +47,16 @@ public sealed record ShardLoad(
     [property: Id(3)] byte[] Lambdas,
     [property: Id(4)] byte[] Values);
 
-/// <summary>A layer's query λs (float32, little-endian) for the shard that starts at <paramref name="Start"/>.</summary>
+/// <summary>
+/// A layer's query λs (float32, little-endian) for the shard that starts at <paramref name="Start"/>, in (row, head)
+/// order, the rows at positions <paramref name="FirstPosition"/>, +1, … (which a recency bias needs).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record ShardQuery(
     [property: Id(0)] int Start,
     [property: Id(1)] int Layer,
-    [property: Id(2)] byte[] Lambdas);
+    [property: Id(2)] byte[] Lambdas,
+    [property: Id(3)] int FirstPosition = 0);
 
 /// <summary>A shard as its session knows it, or as it reports itself.</summary>
 [GenerateSerializer, Immutable]

@@ -38,7 +38,8 @@ public sealed class ContextShardGrain(LocalShards registry, ILocalSiloDetails si
         if ((uint)load.Segment >= (uint)l.Segments || (uint)load.Stream >= (uint)Streams)
             throw new InvalidOptionsException($"context shard '{Key}': no segment {load.Segment}, stream {load.Stream} in {l}");
         var segment = LambdaSegment.FromPositionOrder(l.Start + load.Segment * LambdaIndex.SegmentSize,
-            MemoryMarshal.Cast<byte, float>(load.Lambdas).ToArray(), MemoryMarshal.Cast<byte, float>(load.Values).ToArray(), l.Width, l.Temperature);
+            MemoryMarshal.Cast<byte, float>(load.Lambdas).ToArray(), MemoryMarshal.Cast<byte, float>(load.Values).ToArray(), l.Width, l.Temperature,
+            RecencyOf(l).RecencySlope(load.Stream % l.KvHeads, l.KvHeads));
         ref var slot = ref segments[load.Segment * Streams + load.Stream];
         if (slot is null) loaded++;
         else bytes -= slot.Bytes;
@@ -64,11 +65,19 @@ public sealed class ContextShardGrain(LocalShards registry, ILocalSiloDetails si
             {
                 int stream = query.Layer * l.KvHeads + ModelConfig.KvHeadOf(q % l.Heads, l.Heads, l.KvHeads);
                 for (int s = 0; s < l.Segments; s++)
-                    held[s * l.Layers * l.KvHeads + stream]!.Query(lambdas[q], scratch, partials, q * l.Segments + s);
+                    held[s * l.Layers * l.KvHeads + stream]!.Query(lambdas[q], query.FirstPosition + q / l.Heads, scratch, partials, q * l.Segments + s);
             }
             return partials.ToBytes();
         });
     }
+
+    /// <summary>The layout's recency bias as the model's config names it.</summary>
+    private TaumodeConfig RecencyOf(ShardLayout l) => new(Recency: l.Recency switch
+    {
+        null => TauRecency.None,
+        var name when Enum.TryParse<TauRecency>(name, ignoreCase: true, out var recency) => recency,
+        var name => throw new InvalidOptionsException($"context shard '{Key}': unknown recency '{name}'"),
+    });
 
     public Task<ContextShardInfo> GetInfo() => Task.FromResult(new ContextShardInfo(Key, layout?.Start ?? 0,
         layout is null ? 0 : layout.Segments * LambdaIndex.SegmentSize, bytes, silo.SiloAddress.ToString(), Complete));

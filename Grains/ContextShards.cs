@@ -27,7 +27,9 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
     public async Task Offload(IndexedTauCache cache, int segments)
     {
         int start = cache.ExternalLength;
-        var layout = new ShardLayout(start, segments, config.NLayer, config.NHead, config.NKvHead, config.HeadDim, temperature);
+        var recency = config.TaumodeOrDefault.Recency;
+        var layout = new ShardLayout(start, segments, config.NLayer, config.NHead, config.NKvHead, config.HeadDim, temperature,
+            recency == TauRecency.None ? null : recency.ToString().ToLowerInvariant());
         string key = $"{sessionId}/{start}/{Guid.NewGuid():N}";   // a rebuilt shard is a new grain: never the lost one's stale address
         var grain = grains.GetGrain<IContextShardGrain>(key);
         var data = cache.PeekSegments(segments);
@@ -44,11 +46,11 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
         cache.DetachSegments(segments);
     }
 
-    public SoftmaxPartials Gather(int layer, ReadOnlySpan<float> queryLambdas)
+    public SoftmaxPartials Gather(int layer, int firstPosition, ReadOnlySpan<float> queryLambdas)
     {
         int queries = queryLambdas.Length, total = shards.Sum(s => s.Segments);
         var request = MemoryMarshal.AsBytes(queryLambdas).ToArray();
-        var answers = shards.Select(s => s.Grain.Query(new ShardQuery(s.Start, layer, request))).ToArray();
+        var answers = shards.Select(s => s.Grain.Query(new ShardQuery(s.Start, layer, request, firstPosition))).ToArray();
         try
         {
             Task.WaitAll(answers);   // a forward pass runs on a pool thread, never the grain scheduler: waiting here blocks no grain

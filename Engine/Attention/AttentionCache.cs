@@ -29,8 +29,7 @@ public abstract class AttentionCache(ModelConfig config)
     public static AttentionCache Create(ModelConfig config, TaumodeSpec? taumode, TauAttentionPath path = TauAttentionPath.Index) => config.Attention switch
     {
         AttentionKind.Tau when taumode is null => throw new ArgumentNullException(nameof(taumode), "tau attention needs a Laplacian"),
-        // The λ index does not carry a recency bias yet: such a model decodes on the dense path, exact but O(T) a token.
-        AttentionKind.Tau when path == TauAttentionPath.Index && config.TaumodeOrDefault.Recency == TauRecency.None => new IndexedTauCache(config, taumode),
+        AttentionKind.Tau when path == TauAttentionPath.Index => new IndexedTauCache(config, taumode),
         AttentionKind.Tau => new DenseTauCache(config, taumode),
         _ => new DotProductCache(config),
     };

@@ -70,18 +70,20 @@ public sealed class LambdaSegment
     private readonly LambdaIndex.Run run;
     private readonly int width;
     private readonly float temperature;
+    private readonly float slope;
 
-    internal LambdaSegment(LambdaIndex.Run run, int width, float temperature) => (this.run, this.width, this.temperature) = (run, width, temperature);
+    internal LambdaSegment(LambdaIndex.Run run, int width, float temperature, float recencySlope) =>
+        (this.run, this.width, this.temperature, slope) = (run, width, temperature, recencySlope);
 
     public int Start => run.Start;
     public long Bytes => run.Bytes;
 
     /// <summary>Builds a segment from λk and values in position order, as the index builds one.</summary>
-    public static LambdaSegment FromPositionOrder(int start, float[] lambdas, float[] values, int width, float temperature)
+    public static LambdaSegment FromPositionOrder(int start, float[] lambdas, float[] values, int width, float temperature, float recencySlope = 0)
     {
         if (lambdas.Length != LambdaIndex.SegmentSize || values.Length != lambdas.Length * width)
             throw new InvalidDataException($"a segment holds {LambdaIndex.SegmentSize} keys of width {width}, not {lambdas.Length} keys and {values.Length} values");
-        return new LambdaSegment(LambdaIndex.Run.FromPositionOrder(start, lambdas, values, width, temperature), width, temperature);
+        return new LambdaSegment(LambdaIndex.Run.FromPositionOrder(start, lambdas, values, width, temperature, recencySlope), width, temperature, recencySlope);
     }
 
     /// <summary>The segment's λk and values in position order: what a shard is sent and rebuilds it from.</summary>
@@ -98,12 +100,15 @@ public sealed class LambdaSegment
         return (lambdas, values);
     }
 
-    /// <summary>Writes this segment's partial for a query λ into entry <paramref name="index"/>, exactly as the index merges it.</summary>
-    public void Query(float lambdaQuery, SegmentScratch scratch, SoftmaxPartials output, int index)
+    /// <summary>
+    /// Writes this segment's partial for a query λ at <paramref name="queryPosition"/> (the recency bias needs it) into entry
+    /// <paramref name="index"/>, exactly as the index merges it.
+    /// </summary>
+    public void Query(float lambdaQuery, int queryPosition, SegmentScratch scratch, SoftmaxPartials output, int index)
     {
         var partial = new LambdaIndex.Partial(double.NegativeInfinity, 0);
         Array.Clear(scratch.Merged);
-        run.Query(lambdaQuery, temperature, ref partial, scratch.Merged, scratch.Weights, scratch.BlockSum);
+        run.Query(lambdaQuery, queryPosition, temperature, slope, ref partial, scratch.Merged, scratch.Weights, scratch.BlockSum);
         output.LogScales[index] = partial.Max;
         output.Sums[index] = partial.Sum;
         var vector = output.Vectors.AsSpan(index * width, width);
@@ -126,10 +131,10 @@ public sealed class SegmentScratch(int width)
 public interface IExternalContext
 {
     /// <summary>
-    /// For queries in row-major (row, head) order, the partials of every external segment in position order:
-    /// entry q · segments + s. Blocks until the holders answer.
+    /// For queries in row-major (row, head) order, the rows at positions <paramref name="firstPosition"/>, +1, …, the
+    /// partials of every external segment in position order: entry q · segments + s. Blocks until the holders answer.
     /// </summary>
-    SoftmaxPartials Gather(int layer, ReadOnlySpan<float> queryLambdas);
+    SoftmaxPartials Gather(int layer, int firstPosition, ReadOnlySpan<float> queryLambdas);
 
     /// <summary>Forgets external positions from <paramref name="length"/> on and returns how many are still held (whole segments).</summary>
     int CutTo(int length);

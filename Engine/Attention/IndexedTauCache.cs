@@ -16,7 +16,8 @@ public sealed class IndexedTauCache : AttentionCache
     {
         domain.Laplacian.RequireDimension(config.HeadDim, "this model");
         Domain = domain;
-        indexes = Enumerable.Range(0, config.NLayer * config.NKvHead).Select(_ => new LambdaIndex(config.HeadDim, domain.Temperature)).ToArray();
+        indexes = Enumerable.Range(0, config.NLayer * config.NKvHead).Select(stream => new LambdaIndex(config.HeadDim, domain.Temperature,
+            config.TaumodeOrDefault.RecencySlope(stream % config.NKvHead, config.NKvHead))).ToArray();
         pending = indexes.Select(_ => new PendingKeys(config.HeadDim)).ToArray();
     }
 
@@ -111,7 +112,7 @@ public sealed class IndexedTauCache : AttentionCache
         int H = Config.NHead, D = Config.HeadDim;
         if (preparedLambdas.Length < rows * H) preparedLambdas = new float[rows * H];
         for (int q = 0; q < rows * H; q++) preparedLambdas[q] = Taumode.Lambda(queries.Slice(q * D, D), Domain.Laplacian, Domain.Settings);
-        externalPartials = External!.Gather(layer, preparedLambdas.AsSpan(0, rows * H));
+        externalPartials = External!.Gather(layer, Length, preparedLambdas.AsSpan(0, rows * H));
         int expected = rows * H * (ExternalLength / LambdaIndex.SegmentSize);
         if (externalPartials.Count != expected || externalPartials.Width != D)
             throw new InvalidOperationException($"external context answered {externalPartials.Count} partials, {expected} were asked");

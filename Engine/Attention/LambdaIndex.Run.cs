@@ -4,9 +4,13 @@ namespace TauCluster.Engine;
 public sealed partial class LambdaIndex
 {
     /// <summary>
-    /// An immutable λ-sorted run of keys from a contiguous range of positions, with the exponential sums of whole blocks:
-    /// Before[b−1] = Σ over blocks &lt; b of e^{(λj − λ_last)/T} vⱼ, relative to the last (largest) λ before boundary b;
-    /// After[b]    = Σ over blocks ≥ b of e^{−(λj − λ_first)/T} vⱼ, relative to the first (smallest) λ from boundary b.
+    /// An immutable λ-sorted run of keys from a contiguous range of positions, with the exponential sums of whole blocks.
+    /// With u = position − Start and a recency slope m (0: none), the before-sums use the exponent λj/T + m·uj and the
+    /// after-sums −λj/T + m·uj (the weight e^(−|λq − λj|/T − m(i − j)) of a key below or above λq, up to a factor of
+    /// the query), each relative to its largest over the blocks summed, whose key is kept as the boundary's reference:
+    /// Before[b−1] = Σ over blocks &lt; b of e^((λj − λr)/T + m(uj − ur)) vⱼ, r = BeforeReference[b−1];
+    /// After[b]    = Σ over blocks ≥ b of e^(−(λj − λr)/T + m(uj − ur)) vⱼ, r = AfterReference[b].
+    /// Without recency the references are the last key before the boundary and the first from it, as they always were.
     /// </summary>
     internal sealed class Run
     {
@@ -16,14 +20,17 @@ public sealed partial class LambdaIndex
         public required int[] Positions { get; init; }
         public required float[] Before { get; init; }
         public required double[] BeforeSum { get; init; }
+        public required int[] BeforeReference { get; init; }
         public required float[] After { get; init; }
         public required double[] AfterSum { get; init; }
+        public required int[] AfterReference { get; init; }
 
         public int Size => Lambdas.Length;
         public long Bytes => (long)Size * sizeof(float) * (1 + Values.Length / Size) + Size * sizeof(int)
-            + (long)(Before.Length + After.Length) * sizeof(float) + (long)(BeforeSum.Length + AfterSum.Length) * sizeof(double);
+            + (long)(Before.Length + After.Length) * sizeof(float) + (long)(BeforeSum.Length + AfterSum.Length) * sizeof(double)
+            + (long)(BeforeReference.Length + AfterReference.Length) * sizeof(int);
 
-        public static Run FromPositionOrder(int start, float[] lambdas, float[] values, int width, float temperature)
+        public static Run FromPositionOrder(int start, float[] lambdas, float[] values, int width, float temperature, float slope)
         {
             var order = Enumerable.Range(0, lambdas.Length).ToArray();
             var keys = (float[])lambdas.Clone();
@@ -31,11 +38,11 @@ public sealed partial class LambdaIndex
             SortTies(keys, order);
             var sortedValues = new float[values.Length];
             for (int i = 0; i < order.Length; i++) values.AsSpan(order[i] * width, width).CopyTo(sortedValues.AsSpan(i * width, width));
-            return Build(start, keys, sortedValues, order.Select(o => start + o).ToArray(), width, temperature);
+            return Build(start, keys, sortedValues, order.Select(o => start + o).ToArray(), width, temperature, slope);
         }
 
         /// <summary>Merges two runs of adjacent position ranges (a before b), ties in λ by position.</summary>
-        public static Run Merge(Run a, Run b, int width, float temperature)
+        public static Run Merge(Run a, Run b, int width, float temperature, float slope)
         {
             int n = a.Size + b.Size, i = 0, j = 0;
             var lambdas = new float[n];
@@ -49,7 +56,7 @@ public sealed partial class LambdaIndex
                 positions[k] = run.Positions[index];
                 run.Values.AsSpan(index * width, width).CopyTo(values.AsSpan(k * width, width));
             }
-            return Build(a.Start, lambdas, values, positions, width, temperature);
+            return Build(a.Start, lambdas, values, positions, width, temperature, slope);
         }
 
         private static void SortTies(float[] keys, int[] order)
@@ -63,80 +70,106 @@ public sealed partial class LambdaIndex
             }
         }
 
-        private static Run Build(int start, float[] lambdas, float[] values, int[] positions, int width, float temperature)
+        private static Run Build(int start, float[] lambdas, float[] values, int[] positions, int width, float temperature, float slope)
         {
             int blocks = lambdas.Length / BlockSize;
             // Before has a row per boundary 1…blocks, After per boundary 0…blocks−1: the empty ends are not stored.
             var before = new float[blocks * width];
             var beforeSum = new double[blocks];
+            var beforeReference = new int[blocks];
             var after = new float[blocks * width];
             var afterSum = new double[blocks];
+            var afterReference = new int[blocks];
             var acc = new double[width];
             double sum = 0;
+            // The exponent of key j relative to key r: ±(λj − λr)/T + m(uj − ur). With m = 0 the second term adds 0.
+            double Exponent(int j, int r, double sign) =>
+                sign * (lambdas[j] - (double)lambdas[r]) / temperature + slope * (double)(positions[j] - positions[r]);
 
-            // Before[b] = Before[b−1]·e^{(λ_{bB−1} − λ_{(b+1)B−1})/T} + Σ_{j in block b} e^{(λj − λ_{(b+1)B−1})/T} vⱼ
+            // Before[b] = Before[b−1]·e^(exponent of the last reference against the new one) + the block's own terms. The
+            // reference is the key of the largest λj/T + m·uj so far, ties to the later key (without recency: the last).
+            int reference = -1;
             for (int b = 0; b < blocks; b++)
             {
-                double reference = lambdas[(b + 1) * BlockSize - 1];
+                int previous = reference;
+                for (int j = b * BlockSize; j < (b + 1) * BlockSize; j++)
+                    if (reference < 0 || Exponent(j, reference, +1) >= 0) reference = j;
                 if (b > 0)
                 {
-                    double shrink = Math.Exp((lambdas[b * BlockSize - 1] - reference) / temperature);
+                    double shrink = Math.Exp(Exponent(previous, reference, +1));
                     for (int i = 0; i < width; i++) acc[i] *= shrink;
                     sum *= shrink;
                 }
                 for (int j = b * BlockSize; j < (b + 1) * BlockSize; j++)
                 {
-                    double w = Math.Exp((lambdas[j] - reference) / temperature);
+                    double w = Math.Exp(Exponent(j, reference, +1));
                     sum += w;
                     for (int i = 0; i < width; i++) acc[i] += w * values[j * width + i];
                 }
                 for (int i = 0; i < width; i++) before[b * width + i] = (float)acc[i];
                 beforeSum[b] = sum;
+                beforeReference[b] = reference;
             }
 
-            // After[b] = After[b+1]·e^{−(λ_{(b+1)B} − λ_{bB})/T} + Σ_{j in block b} e^{−(λj − λ_{bB})/T} vⱼ
+            // After[b] = After[b+1]·e^(…) + the block's own terms, the reference the largest −λj/T + m·uj, ties to the
+            // earlier key (without recency: the first of the block).
             Array.Clear(acc);
             sum = 0;
+            reference = -1;
             for (int b = blocks - 1; b >= 0; b--)
             {
-                double reference = lambdas[b * BlockSize];
+                int previous = reference;
+                for (int j = (b + 1) * BlockSize - 1; j >= b * BlockSize; j--)
+                    if (reference < 0 || Exponent(j, reference, -1) >= 0) reference = j;
                 if (b < blocks - 1)
                 {
-                    double shrink = Math.Exp(-(lambdas[(b + 1) * BlockSize] - reference) / temperature);
+                    double shrink = Math.Exp(Exponent(previous, reference, -1));
                     for (int i = 0; i < width; i++) acc[i] *= shrink;
                     sum *= shrink;
                 }
                 for (int j = b * BlockSize; j < (b + 1) * BlockSize; j++)
                 {
-                    double w = Math.Exp(-(lambdas[j] - reference) / temperature);
+                    double w = Math.Exp(Exponent(j, reference, -1));
                     sum += w;
                     for (int i = 0; i < width; i++) acc[i] += w * values[j * width + i];
                 }
                 for (int i = 0; i < width; i++) after[b * width + i] = (float)acc[i];
                 afterSum[b] = sum;
+                afterReference[b] = reference;
             }
             return new Run
             {
                 Start = start, Lambdas = lambdas, Values = values, Positions = positions,
-                Before = before, BeforeSum = beforeSum, After = after, AfterSum = afterSum,
+                Before = before, BeforeSum = beforeSum, BeforeReference = beforeReference,
+                After = after, AfterSum = afterSum, AfterReference = afterReference,
             };
         }
 
-        public void Query(float lambdaQuery, float temperature, ref Partial total, Span<double> merged, Span<float> weights, Span<float> sum)
+        /// <summary>The partial of the query at absolute position <paramref name="queryPosition"/> (after every key here).</summary>
+        public void Query(float lambdaQuery, int queryPosition, float temperature, float slope, ref Partial total, Span<double> merged,
+            Span<float> weights, Span<float> sum)
         {
             int width = merged.Length, blocks = Size / BlockSize;
             int below = UpperBound(lambdaQuery);        // keys with λ ≤ λq
             int split = below / BlockSize;              // the block the split falls in (== blocks when all are below)
+            // A reference key r's own weight: e^(∓(λq − λr)/T − m(i − pr)); the stored sums are relative to it.
+            double Recency(int r) => slope * (double)(queryPosition - Positions[r]);
             if (split > 0)
-                total.Merge((Lambdas[split * BlockSize - 1] - (double)lambdaQuery) / temperature, BeforeSum[split - 1],
+            {
+                int r = BeforeReference[split - 1];
+                total.Merge((Lambdas[r] - (double)lambdaQuery) / temperature - Recency(r), BeforeSum[split - 1],
                     Before.AsSpan((split - 1) * width, width), merged);
+            }
             if (split < blocks)
             {
-                Elementwise(lambdaQuery, Lambdas.AsSpan(split * BlockSize, BlockSize), Values.AsSpan(split * BlockSize * width, BlockSize * width),
-                    width, temperature, ref total, merged, weights, sum);
+                Elementwise(lambdaQuery, queryPosition, Lambdas.AsSpan(split * BlockSize, BlockSize), Positions.AsSpan(split * BlockSize, BlockSize),
+                    Values.AsSpan(split * BlockSize * width, BlockSize * width), width, temperature, slope, ref total, merged, weights, sum);
                 if (split + 1 < blocks)
-                    total.Merge(-(Lambdas[(split + 1) * BlockSize] - (double)lambdaQuery) / temperature, AfterSum[split + 1],
+                {
+                    int r = AfterReference[split + 1];
+                    total.Merge(-(Lambdas[r] - (double)lambdaQuery) / temperature - Recency(r), AfterSum[split + 1],
                         After.AsSpan((split + 1) * width, width), merged);
+                }
             }
         }
 

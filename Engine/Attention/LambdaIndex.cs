@@ -31,8 +31,10 @@ public sealed partial class LambdaIndex
 
     private readonly int width;
     private readonly float temperature;
+    private readonly float slope;
     private readonly List<Run> runs = [];
     private readonly float[] tailLambdas = new float[BlockSize];
+    private readonly int[] tailPositions = new int[BlockSize];
     private readonly float[] tailValues;
     private readonly double[] merged;
     private readonly float[] blockWeights = new float[BlockSize];
@@ -41,10 +43,12 @@ public sealed partial class LambdaIndex
     private readonly float[] groupVector;
     private int tailCount;
 
-    public LambdaIndex(int width, float temperature)
+    /// <param name="recencySlope">m of the recency bias −m·(i − j) on every score (0: none); the sums carry e^(m·j) exactly.</param>
+    public LambdaIndex(int width, float temperature, float recencySlope = 0)
     {
         this.width = width;
         this.temperature = temperature;
+        slope = recencySlope;
         tailValues = new float[BlockSize * width];
         merged = new double[width];
         blockSum = new float[width];
@@ -75,22 +79,26 @@ public sealed partial class LambdaIndex
     public void Add(float lambda, ReadOnlySpan<float> value)
     {
         tailLambdas[tailCount] = lambda;
+        tailPositions[tailCount] = Count;
         value.CopyTo(tailValues.AsSpan(tailCount * width, width));
         tailCount++;
         Count++;
         if (tailCount < BlockSize) return;
 
-        var run = Run.FromPositionOrder(Count - BlockSize, tailLambdas, tailValues, width, temperature);
+        var run = Run.FromPositionOrder(Count - BlockSize, tailLambdas, tailValues, width, temperature, slope);
         tailCount = 0;
         while (runs.Count > 0 && runs[^1].Size == run.Size && run.Size < SegmentSize)
         {
-            run = Run.Merge(runs[^1], run, width, temperature);
+            run = Run.Merge(runs[^1], run, width, temperature, slope);
             runs.RemoveAt(runs.Count - 1);
         }
         runs.Add(run);
     }
 
-    /// <summary>output = Σⱼ softmaxⱼ(−|λq − λj| / T) vⱼ over every key added. Not thread-safe: one query at a time.</summary>
+    /// <summary>
+    /// output = Σⱼ softmaxⱼ(−|λq − λj| / T − m·(i − j)) vⱼ over every key added, for the query at the last key's position i.
+    /// Not thread-safe: one query at a time.
+    /// </summary>
     public void Attend(float lambdaQuery, Span<float> output) => Attend(lambdaQuery, null, 0, output);
 
     /// <summary>
@@ -102,6 +110,7 @@ public sealed partial class LambdaIndex
     {
         var total = new Partial(double.NegativeInfinity, 0);
         Array.Clear(merged);
+        int position = Count - 1;
         int externalSegments = ExternalCount / SegmentSize;
         if (externalSegments > 0)
         {
@@ -116,16 +125,17 @@ public sealed partial class LambdaIndex
         {
             var group = new Partial(double.NegativeInfinity, 0);
             Array.Clear(groupMerged);
-            runs[r].Query(lambdaQuery, temperature, ref group, groupMerged, blockWeights, blockSum);
+            runs[r].Query(lambdaQuery, position, temperature, slope, ref group, groupMerged, blockWeights, blockSum);
             MergeGroup(group, ref total);
         }
         if (sealedCount < runs.Count || tailCount > 0)
         {
             var open = new Partial(double.NegativeInfinity, 0);
             Array.Clear(groupMerged);
-            for (int r = sealedCount; r < runs.Count; r++) runs[r].Query(lambdaQuery, temperature, ref open, groupMerged, blockWeights, blockSum);
+            for (int r = sealedCount; r < runs.Count; r++) runs[r].Query(lambdaQuery, position, temperature, slope, ref open, groupMerged, blockWeights, blockSum);
             if (tailCount > 0)
-                Elementwise(lambdaQuery, tailLambdas.AsSpan(0, tailCount), tailValues.AsSpan(0, tailCount * width), width, temperature, ref open, groupMerged, blockWeights, blockSum);
+                Elementwise(lambdaQuery, position, tailLambdas.AsSpan(0, tailCount), tailPositions.AsSpan(0, tailCount), tailValues.AsSpan(0, tailCount * width),
+                    width, temperature, slope, ref open, groupMerged, blockWeights, blockSum);
             MergeGroup(open, ref total);
         }
         for (int i = 0; i < width; i++) output[i] = (float)(merged[i] / total.Sum);
@@ -142,7 +152,7 @@ public sealed partial class LambdaIndex
     public LambdaSegment[] PeekSegments(int count)
     {
         if (count > SealedSegments) throw new InvalidOperationException($"{count} segments asked, {SealedSegments} sealed");
-        return runs.Take(count).Select(r => new LambdaSegment(r, width, temperature)).ToArray();
+        return runs.Take(count).Select(r => new LambdaSegment(r, width, temperature, slope)).ToArray();
     }
 
     /// <summary>Forgets the oldest <paramref name="count"/> sealed segments: a context shard holds them now.</summary>
@@ -179,7 +189,7 @@ public sealed partial class LambdaIndex
     public LambdaIndex CopyPrefix(int count)
     {
         if (ExternalCount > 0) throw new InvalidOperationException("an index with keys in context shards cannot be copied here");
-        var copy = new LambdaIndex(width, temperature);
+        var copy = new LambdaIndex(width, temperature, slope);
         int kept = KeptRuns(count);
         copy.runs.AddRange(runs.Take(kept));
         copy.Count = kept == 0 ? 0 : runs[kept - 1].Start + runs[kept - 1].Size;
@@ -254,22 +264,25 @@ public sealed partial class LambdaIndex
     /// <summary>
     /// Keys scored one by one (a split block or the tail), merged as one partial relative to their best score. Scores are
     /// formed in double: at tiny temperatures |λq − λj|/T reaches thousands, and a float would round away the small
-    /// differences between the best keys that decide the weights.
+    /// differences between the best keys that decide the weights. The recency term −m·(i − j) adds 0 without recency.
     /// </summary>
-    internal static void Elementwise(float lambdaQuery, ReadOnlySpan<float> lambdas, ReadOnlySpan<float> values, int width, float temperature,
-        ref Partial total, Span<double> merged, Span<float> weights, Span<float> sum)
+    internal static void Elementwise(float lambdaQuery, int queryPosition, ReadOnlySpan<float> lambdas, ReadOnlySpan<int> positions,
+        ReadOnlySpan<float> values, int width, float temperature, float slope, ref Partial total, Span<double> merged, Span<float> weights, Span<float> sum)
     {
         double best = double.NegativeInfinity;
-        foreach (float lambda in lambdas) best = Math.Max(best, -Math.Abs((double)lambdaQuery - lambda) / temperature);
+        for (int j = 0; j < lambdas.Length; j++) best = Math.Max(best, Score(j, lambdas, positions));
         double weightSum = 0;
         sum.Clear();
         for (int j = 0; j < lambdas.Length; j++)
         {
-            double w = Math.Exp(-Math.Abs((double)lambdaQuery - lambdas[j]) / temperature - best);
+            double w = Math.Exp(Score(j, lambdas, positions) - best);
             weightSum += w;
             weights[j] = (float)w;
             TensorPrimitives.MultiplyAdd(values.Slice(j * width, width), weights[j], sum, sum);
         }
         total.Merge(best, weightSum, sum, merged);
+
+        double Score(int j, ReadOnlySpan<float> lambdas, ReadOnlySpan<int> positions) =>
+            -Math.Abs((double)lambdaQuery - lambdas[j]) / temperature - slope * (double)(queryPosition - positions[j]);
     }
 }

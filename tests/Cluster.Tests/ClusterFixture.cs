@@ -13,6 +13,7 @@ public sealed class TestWorld : IDisposable
     public const string Tiny384 = "tiny-384";       // one head of 384: the real manifold's dimension
     public const string Long = "long";              // tau, 128K context, head dimension 16: sessions that need context shards
     public const string LongCausal = "long-causal"; // causal (K, V), 128K context, one layer and head of 8: cheap past a segment
+    public const string LongRecency = "long-recency"; // tau with ALiBi's recency bias, 128K context, one layer: its shards need positions
     public const string Chain32 = "chain32";        // a manifold under the manifolds root, dimension 32
     public const string RealDomain = TestPaths.RealManifoldName;
 
@@ -28,6 +29,8 @@ public sealed class TestWorld : IDisposable
         TauModel.CreateRandom(tiny with { NHead = 1, NKvHead = 1, NEmbd = 384, NLayer = 1, Taumode = new TaumodeConfig() }, 3).Save(Path.Combine(models, Tiny384));
         TauModel.CreateRandom(tiny with { NEmbd = 32, SequenceLen = 1 << 17 }, 4).Save(Path.Combine(models, Long));
         TauModel.CreateRandom(tiny with { NLayer = 1, NHead = 1, NEmbd = 8, SequenceLen = 1 << 17, Attention = AttentionKind.Causal }, 5).Save(Path.Combine(models, LongCausal));
+        TauModel.CreateRandom(tiny with { NLayer = 1, NEmbd = 32, SequenceLen = 1 << 17, Taumode = tiny.Taumode! with { Recency = TauRecency.Alibi } }, 6)
+            .Save(Path.Combine(models, LongRecency));
         Manifold.WriteAsync(Path.Combine(manifolds, Chain32), Laplacian.Chain(32), TaumodeKind.Mean).GetAwaiter().GetResult();
 
         Options = new TauClusterOptions

@@ -110,6 +110,37 @@ public sealed class ContextShardTests(ContextShardTests.WholeCluster whole) : IC
     }
 
     [Fact]
+    public async Task A_recency_biased_session_on_shards_generates_exactly_what_it_generates_whole()
+    {
+        // The shards must weigh each key by how far back it lies from each query: they are sent the queries' positions.
+        var spec = Spec with { Model = TestWorld.LongRecency };
+        var prompt = Prompt[..(2 * Segment + 3000)];
+        async Task<(int[] Ids, SessionInfo Info)> Generate(ClusterFixture fixture)
+        {
+            var id = $"recency-{Guid.NewGuid():N}";
+            await fixture.Sessions.Open(id, spec);
+            await fixture.Sessions.Append(id, PromptInput.FromIds(prompt));
+            var ids = new List<int>();
+            await foreach (var token in fixture.Sessions.Generate(id, 24)) ids.Add(token.Id);
+            return ([.. ids], await fixture.Sessions.Info(id));
+        }
+        var (expected, wholeInfo) = await Generate(whole.Fixture);
+        Assert.Equal(0, wholeInfo.Shards);
+        var fixture = Sharded(budget: 1_700_000);
+        await fixture.InitializeAsync();
+        try
+        {
+            var (ids, info) = await Generate(fixture);
+            Assert.True(info.Shards >= 1, $"{info.Shards} shards");
+            Assert.Equal(expected, ids);
+        }
+        finally
+        {
+            await fixture.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Killing_a_shards_silo_mid_generation_rebuilds_it_from_the_tokens_with_identical_output()
     {
         var expected = await Reference();

@@ -20,24 +20,26 @@ public sealed class ExternalContextTests
         public void Take(IndexedTauCache cache, int count)
         {
             foreach (var streams in cache.PeekSegments(count))
-                segments.Add(streams.Select(s =>
+                segments.Add(streams.Select((s, stream) =>
                 {
                     var (lambdas, values) = s.ToPositionOrder();
                     var wireLambdas = MemoryMarshal.Cast<byte, float>(MemoryMarshal.AsBytes(lambdas.AsSpan()).ToArray()).ToArray();
-                    return LambdaSegment.FromPositionOrder(s.Start, wireLambdas, values, config.HeadDim, temperature);
+                    return LambdaSegment.FromPositionOrder(s.Start, wireLambdas, values, config.HeadDim, temperature,
+                        config.TaumodeOrDefault.RecencySlope(stream % config.NKvHead, config.NKvHead));
                 }).ToArray());
             cache.External = this;
             cache.DetachSegments(count);
         }
 
-        public SoftmaxPartials Gather(int layer, ReadOnlySpan<float> queryLambdas)
+        public SoftmaxPartials Gather(int layer, int firstPosition, ReadOnlySpan<float> queryLambdas)
         {
             Gathers++;
             var partials = new SoftmaxPartials(queryLambdas.Length * segments.Count, config.HeadDim);
             var scratch = new SegmentScratch(config.HeadDim);
             for (int q = 0; q < queryLambdas.Length; q++)
                 for (int s = 0; s < segments.Count; s++)
-                    segments[s][layer * config.NKvHead + config.KvHeadOf(q % config.NHead)].Query(queryLambdas[q], scratch, partials, q * segments.Count + s);
+                    segments[s][layer * config.NKvHead + config.KvHeadOf(q % config.NHead)]
+                        .Query(queryLambdas[q], firstPosition + q / config.NHead, scratch, partials, q * segments.Count + s);
             return SoftmaxPartials.FromBytes(partials.ToBytes(), config.HeadDim);
         }
 
@@ -49,18 +51,22 @@ public sealed class ExternalContextTests
         }
     }
 
-    private static (InferenceSession Whole, InferenceSession Sharded, SegmentHolder Holder) Pair(int sequenceLen)
+    private static (InferenceSession Whole, InferenceSession Sharded, SegmentHolder Holder) Pair(int sequenceLen, TauRecency recency = TauRecency.None)
     {
         var config = TestSupport.SmallConfig(AttentionKind.Tau, heads: 2, kvHeads: 1, embd: 16, layers: 2, vocab: 61, sequenceLen: sequenceLen);
+        config = config with { Taumode = config.Taumode! with { Recency = recency } };
         var model = TauModel.CreateRandom(config, seed: 11, Laplacian.Chain(config.HeadDim));
         var sharded = new InferenceSession(model);
         return (new InferenceSession(model), sharded, new SegmentHolder(config, ((IndexedTauCache)sharded.Cache).Domain.Temperature));
     }
 
-    [Fact]
-    public void Detached_segments_answered_from_outside_give_bitwise_the_logits_of_the_whole_cache()
+    /// <param name="recency">With a recency bias, a shard needs each query's position, and the segments carry e^(m·j).</param>
+    [Theory]
+    [InlineData(TauRecency.None)]
+    [InlineData(TauRecency.Alibi)]
+    public void Detached_segments_answered_from_outside_give_bitwise_the_logits_of_the_whole_cache(TauRecency recency)
     {
-        var (whole, sharded, holder) = Pair(sequenceLen: 4 * Segment);
+        var (whole, sharded, holder) = Pair(sequenceLen: 4 * Segment, recency);
         var prompt = TestSupport.RandomTokens(3 * Segment + 300, 61, seed: 5);
 
         var expected = whole.Append(prompt).ToArray();

@@ -18,18 +18,18 @@ public sealed class LambdaIndexTests
         return (lambdas, values);
     }
 
-    private static LambdaIndex Build(float[] lambdas, float[] values, float temperature, int count = -1)
+    private static LambdaIndex Build(float[] lambdas, float[] values, float temperature, int count = -1, float slope = 0)
     {
-        var index = new LambdaIndex(Width, temperature);
+        var index = new LambdaIndex(Width, temperature, slope);
         for (int i = 0; i < (count < 0 ? lambdas.Length : count); i++) index.Add(lambdas[i], values.AsSpan(i * Width, Width));
         return index;
     }
 
-    /// <summary>The exact answer, in double: Σ softmax(−|λq − λj|/T) vⱼ.</summary>
-    private static double[] Exact(float[] lambdas, float[] values, int count, float lambdaQuery, float temperature)
+    /// <summary>The exact answer, in double: Σ softmax(−|λq − λj|/T − m·(i − j)) vⱼ for the query at i = count − 1.</summary>
+    private static double[] Exact(float[] lambdas, float[] values, int count, float lambdaQuery, float temperature, float slope = 0)
     {
         var scores = new double[count];
-        for (int j = 0; j < count; j++) scores[j] = -Math.Abs((double)lambdaQuery - lambdas[j]) / temperature;
+        for (int j = 0; j < count; j++) scores[j] = -Math.Abs((double)lambdaQuery - lambdas[j]) / temperature - slope * (double)(count - 1 - j);
         double max = scores.Max(), sum = 0;
         var result = new double[Width];
         for (int j = 0; j < count; j++)
@@ -85,10 +85,66 @@ public sealed class LambdaIndexTests
         }
     }
 
+    public static TheoryData<int, float, float> RecencyCases()
+    {
+        var data = new TheoryData<int, float, float>();
+        // Slopes from ALiBi's smallest for 8 heads to its largest, and one so steep that a few keys back are nothing.
+        foreach (int count in new[] { 1, 65, 200, 1000, 4097, 20000 })
+            foreach (float temperature in new[] { 1e-3f, 2e-2f, 1f })
+                foreach (float slope in new[] { 1f / 256, 1f / 16, 0.25f, 4f })
+                    if (count < 20000 || temperature == 2e-2f) data.Add(count, temperature, slope);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(RecencyCases))]
+    public void Index_with_a_recency_bias_equals_the_dense_softmax_with_it(int count, float temperature, float slope)
+    {
+        var (lambdas, values) = Keys(count, nearOne: false, (ulong)count * 17 + 3);
+        var index = Build(lambdas, values, temperature, slope: slope);
+        var output = new float[Width];
+        foreach (float q in Queries(lambdas, count, 4))
+        {
+            index.Attend(q, output);
+            double error = RelativeError(output, Exact(lambdas, values, count, q, temperature, slope));
+            Assert.True(error <= 1e-5, $"T = {count}, temperature {temperature}, slope {slope}, λq = {q}: relative error {error:E2}");
+        }
+        // Truncated and copied, it answers as one built fresh, as without the bias.
+        if (count < 130) return;
+        var fresh = Build(lambdas, values, temperature, count - 70, slope);
+        var truncated = Build(lambdas, values, temperature, slope: slope);
+        truncated.Truncate(count - 70);
+        var copied = index.CopyPrefix(count - 70);
+        var expected = new float[Width];
+        foreach (float q in Queries(lambdas, count - 70, 5))
+        {
+            fresh.Attend(q, expected);
+            truncated.Attend(q, output);
+            Assert.Equal(expected, output);
+            copied.Attend(q, output);
+            Assert.Equal(expected, output);
+        }
+    }
+
     [Fact]
-    public void Index_and_the_dense_float_path_agree_through_a_gqa_model()
+    public void A_recency_bias_changes_the_answer_and_no_bias_is_what_it_always_was()
+    {
+        var (lambdas, values) = Keys(3000, nearOne: false, 8);
+        var (plain, biased, zero) = (new float[Width], new float[Width], new float[Width]);
+        Build(lambdas, values, 0.02f).Attend(0.5f, plain);
+        Build(lambdas, values, 0.02f, slope: 0.05f).Attend(0.5f, biased);
+        Build(lambdas, values, 0.02f, slope: 0f).Attend(0.5f, zero);
+        Assert.Equal(plain, zero);
+        Assert.NotEqual(plain, biased);
+    }
+
+    [Theory]
+    [InlineData(TauRecency.None)]
+    [InlineData(TauRecency.Alibi)]
+    public void Index_and_the_dense_float_path_agree_through_a_gqa_model(TauRecency recency)
     {
         var config = TestSupport.SmallConfig(AttentionKind.Tau, 4, 2, embd: 64, layers: 2, temperature: 0.02, sequenceLen: 1024);
+        config = config with { Taumode = config.Taumode! with { Recency = recency } };
         var model = TauModel.CreateRandom(config, 12);
         var tokens = TestSupport.RandomTokens(700, config.VocabSize, 4);
         var indexed = new InferenceSession(model).AppendAllLogits(tokens);

@@ -247,18 +247,4 @@ public sealed class ModelFileTests
         string json = """{"vocab_size": 8, "n_layer": 1, "n_head": 1, "n_embd": 4, "taumode": {""" + field + "}}";
         Assert.Contains(message, Assert.Throws<ModelFormatException>(() => ModelConfig.Parse(json)).Message);
     }
-
-    [Fact]
-    public void A_recency_model_decodes_exactly_on_the_dense_path_even_where_the_index_is_asked_for()
-    {
-        var config = TestSupport.SmallConfig(AttentionKind.Tau, 2, 1, temperature: 0.2) with { Taumode = new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.2, Recency: TauRecency.Alibi) };
-        var model = TauModel.CreateRandom(config, 8);
-        var session = new InferenceSession(model);
-        Assert.IsType<DenseTauCache>(session.Cache);
-        var tokens = TestSupport.RandomTokens(80, config.VocabSize, 2);
-        Assert.Equal(new InferenceSession(model, tauPath: TauAttentionPath.Dense).AppendAllLogits(tokens), session.AppendAllLogits(tokens));
-        // The bias is there: the same weights without it score otherwise.
-        var without = TauModel.CreateRandom(config with { Taumode = config.Taumode! with { Recency = TauRecency.None } }, 8);
-        Assert.True(TestSupport.MaxAbsDiff(new InferenceSession(without).AppendAllLogits(tokens), new InferenceSession(model).AppendAllLogits(tokens)) > 1e-3f);
-    }
 }
