@@ -15,27 +15,32 @@ public sealed class ModelTests(ITestOutputHelper output)
     [Theory]
     [InlineData(AttentionKind.Tau)]
     [InlineData(AttentionKind.Causal)]
-    public void Whole_model_gradient_matches_finite_differences_with_gqa_and_two_sequences(AttentionKind attention)
+    public void Whole_model_gradient_matches_finite_differences_with_gqa_and_two_sequences(AttentionKind attention) =>
+        AssertGradientMatches(TinyConfig(attention), $"{attention} model", seed: 7);
+
+    /// <summary>
+    /// The analytic gradient of two sequences of 6 (repeated tokens: their embedding rows add up) against finite
+    /// differences, at a random sample of every tensor plus every component of the embedding rows the tokens use.
+    /// </summary>
+    private static void AssertGradientMatches(ModelConfig config, string what, ulong seed)
     {
-        var config = TinyConfig(attention);
-        var engine = TauModel.CreateRandom(config, 7);   // every weight random, the projections included
+        var engine = TauModel.CreateRandom(config, seed);   // every weight random, the projections included
         var gpt = new Gpt<double>(config, engine.DefaultDomain, maxSequences: 2, sequenceLength: 6, threads: 1);
         gpt.LoadWeights(engine.Weights);
-        int[] tokens = [1, 4, 4, 7, 2, 9, 3, 3, 10, 0, 4, 5];   // repeated tokens: their embedding rows add up
+        int[] tokens = [1, 4, 4, 7, 2, 9, 3, 3, 10, 0, 4, 5];
         int[] targets = [4, 4, 7, 2, 9, 3, 3, 10, 0, 4, 5, 6];
         gpt.Forward(tokens, targets);
         gpt.Backward();
         var analytic = gpt.Gradients.ToArray();
 
-        // A random sample of every tensor, plus every component of the embedding rows the tokens use.
-        var rng = new Xoshiro256(8);
+        var rng = new Xoshiro256(seed + 1);
         var indices = new SortedSet<int>();
         foreach (var t in gpt.Layout.Tensors)
             for (int i = 0; i < 24; i++) indices.Add(t.Offset + (int)(rng.NextUInt64() % (ulong)t.Length));
         foreach (int token in tokens.Distinct())
             for (int c = 0; c < config.NEmbd; c++) indices.Add(gpt.Layout.Embedding.Offset + token * config.NEmbd + c);
 
-        AssertMatches($"{attention} model", () => gpt.Forward(tokens, targets), gpt.Parameters, analytic, indices);
+        AssertMatches(what, () => gpt.Forward(tokens, targets), gpt.Parameters, analytic, indices);
     }
 
     [Fact]
@@ -123,19 +128,7 @@ public sealed class ModelTests(ITestOutputHelper output)
             Taumode = TinyConfig(AttentionKind.Tau).Taumode! with { LambdaBeforeRope = lambdaBeforeRope, Recency = recency },
         };
         Assert.Equal(config, ModelConfig.Parse(config.ToJson()));   // config.json keeps the variant
-        var engine = TauModel.CreateRandom(config, 17);
-        var gpt = new Gpt<double>(config, engine.DefaultDomain, maxSequences: 2, sequenceLength: 6, threads: 1);
-        gpt.LoadWeights(engine.Weights);
-        int[] tokens = [1, 4, 4, 7, 2, 9, 3, 3, 10, 0, 4, 5];
-        int[] targets = [4, 4, 7, 2, 9, 3, 3, 10, 0, 4, 5, 6];
-        gpt.Forward(tokens, targets);
-        gpt.Backward();
-        var analytic = gpt.Gradients.ToArray();
-        var rng = new Xoshiro256(18);
-        var indices = new SortedSet<int>();
-        foreach (var t in gpt.Layout.Tensors)
-            for (int i = 0; i < 16; i++) indices.Add(t.Offset + (int)(rng.NextUInt64() % (ulong)t.Length));
-        AssertMatches($"tau {lambdaBeforeRope} {recency}", () => gpt.Forward(tokens, targets), gpt.Parameters, analytic, indices);
+        AssertGradientMatches(config, $"tau, λ before RoPE {lambdaBeforeRope}, recency {recency}", seed: 17);
 
         var longer = new ModelConfig(VocabSize: 97, NLayer: 2, NHead: 4, NKvHead: 2, NEmbd: 32, SequenceLen: 48, Softcap: 15,
             Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.1,
