@@ -19,6 +19,7 @@ public sealed class ModelStore(IOptions<TauClusterOptions> options, ILogger<Mode
     public IReadOnlyList<string> Names()
     {
         var names = new SortedSet<string>(StringComparer.Ordinal) { DefaultName, PaperName };
+        if (Directory.Exists(DefaultModel.CausalDirectory)) names.Add(DefaultModel.CausalName);
         names.UnionWith(Options.Models.Keys);
         if (Options.ModelsRoot is { } root && Directory.Exists(root))
             foreach (var dir in Directory.EnumerateDirectories(root))
@@ -70,6 +71,7 @@ public sealed class ModelStore(IOptions<TauClusterOptions> options, ILogger<Mode
         Options.Models.TryGetValue(name, out var configured) ? configured
         : Grains.Names.InsideRoot(Options.ModelsRoot, name) is { } dir ? dir
         : name == DefaultName ? DefaultModel.Directory
+        : name == DefaultModel.CausalName && System.IO.Directory.Exists(DefaultModel.CausalDirectory) ? DefaultModel.CausalDirectory
         : name == PaperName ? PaperModel.DirectoryIn(Options.DataDirectory)
         : null;
 
@@ -88,11 +90,16 @@ public sealed record ModelCard(string Name, long Created, ModelConfig Config);
 
 /// <summary>
 /// The model served when none is named: a byte-level Tauformer trained on the King James Bible by <c>tau train</c>,
-/// on a manifold built by <c>tau manifold build</c> (MODELS.md). It ships with the build, next to the assemblies.
+/// on a manifold built by <c>tau manifold build</c> (MODELS.md). It ships with the build, next to the assemblies, with
+/// its dot-product twin of the same size, context and budget, served as <see cref="CausalName"/>.
 /// </summary>
 public static class DefaultModel
 {
+    public const string CausalName = "kjv-causal";
+
     public static string Directory => Path.Combine(AppContext.BaseDirectory, "DefaultModel");
+
+    public static string CausalDirectory => Path.Combine(AppContext.BaseDirectory, "KjvCausalModel");
 }
 
 /// <summary>
