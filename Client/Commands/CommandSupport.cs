@@ -43,7 +43,7 @@ internal static class CommandSupport
     {
         if (result.Tokens.Count == 0) return null;   // the parser reports the missing value itself
         string text = result.Tokens[0].Value;
-        var style = T.IsInteger(T.One) ? NumberStyles.Integer : NumberStyles.Float;
+        var style = T.CreateTruncating(0.5) != T.Zero ? NumberStyles.Float : NumberStyles.Integer;   // a type that holds ½ takes decimals
         if (T.TryParse(text, style, CultureInfo.InvariantCulture, out var value)) return value;
         result.AddError($"option '{name}' has an invalid value '{text}'");
         return null;

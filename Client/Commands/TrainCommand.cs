@@ -91,7 +91,7 @@ internal static class TrainCommand
     private sealed class Eta(int firstStep)
     {
         private readonly Stopwatch clock = Stopwatch.StartNew();
-        private TimeSpan lastReport = TimeSpan.MinValue;
+        private TimeSpan lastReport = -TimeSpan.FromSeconds(1);   // the first step is reported
 
         public void Report(TrainingProgress p)
         {
