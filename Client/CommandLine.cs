@@ -36,7 +36,7 @@ internal static class TauCommandLine
                 BenchDecodeCommand.Command(), BenchKernelsCommand.Command(), BenchSessionsCommand.Command(), BenchDeviceCommand.Command()),
             CompletionCommand.Command(),
         };
-        var help = new Command("help", "show this help") { Hidden = true };   // as before the library's --help: `tau help` still works
+        var help = new Command("help", "show this help") { Hidden = true };   // `tau help` came before --help, and still works
         help.SetAction(_ => root.Parse(["--help"]).Invoke());
         root.Subcommands.Add(help);
         root.SetAction(_ => root.Parse(["--help"]).Invoke());
