@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Help;
 using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 
 namespace TauCluster.Client;
 
@@ -58,20 +59,36 @@ internal static class TauCommandLine
 
     /// <summary>
     /// A line that does not parse: one line saying what is wrong (the first word the parser did not know, or its
-    /// first error), then the names the library suggests for each unknown word, all on stderr; exit code 2.
+    /// first error), then the names the library suggests for that word, all on stderr; exit code 2.
     /// </summary>
     public static int ReportParseError(ParseResult result)
     {
-        string message = result.UnmatchedTokens is [var word, ..]
-            ? word.StartsWith('-') ? $"unknown option '{word}'"
-                : result.CommandResult.Command.Subcommands.Count > 0 ? $"unknown command '{word}'" : $"unexpected argument '{word}'"
-            : result.Errors[0].Message;
-        Console.Error.WriteLine($"tau: {string.Join(' ', message.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))}");
-        // The library's own typo corrections, without its error list (said above) or the whole help; it writes them to Output.
-        ((ParseErrorAction)result.Action!).ShowHelp = false;
-        var suggestions = new StringWriter();
-        result.Invoke(new InvocationConfiguration { Output = suggestions, Error = TextWriter.Null });
-        if (suggestions.ToString().Trim() is { Length: > 0 } text) Console.Error.WriteLine(text);
+        if (result.UnmatchedTokens is not [var word, ..])
+        {
+            var message = result.Errors[0].Message.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            Console.Error.WriteLine($"tau: {string.Join(' ', message)}");   // some of the library's messages list choices a line each
+            return 2;
+        }
+        Console.Error.WriteLine(word.StartsWith('-') ? $"tau: unknown option '{word}'"
+            : result.CommandResult.Command.Subcommands.Count > 0 ? $"tau: unknown command '{word}'" : $"tau: unexpected argument '{word}'");
+        if (Suggestions(result, word) is { Length: > 0 } suggestions) Console.Error.WriteLine(suggestions);
         return 2;
+    }
+
+    /// <summary>
+    /// The library's typo corrections for <paramref name="word"/> under the command it was given to: the line reparsed
+    /// as that command and the word alone (the values after an unknown option are no typos), and its parse error's
+    /// action run without the error list (said already) or the whole help. The library writes them to Output.
+    /// </summary>
+    private static string Suggestions(ParseResult result, string word)
+    {
+        var words = new List<string> { word };
+        for (var command = result.CommandResult; command.Parent is CommandResult parent; command = parent) words.Insert(0, command.Command.Name);
+        var alone = result.RootCommandResult.Command.Parse(words);
+        if (alone.Action is not ParseErrorAction action) return "";
+        action.ShowHelp = false;
+        var suggestions = new StringWriter();
+        alone.Invoke(new InvocationConfiguration { Output = suggestions, Error = TextWriter.Null });
+        return suggestions.ToString().Trim();
     }
 }
