@@ -60,7 +60,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         QuietLogging(builder.Logging);
         builder.UseOrleansClient(client =>
         {
-            client.UseTauTls(tls, CommandSupport.TlsFlag);
+            client.UseTauTls(tls, ClusterFlags.TlsFlag);
             if (cluster.StartsWith("redis://", StringComparison.OrdinalIgnoreCase))
                 client.UseRedisClustering(cluster["redis://".Length..]);
             else

@@ -1,32 +1,23 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
 using TauCluster.Client;
 using TauCluster.Engine;
 
+// tau's own Ctrl+C handling, not the library's (its ProcessTerminationTimeout is off below): a first Ctrl+C cancels the
+// command's token, which every long command honours, and ends in exit code 130; a second ends the process at once.
 using var interrupt = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
 {
-    e.Cancel = true;   // stop the generation cleanly; a second Ctrl+C ends the process
+    e.Cancel = true;
     if (interrupt.IsCancellationRequested) Environment.Exit(130);
     interrupt.Cancel();
 };
 
 try
 {
-    return args switch
-    {
-        ["generate", .. var rest] => await GenerateCommand.Run(rest, interrupt.Token),
-        ["chat", .. var rest] => await ChatCommand.Run(rest, interrupt.Token),
-        ["sessions", var verb, .. var rest] => await SessionsCommand.Run(verb, rest, interrupt.Token),
-        ["model", "init", .. var rest] => ModelInitCommand.Run(rest),
-        ["bench", "decode", .. var rest] => BenchDecodeCommand.Run(rest),
-        ["bench", "kernels", .. var rest] => BenchKernelsCommand.Run(rest),
-        ["bench", "sessions", .. var rest] => await BenchSessionsCommand.Run(rest, interrupt.Token),
-        ["bench", "device", .. var rest] => await BenchDeviceCommand.Run(rest, interrupt.Token),
-        ["manifold", "build", .. var rest] => await ManifoldBuildCommand.Run(rest, interrupt.Token),
-        ["manifold", "inspect", var dir] => ManifoldInspectCommand.Run(dir),
-        ["train", .. var rest] => TrainCommand.Run(rest, interrupt.Token),
-        [] or ["--help"] or ["-h"] or ["help"] => HelpCommand.Run(),
-        _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}' (try: tau help)"),
-    };
+    var parsed = TauCommandLine.Root().Parse(args);
+    if (parsed.Action is ParseErrorAction) return TauCommandLine.ReportParseError(parsed);
+    return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }, interrupt.Token);
 }
 catch (UsageException e)
 {

@@ -1,7 +1,9 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using TauCluster.Engine;
+using TauCluster.Grains;
 using static TauCluster.Client.CommandSupport;
 
 namespace TauCluster.Client;
@@ -13,14 +15,12 @@ namespace TauCluster.Client;
 /// </summary>
 internal static class BenchDecodeCommand
 {
-    public const string Usage = """
-        tau bench decode [--model DIR|NAME] [--contexts 1024,65536] [--attention tau-index,tau-dense,causal] [--steps N]
-                         [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
-        """;
-
-    private static readonly string[] Options = ["--model", "--contexts", "--attention", "--steps", "--device"];
-
-    private static readonly string[] Flags = ["--json"];
+    private static readonly Option<string> Model = ModelOption(ModelStore.PaperName);
+    private static readonly Option<string> Contexts = Text("--contexts", "1024,65536", "the contexts to time at, comma-separated", "1024,4096");
+    private static readonly Option<string> Attention = Text("--attention", "tau-index,tau-dense,causal", "the attentions to time, comma-separated", "tau-index,tau-dense,causal");
+    private static readonly Option<int> Steps = Number("--steps", "N", "decode steps timed at each context", 32);
+    private static readonly Option<string> Device = DeviceOption();
+    private static readonly Option<bool> Json = JsonOption();
 
     private static readonly Dictionary<string, (AttentionKind Kind, TauAttentionPath Path)> Attentions = new()
     {
@@ -29,17 +29,25 @@ internal static class BenchDecodeCommand
         ["causal"] = (AttentionKind.Causal, TauAttentionPath.Dense),
     };
 
-    public static int Run(IReadOnlyList<string> args)
+    public static Command Command()
     {
-        var a = new ParsedArguments(args, Options, Flags);
-        var contexts = List(a.String("--contexts") ?? "1024,4096", int.Parse, "--contexts", NumberList);
-        var attentions = List(a.String("--attention") ?? "tau-index,tau-dense,causal", name => Attentions.TryGetValue(name, out _) ? name
+        var command = new Command("decode", "decode ms/token at each context for each attention, on the engine alone (the cache filled synthetically)")
+        {
+            Model, Contexts, Attention, Steps, Device, Json,
+        };
+        command.SetAction((r, cancellation) => Task.FromResult(Run(r, cancellation)));
+        return command;
+    }
+
+    private static int Run(ParseResult r, CancellationToken cancellation)
+    {
+        var contexts = Counts(r.GetValue(Contexts)!, "--contexts");
+        var attentions = List(r.GetValue(Attention)!, name => Attentions.TryGetValue(name, out _) ? name
             : throw new UsageException($"--attention '{name}' must be tau-index, tau-dense or causal"), "--attention", NumberList);
-        int steps = AtLeastOne(a.Int("--steps") ?? 32, "--steps");
-        foreach (int context in contexts) AtLeastOne(context, "--contexts");
-        var options = EmbeddedOptions();
-        var model = BenchModel(options, a.String("--model"), out _);
-        using var workers = new ComputeWorkers(device: Device(a));
+        int steps = AtLeastOne(r.GetValue(Steps), "--steps");
+        bool json = r.GetValue(Json);
+        var model = LocalModel(EmbeddedOptions(), r.GetValue(Model)!, out _);
+        using var workers = new ComputeWorkers(device: r.Device(Device));
         var results = new JsonArray();
         foreach (var attention in attentions)
         {
@@ -47,12 +55,17 @@ internal static class BenchDecodeCommand
             var variant = model.Variant(kind, contexts.Max() + steps + 16);
             foreach (int context in contexts)
             {
+                Progress($"decode {attention} at context {context} on {workers.Device} …");
                 using var session = workers.NewSession(variant, path: path);
                 session.FillSynthetic(context - 1, seed: 1);
                 var logits = session.Append(1);
                 for (int i = 0; i < 4; i++) logits = session.Append(Sampler.ArgMax(logits));   // warm up
                 var clock = Stopwatch.StartNew();
-                for (int i = 0; i < steps; i++) logits = session.Append(Sampler.ArgMax(logits));
+                for (int i = 0; i < steps; i++)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    logits = session.Append(Sampler.ArgMax(logits));
+                }
                 double msPerToken = clock.Elapsed.TotalMilliseconds / steps;
                 long bytesPerToken = session.Cache.Bytes / session.Cache.Length;
                 results.Add(new JsonObject
@@ -60,11 +73,11 @@ internal static class BenchDecodeCommand
                     ["attention"] = attention, ["context"] = context, ["device"] = workers.Device.Name,
                     ["ms_per_token"] = Math.Round(msPerToken, 3), ["cache_bytes_per_token"] = bytesPerToken,
                 });
-                if (!a.Has("--json"))
+                if (!json)
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attention,-10} context {context,7}: {msPerToken,8:F3} ms/token, {bytesPerToken,6} cache bytes/token"));
             }
         }
-        if (a.Has("--json")) Console.WriteLine(new JsonObject { ["results"] = results, ["synthetic_cache_fill"] = true }.ToJsonString());
+        if (json) Console.WriteLine(new JsonObject { ["results"] = results, ["synthetic_cache_fill"] = true }.ToJsonString());
         return 0;
     }
 }

@@ -1,7 +1,9 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using TauCluster.Engine;
+using TauCluster.Grains;
 using static TauCluster.Client.CommandSupport;
 
 namespace TauCluster.Client;
@@ -14,41 +16,49 @@ namespace TauCluster.Client;
 /// </summary>
 internal static class BenchDeviceCommand
 {
-    public const string Usage = """
-        tau bench device [--device cpu|cuda[:N]|ilgpu-cpu] [--model DIR|NAME | --shape LAYERS,EMBD,HEADS,KV_HEADS]
-                         [--attention tau|causal] [--contexts 1024,16384,65536] [--sessions 1,16,64,256] [--steps N]
-                         [--cache-gib G] [--json]
-        """;
+    private static readonly Option<string> Device = DeviceOption();
+    private static readonly Option<string> Model = ModelOption(ModelStore.PaperName);
+    private static readonly Option<string> Shape = Text("--shape", "LAYERS,EMBD,HEADS,KV_HEADS", "time random weights of this shape instead of a model");
+    private static readonly Option<string> Attention = Text("--attention", "tau|causal", "the attention to time", "tau");
+    private static readonly Option<string> Contexts = Text("--contexts", "1024,16384,65536", "the contexts to time at, comma-separated", "1024,16384,65536");
+    private static readonly Option<string> Sessions = Text("--sessions", "1,16,64,256", "the numbers of concurrent sessions, comma-separated", "1,16,64,256");
+    private static readonly Option<int> Steps = Number("--steps", "N", "decode steps timed for each row", 32);
+    private static readonly Option<double> CacheGib = Number("--cache-gib", "G", "each model's cache pool on the device in GiB (0 = a share of the device's memory)", 0.0);
+    private static readonly Option<bool> Json = JsonOption();
 
-    private static readonly string[] Options = ["--device", "--model", "--shape", "--attention", "--contexts", "--sessions", "--steps", "--cache-gib"];
-
-    private static readonly string[] Flags = ["--json"];
-
-    public static async Task<int> Run(IReadOnlyList<string> args, CancellationToken cancellation)
+    public static Command Command()
     {
-        var a = new ParsedArguments(args, Options, Flags);
-        var contexts = List(a.String("--contexts") ?? "1024,16384,65536", int.Parse, "--contexts", NumberList);
-        var counts = List(a.String("--sessions") ?? "1,16,64,256", int.Parse, "--sessions", NumberList);
-        foreach (int context in contexts) AtLeastOne(context, "--contexts");
-        foreach (int count in counts) AtLeastOne(count, "--sessions");
-        int steps = AtLeastOne(a.Int("--steps") ?? 32, "--steps");
-        var attention = (a.String("--attention") ?? "tau") switch
+        var command = new Command("device", "tokens/s of N concurrent sessions batched on one device, with device memory per session and model")
+        {
+            Device, Model, Shape, Attention, Contexts, Sessions, Steps, CacheGib, Json,
+        };
+        command.SetAction(Run);
+        return command;
+    }
+
+    private static async Task<int> Run(ParseResult r, CancellationToken cancellation)
+    {
+        var contexts = Counts(r.GetValue(Contexts)!, "--contexts");
+        var counts = Counts(r.GetValue(Sessions)!, "--sessions");
+        int steps = AtLeastOne(r.GetValue(Steps), "--steps");
+        var attention = r.GetValue(Attention) switch
         {
             "tau" => AttentionKind.Tau,
             "causal" => AttentionKind.Causal,
             var other => throw new UsageException($"--attention '{other}' must be tau or causal"),
         };
-        long cacheBytes = (long)((a.Double("--cache-gib") ?? 0) * (1L << 30));
+        long cacheBytes = (long)(r.GetValue(CacheGib) * (1L << 30));
         if (cacheBytes < 0) throw new UsageException("--cache-gib must not be negative");
-        var model = Model(a, attention, contexts.Max() + steps + 16, out string modelName);
+        var model = ModelToTime(r, attention, contexts.Max() + steps + 16, out string modelName);
 
-        using var workers = new ComputeWorkers(maxBatch: counts.Max(), device: Device(a), deviceCacheBytes: cacheBytes);
+        using var workers = new ComputeWorkers(maxBatch: counts.Max(), device: r.Device(Device), deviceCacheBytes: cacheBytes);
         var worker = workers.For(model);
         var c = model.Config;
-        bool json = a.Has("--json");
+        bool json = r.GetValue(Json);
         var results = new JsonArray();
         foreach (int context in contexts)
         {
+            cancellation.ThrowIfCancellationRequested();
             Progress($"filling a cache of {context} positions on {workers.Device} …");
             using var source = workers.NewSession(model);
             source.FillSynthetic(context - 1, seed: 1);
@@ -127,11 +137,11 @@ internal static class BenchDeviceCommand
     }
 
     /// <summary>The model to time: one by name or directory (paper by default), or random weights of <c>--shape</c>.</summary>
-    private static TauModel Model(ParsedArguments a, AttentionKind attention, int sequenceLen, out string name)
+    private static TauModel ModelToTime(ParseResult r, AttentionKind attention, int sequenceLen, out string name)
     {
-        if (a.String("--shape") is { } shape)
+        if (r.GetValue(Shape) is { } shape)
         {
-            if (a.Has("--model")) throw new UsageException("give --model or --shape, not both");
+            if (r.Given(Model)) throw new UsageException("give --model or --shape, not both");
             var s = List(shape, int.Parse, "--shape", "LAYERS,EMBD,HEADS,KV_HEADS");
             if (s.Length != 4) throw new UsageException("--shape is LAYERS,EMBD,HEADS,KV_HEADS");
             var config = new ModelConfig(VocabSize: 256, NLayer: s[0], NHead: s[2], NKvHead: s[3], NEmbd: s[1], SequenceLen: sequenceLen,
@@ -139,6 +149,6 @@ internal static class BenchDeviceCommand
             name = $"random {s[0]}x{s[1]}, {s[2]} heads, {s[3]} kv heads";
             return TauModel.CreateRandom(config.Validate(), 1);
         }
-        return BenchModel(EmbeddedOptions(), a.String("--model"), out name).Variant(attention, sequenceLen);
+        return LocalModel(EmbeddedOptions(), r.GetValue(Model)!, out name).Variant(attention, sequenceLen);
     }
 }

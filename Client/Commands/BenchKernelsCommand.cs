@@ -1,6 +1,8 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using TauCluster.Engine;
+using TauCluster.Grains;
 using static TauCluster.Client.CommandSupport;
 
 namespace TauCluster.Client;
@@ -11,22 +13,28 @@ namespace TauCluster.Client;
 /// </summary>
 internal static class BenchKernelsCommand
 {
-    public const string Usage = """
-        tau bench kernels [--model DIR|NAME] [--repeats N] [--json]
-        """;
+    private static readonly Option<string> Model = ModelOption(ModelStore.PaperName);
+    private static readonly Option<int> Repeats = Number("--repeats", "N", "timed runs of each figure (the median is kept)", 30);
+    private static readonly Option<bool> Json = JsonOption();
 
-    private static readonly string[] Options = ["--model", "--repeats"];
-
-    private static readonly string[] Flags = ["--json"];
-
-    public static int Run(IReadOnlyList<string> args)
+    public static Command Command()
     {
-        var a = new ParsedArguments(args, Options, Flags);
-        int repeats = AtLeastOne(a.Int("--repeats") ?? 30, "--repeats");
-        var model = BenchModel(EmbeddedOptions(), a.String("--model"), out _);
-        var f = KernelBench.Measure(model, KernelPool.Shared, repeats);
+        var command = new Command("kernels", "the GB/s of a decode step's weight read against a plain parallel sum of the same bytes, and the kernel pool's fork-join cost")
+        {
+            Model, Repeats, Json,
+        };
+        command.SetAction((r, cancellation) => Task.FromResult(Run(r, cancellation)));
+        return command;
+    }
+
+    private static int Run(ParseResult r, CancellationToken cancellation)
+    {
+        int repeats = AtLeastOne(r.GetValue(Repeats), "--repeats");
+        var model = LocalModel(EmbeddedOptions(), r.GetValue(Model)!, out string name);
+        Progress($"kernels of {name}: {repeats} runs of the weight read, the plain sum, the batch products, the fork-joins and a decode step …");
+        var f = KernelBench.Measure(model, KernelPool.Shared, repeats, cancellation);
         double ratio = f.MatMulGBps / f.SumGBps;
-        if (a.Has("--json"))
+        if (r.GetValue(Json))
         {
             Console.WriteLine(new JsonObject
             {

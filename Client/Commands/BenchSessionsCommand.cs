@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
@@ -13,24 +14,32 @@ namespace TauCluster.Client;
 /// </summary>
 internal static class BenchSessionsCommand
 {
-    public const string Usage = """
-        tau bench sessions [--model DIR|NAME] [--sessions 1,16] [--tokens N] [--repeats 3] [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
-        """;
+    private static readonly Option<string> Model = ModelOption(ModelStore.PaperName);
+    private static readonly Option<string> Sessions = Text("--sessions", "1,16", "the numbers of concurrent sessions, comma-separated", "1,4");
+    private static readonly Option<int> Tokens = Number("--tokens", "N", "tokens each session generates", 64);
+    private static readonly Option<int> Repeats = Number("--repeats", "N", "runs of each figure (the median is kept)", 3);
+    private static readonly Option<string> Device = DeviceOption();
+    private static readonly Option<bool> Json = JsonOption();
 
-    private static readonly string[] Options = ["--model", "--sessions", "--tokens", "--repeats", "--device"];
-
-    private static readonly string[] Flags = ["--json"];
-
-    public static async Task<int> Run(IReadOnlyList<string> args, CancellationToken cancellation)
+    public static Command Command()
     {
-        var a = new ParsedArguments(args, Options, Flags);
-        var counts = List(a.String("--sessions") ?? "1,4", int.Parse, "--sessions", NumberList);
-        foreach (int count in counts) AtLeastOne(count, "--sessions");
-        int tokens = AtLeastOne(a.Int("--tokens") ?? 64, "--tokens");
-        int repeats = AtLeastOne(a.Int("--repeats") ?? 3, "--repeats");
+        var command = new Command("sessions", "tokens/s of N concurrent sessions through an embedded one-silo cluster, beside one session on the bare engine")
+        {
+            Model, Sessions, Tokens, Repeats, Device, Json,
+        };
+        command.SetAction(Run);
+        return command;
+    }
+
+    private static async Task<int> Run(ParseResult r, CancellationToken cancellation)
+    {
+        var counts = Counts(r.GetValue(Sessions)!, "--sessions");
+        int tokens = AtLeastOne(r.GetValue(Tokens), "--tokens");
+        int repeats = AtLeastOne(r.GetValue(Repeats), "--repeats");
+        bool json = r.GetValue(Json);
         var options = EmbeddedOptions();
-        options.Device = Device(a).Name;
-        var model = BenchModel(options, a.String("--model"), out string name);
+        options.Device = r.Device(Device).Name;
+        var model = LocalModel(options, r.GetValue(Model)!, out string name);
         int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
 
         // The bare engine: one session, the same sampling, the same number of tokens. It is timed after both paths have
@@ -44,9 +53,14 @@ internal static class BenchSessionsCommand
             var sampler = new Sampler(model.Config.VocabSize, new SamplingOptions(0.8, 40, 0.95, 1));
             var logits = engine.Append(prompt);
             var engineClock = Stopwatch.StartNew();
-            for (int i = 0; i < tokens; i++) logits = engine.Append(sampler.Sample(logits));
+            for (int i = 0; i < tokens; i++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                logits = engine.Append(sampler.Sample(logits));
+            }
             return tokens / engineClock.Elapsed.TotalSeconds;
         }
+        Progress($"the bare engine, one session of {tokens} tokens on {name} …");
         EngineRun();
 
         await using var cluster = await ClusterConnection.StartEmbedded(options, cancellation);
@@ -61,6 +75,7 @@ internal static class BenchSessionsCommand
         var compute = cluster.Compute!;
         foreach (int count in counts)
         {
+            Progress($"{count} concurrent sessions of {tokens} tokens through the cluster, {repeats} runs …");
             var rates = new double[repeats];
             double stepsPerPass = 0;
             for (int run = 0; run < repeats; run++)
@@ -80,9 +95,9 @@ internal static class BenchSessionsCommand
             }
             double rate = Median(rates);
             results.Add(new JsonObject { ["sessions"] = count, ["tokens_per_second"] = Math.Round(rate, 1), ["decode_steps_per_pass"] = Math.Round(stepsPerPass, 2) });
-            if (!a.Has("--json")) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count,3} sessions: {rate,8:F1} tokens/s, {stepsPerPass,5:F1} decode steps per forward pass"));
+            if (!json) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count,3} sessions: {rate,8:F1} tokens/s, {stepsPerPass,5:F1} decode steps per forward pass"));
         }
-        if (a.Has("--json"))
+        if (json)
             Console.WriteLine(new JsonObject { ["results"] = results, ["engine_tokens_per_second"] = Math.Round(engineRate, 1) }.ToJsonString());
         else
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bare engine, 1 session: {engineRate:F1} tokens/s"));

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using TauCluster.Engine;
 using TauCluster.Grains;
@@ -11,19 +12,31 @@ namespace TauCluster.Client;
 /// </summary>
 internal static class ChatCommand
 {
-    public const string Usage = """
-        tau chat [--model DIR|NAME] [--session ID] [--domain DIR|NAME] [--max-tokens N] [sampling…] [--cluster … | --device …]
-        """;
+    private static readonly Option<string> Model = ModelOption(ModelStore.DefaultName);
+    private static readonly Option<string> Session = SessionOption();
+    private static readonly Option<string> Domain = DomainOption();
+    private static readonly Option<int> MaxTokens = Number("--max-tokens", "N", "reply tokens at most per turn", 64);
+    private static readonly SamplingFlags Sampling = new();
+    private static readonly ClusterFlags Cluster = new();
 
-    private static readonly string[] Options = ["--model", "--max-tokens", "--session", "--domain", .. SamplingOptionNames, .. ClusterOptionNames];
-
-    public static async Task<int> Run(IReadOnlyList<string> args, CancellationToken cancellation)
+    public static Command Command()
     {
-        var a = new ParsedArguments(args, Options, []);
-        int maxTokens = AtLeastOne(a.Int("--max-tokens") ?? 64, "--max-tokens");
-        var sampling = Sampling(a);
-        string sessionId = SessionId(a);
-        await using var cluster = await Connect(a, cancellation);
+        var command = new Command("chat", "an interactive conversation, a line per user turn, in a session kept across turns (/reset, /fork [ID], /info, /quit)")
+        {
+            Model, Session, Domain, MaxTokens,
+        };
+        Sampling.AddTo(command);
+        Cluster.AddTo(command);
+        command.SetAction(Run);
+        return command;
+    }
+
+    private static async Task<int> Run(ParseResult r, CancellationToken cancellation)
+    {
+        int maxTokens = AtLeastOne(r.GetValue(MaxTokens), "--max-tokens");
+        var sampling = Sampling.Settings(r);
+        string sessionId = SessionId(r.GetValue(Session));
+        await using var cluster = await Cluster.Connect(r, r.GetValue(Model)!, r.GetValue(Domain), cancellation);
         var sessions = cluster.Connection.Sessions;
         var spec = new SessionSpec(cluster.Model, cluster.Domain, sampling);
         await sessions.Open(sessionId, spec, cancellation);

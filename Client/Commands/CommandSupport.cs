@@ -1,3 +1,7 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using System.Numerics;
 using System.Text.Json;
 using TauCluster.Engine;
 using TauCluster.Grains;
@@ -5,83 +9,77 @@ using TauCluster.Grains;
 namespace TauCluster.Client;
 
 /// <summary>
-/// What several commands share: the cluster connection options and the connection they make, the sampling options,
-/// session ids, comma-separated lists, an empty <c>--out</c>, and progress output.
+/// What several commands share: how an option is declared (so that every command's help shows its value and default
+/// alike and every number is refused with the same message), the model, device and session options, the sampling and
+/// cluster option sets, comma-separated lists, an empty <c>--out</c>, and progress output.
 /// </summary>
 internal static class CommandSupport
 {
-    /// <summary>Mutual TLS to the gateways: <see cref="Tls"/> reads these (or TAU_TLS_CERT, TAU_TLS_KEY and TAU_TLS_CA).</summary>
-    public static readonly string[] TlsOptionNames = ["--tls-cert", "--tls-key", "--tls-ca"];
-
-    /// <summary>Where the sessions run: <see cref="Connect"/> reads these (declared after what they include: fields initialise in order).</summary>
-    public static readonly string[] ClusterOptionNames = ["--cluster", "--cluster-id", "--service-id", "--device", .. TlsOptionNames];
-
-    /// <summary>How tokens are chosen: <see cref="Sampling"/> reads these.</summary>
-    public static readonly string[] SamplingOptionNames =
-        ["--temperature", "--top-k", "--top-p", "--seed", "--presence-penalty", "--frequency-penalty", "--repetition-penalty", "--min-p"];
-
     public static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
-    public sealed record OpenCluster(ClusterConnection Connection, string Model, string? Domain) : IAsyncDisposable
+    /// <summary>A text option; <paramref name="defaultValue"/>, when given, is what it reads when absent, and what the help shows.</summary>
+    public static Option<string> Text(string name, string helpName, string description, string? defaultValue = null, bool required = false)
     {
-        public ValueTask DisposeAsync() => Connection.DisposeAsync();
+        var option = new Option<string>(name) { HelpName = helpName, Description = description, Required = required };
+        if (defaultValue is not null) option.DefaultValueFactory = _ => defaultValue;
+        return option;
     }
 
-    /// <summary>
-    /// Embedded: a model or domain given as a directory is configured on the embedded silo under its folder name,
-    /// so that sessions still name it (a silo never reads a path from a request). Remote: names only.
-    /// </summary>
-    public static async Task<OpenCluster> Connect(ParsedArguments a, CancellationToken cancellation, bool resolveModel = true)
-    {
-        string model = a.String("--model") ?? ModelStore.DefaultName;
-        string? domain = a.String("--domain");
-        if (a.String("--cluster") is { } address)
-        {
-            if (a.Has("--device"))
-                throw new UsageException("--device chooses the embedded silo's device; a cluster's silos choose theirs (Tau:Device)");
-            foreach (var (option, value) in new[] { ("--model", model), ("--domain", domain) })
-                if (value is not null && !Names.IsValid(value))
-                    throw new UsageException($"with --cluster, {option} must name a {option[2..]} configured on the silos, not a path ('{value}')");
-            var remote = await ClusterConnection.Connect(address, a.String("--cluster-id") ?? "taucluster", a.String("--service-id") ?? "taucluster",
-                Tls(a), cancellation);
-            return new OpenCluster(remote, model, domain);
-        }
+    /// <summary>A number with a default, which the help shows.</summary>
+    public static Option<T> Number<T>(string name, string helpName, string description, T defaultValue) where T : struct, INumber<T> =>
+        new(name) { HelpName = helpName, Description = description, DefaultValueFactory = _ => defaultValue, CustomParser = r => ParseNumber<T>(r, name) ?? defaultValue };
 
-        if (TlsOptionNames.FirstOrDefault(a.Has) is { } tlsFlag)
-            throw new UsageException($"{tlsFlag} applies to a cluster's gateways (--cluster); the embedded silo takes no connections");
-        var options = EmbeddedOptions();
-        options.Device = Device(a).Name;
-        if (resolveModel)
-        {
-            model = LocalName("model", model, options.Models);
-            if (domain is not null) domain = LocalName("domain", domain, options.Manifolds);
-            if (model == ModelStore.PaperName) PaperModel.EnsureCreated(options.DataDirectory, message => Progress(message));
-        }
-        Progress("starting an embedded silo …");
-        return new OpenCluster(await ClusterConnection.StartEmbedded(options, cancellation), model, domain);
+    /// <summary>A number that is null when absent: the command (or the engine) decides what no value means.</summary>
+    public static Option<T?> OptionalNumber<T>(string name, string helpName, string description) where T : struct, INumber<T> =>
+        new(name) { HelpName = helpName, Description = description, CustomParser = r => ParseNumber<T>(r, name) };
+
+    public static Option<bool> Flag(string name, string description) => new(name) { Description = description };
+
+    /// <summary>A description whose default is not a value but a rule, shown as the help shows a value's.</summary>
+    public static string WithDefault(string description, string defaultText) => $"{description} [default: {defaultText}]";
+
+    /// <summary>Invariant numbers (a decimal point whatever the locale), refused with the option's name and the text given.</summary>
+    private static T? ParseNumber<T>(ArgumentResult result, string name) where T : struct, INumber<T>
+    {
+        if (result.Tokens.Count == 0) return null;   // the parser reports the missing value itself
+        string text = result.Tokens[0].Value;
+        var style = T.CreateTruncating(0.5) != T.Zero ? NumberStyles.Float : NumberStyles.Integer;   // a type that holds ½ takes decimals
+        if (T.TryParse(text, style, CultureInfo.InvariantCulture, out var value)) return value;
+        result.AddError($"option '{name}' has an invalid value '{text}'");
+        return null;
     }
 
-    /// <summary>
-    /// The client certificate, its key and the cluster's CA, from <c>--tls-cert</c>, <c>--tls-key</c> and <c>--tls-ca</c>,
-    /// each defaulting to its environment variable, so that a shell configured once reaches a TLS cluster every time.
-    /// </summary>
-    public static ClusterTlsOptions Tls(ParsedArguments a) => new()
-    {
-        CertificateFile = a.String("--tls-cert") ?? Environment.GetEnvironmentVariable("TAU_TLS_CERT"),
-        KeyFile = a.String("--tls-key") ?? Environment.GetEnvironmentVariable("TAU_TLS_KEY"),
-        CaFile = a.String("--tls-ca") ?? Environment.GetEnvironmentVariable("TAU_TLS_CA"),
-    };
+    /// <summary>Whether the user gave <paramref name="option"/> (not merely its default).</summary>
+    public static bool Given(this ParseResult result, Option option) => result.GetResult(option) is { Implicit: false };
 
-    /// <summary>How the errors of <see cref="ClusterTls.Load"/> name the settings: by the flags a user of tau gives.</summary>
-    public static string TlsFlag(string setting) => setting switch
+    /// <summary>A command that only groups others (<c>tau bench</c>): run alone, it names them.</summary>
+    public static Command Group(string name, string description, params Command[] commands)
     {
-        nameof(ClusterTlsOptions.CertificateFile) => "--tls-cert (TAU_TLS_CERT)",
-        nameof(ClusterTlsOptions.KeyFile) => "--tls-key (TAU_TLS_KEY)",
-        _ => "--tls-ca (TAU_TLS_CA)",
-    };
+        var group = new Command(name, description);
+        foreach (var command in commands) group.Subcommands.Add(command);
+        group.SetAction((Func<ParseResult, int>)(_ => throw new UsageException(
+            $"tau {name} needs a command: {string.Join(", ", commands.Select(c => c.Name))} (see tau {name} --help)")));
+        return group;
+    }
+
+    /// <summary><c>--model</c>: a model directory, or a name under $TAU_HOME/models (with <c>--cluster</c>, a name the silos know).</summary>
+    public static Option<string> ModelOption(string defaultName) =>
+        Text("--model", "DIR|NAME",
+            "a model directory or a name under $TAU_HOME/models: default is the built-in byte-level Tauformer trained on the KJV, paper the random-weights bench shape",
+            defaultName);
+
+    public static Option<string> DomainOption() =>
+        Text("--domain", "DIR|NAME", "score tau attention against this domain's Laplacian (a manifold directory or name)");
+
+    public static Option<string> SessionOption() => Text("--session", "ID", "the session to continue or create [default: a new one]");
 
     /// <summary><c>--device</c>: cpu (the default), cuda, cuda:N or ilgpu-cpu.</summary>
-    public static ComputeDevice Device(ParsedArguments a) => ComputeDevice.Parse(a.String("--device"));
+    public static Option<string> DeviceOption(string description = "where the model runs") =>
+        Text("--device", "cpu|cuda[:N]|ilgpu-cpu", description, "cpu");
+
+    public static Option<bool> JsonOption() => Flag("--json", "print one JSON object on stdout");
+
+    public static ComputeDevice Device(this ParseResult result, Option<string> device) => ComputeDevice.Parse(result.GetValue(device));
 
     /// <summary>An embedded silo's settings: models and manifolds by name under $TAU_HOME.</summary>
     public static TauClusterOptions EmbeddedOptions()
@@ -111,22 +109,17 @@ internal static class CommandSupport
         return name;
     }
 
-    /// <summary>The model a <c>tau bench</c> command times (<c>paper</c> by default): what the embedded silo would serve under the same name, from the same model store.</summary>
-    public static TauModel BenchModel(TauClusterOptions options, string? nameOrDirectory, out string name)
+    /// <summary>
+    /// A model that a command runs in this process rather than on a silo (<c>tau bench</c>, <c>tau eval</c>): what the
+    /// embedded silo would serve under the same name, from the same model store.
+    /// </summary>
+    public static TauModel LocalModel(TauClusterOptions options, string nameOrDirectory, out string name)
     {
-        name = LocalName("model", nameOrDirectory ?? ModelStore.PaperName, options.Models);
+        name = LocalName("model", nameOrDirectory, options.Models);
         return new ModelStore(Microsoft.Extensions.Options.Options.Create(options), Microsoft.Extensions.Logging.Abstractions.NullLogger<ModelStore>.Instance).Get(name);
     }
 
-    public static SamplingSettings Sampling(ParsedArguments a)
-    {
-        var sampling = new SamplingSettings(a.Double("--temperature") ?? 0.8, a.Int("--top-k") ?? 0, a.Double("--top-p") ?? 1.0, a.ULong("--seed") ?? 0,
-            a.Double("--presence-penalty") ?? 0, a.Double("--frequency-penalty") ?? 0, a.Double("--repetition-penalty"), a.Double("--min-p") ?? 0);
-        sampling.Validate();   // invalid options fail here, before any cluster starts
-        return sampling;
-    }
-
-    public static string SessionId(ParsedArguments a) => a.String("--session") is { } id ? Names.Require("session", id) : NewSessionId();
+    public static string SessionId(string? given) => given is { } id ? Names.Require("session", id) : NewSessionId();
 
     public static string NewSessionId() => $"s-{Guid.NewGuid():N}"[..14];
 
@@ -151,12 +144,13 @@ internal static class CommandSupport
         }
     }
 
+    /// <summary>A comma-separated list of counts, each at least 1.</summary>
+    public static int[] Counts(string text, string option) =>
+        [.. List(text, int.Parse, option, NumberList).Select(count => AtLeastOne(count, option))];
+
     /// <summary>The required <c>--out</c>: a directory that does not exist yet, or an empty one.</summary>
-    public static string NewOutputDirectory(ParsedArguments a)
-    {
-        string output = a.Required("--out");
-        return OutputDirectory.NotEmptyError(output) is { } notEmpty ? throw new UsageException(notEmpty) : output;
-    }
+    public static string NewOutputDirectory(string output) =>
+        OutputDirectory.NotEmptyError(output) is { } notEmpty ? throw new UsageException(notEmpty) : output;
 
     public static TaumodeKind ParseTaumode(string text)
     {
@@ -170,9 +164,15 @@ internal static class CommandSupport
         }
     }
 
+    /// <summary>Whether progress lines are for a person watching: stderr is a terminal (not a file, a pipe or a test).</summary>
+    public static bool Watched => !Console.IsErrorRedirected;
+
     /// <summary>Progress for a person watching: on stderr, and only when stderr is a terminal unless it is the summary.</summary>
     public static void Progress(string message, bool always = false)
     {
-        if (always || !Console.IsErrorRedirected) Console.Error.WriteLine(message);
+        if (always || Watched) Console.Error.WriteLine(message);
     }
+
+    /// <summary>A duration as h:mm:ss, the hours unbounded.</summary>
+    public static string Clock(TimeSpan time) => string.Create(CultureInfo.InvariantCulture, $"{(int)time.TotalHours}:{time:mm\\:ss}");
 }

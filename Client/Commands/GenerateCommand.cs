@@ -1,6 +1,8 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using TauCluster.Engine;
 using TauCluster.Grains;
 using static TauCluster.Client.CommandSupport;
 
@@ -9,32 +11,38 @@ namespace TauCluster.Client;
 /// <summary><c>tau generate</c>: one prompt, one streamed continuation, in a session kept for later runs.</summary>
 internal static class GenerateCommand
 {
-    public const string Usage = """
-        tau generate [--model DIR|NAME] (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N]
-                     [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--session ID]
-                     [--presence-penalty X] [--frequency-penalty X] [--repetition-penalty X]
-                     [--domain DIR|NAME] [--cluster HOST:PORT[,HOST:PORT…] | redis://HOST:PORT]
-                     [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--device cpu|cuda[:N]|ilgpu-cpu] [--json]
-        """;
+    private static readonly Option<string> Model = ModelOption(ModelStore.DefaultName);
+    private static readonly Option<string> Prompt = Text("--prompt", "TEXT", "the prompt (give it or --prompt-ids)");
+    private static readonly Option<string> PromptIds = Text("--prompt-ids", "1,2,3", "the prompt as comma-separated token ids");
+    private static readonly Option<int> MaxTokens = Number("--max-tokens", "N", "tokens to generate at most", 32);
+    private static readonly Option<string> Session = SessionOption();
+    private static readonly Option<string> Domain = DomainOption();
+    private static readonly Option<bool> Json = JsonOption();
+    private static readonly SamplingFlags Sampling = new();
+    private static readonly ClusterFlags Cluster = new();
 
-    private static readonly string[] Options =
-        ["--model", "--prompt", "--prompt-ids", "--max-tokens", "--session", "--domain", .. SamplingOptionNames, .. ClusterOptionNames];
-
-    private static readonly string[] Flags = ["--json"];
-
-    public static async Task<int> Run(IReadOnlyList<string> args, CancellationToken cancellation)
+    public static Command Command()
     {
-        var a = new ParsedArguments(args, Options, Flags);
-        if (a.Has("--prompt") == a.Has("--prompt-ids")) throw new UsageException("give exactly one of --prompt and --prompt-ids");
-        int maxTokens = AtLeastOne(a.Int("--max-tokens") ?? 32, "--max-tokens");
-        var sampling = Sampling(a);
-        var prompt = a.String("--prompt") is { } promptText ? PromptInput.FromText(promptText)
-            : PromptInput.FromIds(List(a.Required("--prompt-ids"), int.Parse, "--prompt-ids", "comma-separated integers"));
-        if (prompt.Text is "") throw new UsageException("the prompt is empty");
-        bool json = a.Has("--json");
-        string sessionId = SessionId(a);
+        var command = new Command("generate", "one prompt, one streamed continuation, in a session kept for later runs") { Model, Prompt, PromptIds, MaxTokens, Session, Domain };
+        Sampling.AddTo(command);
+        Cluster.AddTo(command);
+        command.Options.Add(Json);
+        command.SetAction(Run);
+        return command;
+    }
 
-        await using var cluster = await Connect(a, cancellation);
+    private static async Task<int> Run(ParseResult r, CancellationToken cancellation)
+    {
+        if (r.Given(Prompt) == r.Given(PromptIds)) throw new UsageException("give exactly one of --prompt and --prompt-ids");
+        int maxTokens = AtLeastOne(r.GetValue(MaxTokens), "--max-tokens");
+        var sampling = Sampling.Settings(r);
+        var prompt = r.GetValue(Prompt) is { } promptText ? PromptInput.FromText(promptText)
+            : PromptInput.FromIds(List(r.GetValue(PromptIds)!, int.Parse, "--prompt-ids", "comma-separated integers"));
+        if (prompt.Text is "") throw new UsageException("the prompt is empty");
+        bool json = r.GetValue(Json);
+        string sessionId = SessionId(r.GetValue(Session));
+
+        await using var cluster = await Cluster.Connect(r, r.GetValue(Model)!, r.GetValue(Domain), cancellation);
         var request = new CompletionRequest(new SessionSpec(cluster.Model, cluster.Domain, sampling), prompt, maxTokens);
         var clock = Stopwatch.StartNew();
         var ids = new List<int>();

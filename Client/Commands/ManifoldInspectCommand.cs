@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using TauCluster.Engine;
@@ -7,11 +8,15 @@ namespace TauCluster.Client;
 /// <summary><c>tau manifold inspect</c>: a manifold as one JSON object: size, τ mode, diagonal, random-vector energies and the Laplacian's spectrum.</summary>
 internal static class ManifoldInspectCommand
 {
-    public const string Usage = """
-        tau manifold inspect DIR
-        """;
+    public static Command Command()
+    {
+        var directory = new Argument<string>("DIR") { Description = "the manifold directory (manifold.parquet, manifold.json)" };
+        var command = new Command("inspect", "print a manifold's size, τ mode, diagonal, energies and spectrum as JSON") { directory };
+        command.SetAction(r => Run(r.GetValue(directory)!));
+        return command;
+    }
 
-    public static int Run(string directory)
+    private static int Run(string directory)
     {
         var laplacian = Manifold.Load(directory);
         var energies = Enumerable.Range(0, 256).Select(i =>

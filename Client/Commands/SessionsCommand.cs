@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using TauCluster.Grains;
 using static TauCluster.Client.CommandSupport;
@@ -7,40 +8,42 @@ namespace TauCluster.Client;
 /// <summary><c>tau sessions info|fork|delete</c>: a session kept by the cluster, looked at, copied or removed.</summary>
 internal static class SessionsCommand
 {
-    public const string Usage = """
-        tau sessions info|delete ID [--cluster …]
-        tau sessions fork ID NEW_ID [--cluster …]
-        """;
+    public static Command Command() => Group("sessions", "look at, copy or remove a session kept by the cluster",
+        Verb("info", "print the session (its model, length, cache) as JSON", fork: false),
+        Verb("delete", "remove the session", fork: false),
+        Verb("fork", "copy the session into NEW_ID and print the copy as JSON", fork: true));
 
-    public static async Task<int> Run(string verb, IReadOnlyList<string> args, CancellationToken cancellation)
+    /// <summary>One verb: its session argument (and for fork the new session's), the cluster options, and what it does.</summary>
+    private static Command Verb(string verb, string description, bool fork)
     {
-        var positional = args.TakeWhile(x => !x.StartsWith("--", StringComparison.Ordinal)).ToArray();
-        var a = new ParsedArguments(args.Skip(positional.Length).ToList(), ClusterOptionNames, []);
-        var (id, child) = (verb, positional) switch
+        var id = new Argument<string>("ID") { Description = "the session" };
+        var child = new Argument<string>("NEW_ID") { Description = "the new session" };
+        var cluster = new ClusterFlags();
+        var command = new Command(verb, description) { id };
+        if (fork) command.Arguments.Add(child);
+        cluster.AddTo(command);
+        command.SetAction(async (r, cancellation) =>
         {
-            ("info" or "delete", [var s]) => (s, null),
-            ("fork", [var s, var c]) => (s, c),
-            ("info" or "delete" or "fork", _) => throw new UsageException($"usage: tau sessions {verb} ID{(verb == "fork" ? " NEW_ID" : "")} [--cluster …]"),
-            _ => throw new UsageException($"unknown sessions command '{verb}' (info, fork, delete)"),
-        };
-        Names.Require("session", id);
-        await using var cluster = await Connect(a, cancellation, resolveModel: false);
-        var session = cluster.Connection.Sessions.Session(id);
-        var info = await cluster.Connection.Sessions.Info(id, cancellation);
-        if (verb != "info" && !info.Exists) throw new UnknownNameException("session", id);
-        switch (verb)
-        {
-            case "info":
-                Console.WriteLine(JsonSerializer.Serialize(info, SnakeCase));
-                break;
-            case "fork":
-                Console.WriteLine(JsonSerializer.Serialize(await session.Fork(Names.Require("session", child!)), SnakeCase));
-                break;
-            default:
-                await session.Delete();
-                Console.WriteLine($"deleted {id}");
-                break;
-        }
-        return 0;
+            string session = Names.Require("session", r.GetValue(id)!);
+            string? newSession = fork ? Names.Require("session", r.GetValue(child)!) : null;
+            await using var open = await cluster.Connect(r, ModelStore.DefaultName, null, cancellation, resolveModel: false);
+            var sessions = open.Connection.Sessions;
+            var info = await sessions.Info(session, cancellation);
+            if (verb != "info" && !info.Exists) throw new UnknownNameException("session", session);
+            Console.WriteLine(verb switch
+            {
+                "info" => JsonSerializer.Serialize(info, SnakeCase),
+                "fork" => JsonSerializer.Serialize(await sessions.Session(session).Fork(newSession!), SnakeCase),
+                _ => await Delete(sessions, session),
+            });
+            return 0;
+        });
+        return command;
+    }
+
+    private static async Task<string> Delete(TauSessionClient sessions, string session)
+    {
+        await sessions.Session(session).Delete();
+        return $"deleted {session}";
     }
 }

@@ -1,39 +1,55 @@
+using System.CommandLine;
+using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using TauCluster.Training;
+using static TauCluster.Client.CommandSupport;
 
 namespace TauCluster.Client;
 
 /// <summary><c>tau train</c>: a byte-level Tauformer (or dot-product) GPT trained on a text file, on this machine's cores.</summary>
 internal static class TrainCommand
 {
-    public const string Usage = """
-        tau train --corpus FILE --out DIR [--attention tau|causal] [--layers N] [--embd C] [--heads H] [--kv-heads K]
-                  [--seq-len N] [--batch N] [--steps N] [--lr X] [--manifold DIR | --laplacian chain] [more: tau train --help]
-        tau train --resume --out DIR
+    /// <summary>What <c>tau train --help</c> says after the options: the command's two forms and what a run writes.</summary>
+    public const string Notes = """
+        Forms:
+          tau train --corpus FILE --out DIR [options]     start a run (DIR must not hold one)
+          tau train --resume --out DIR [--corpus FILE]    continue DIR's run from its last checkpoint
+
+        The model has a vocabulary of 256, one token per byte ("tokenizer": "bytes"); the optimizer is AdamW, with
+        warm-up then cosine decay and global gradient-norm clipping. At every checkpoint DIR is a model that
+        `tau generate --model DIR` serves (config.json, model.safetensors), plus training.json and
+        training_state-STEP.safetensors (optimizer state, to resume) and train_log.csv (step, lr, train_loss, val_loss,
+        grad_norm, tokens_per_second, elapsed_seconds). Ctrl+C saves a checkpoint and stops; a run killed any other way
+        resumes from its last checkpoint with the same result.
         """;
 
-    public static int Run(IReadOnlyList<string> args, CancellationToken cancellation)
+    public static Command Command()
     {
-        if (args is ["--help"] or ["-h"]) return Help();
-        var a = new ParsedArguments(args, TrainOptionTable.ValueOptions, TrainOptionTable.Flags);
-        string output = a.Required("--out");
-        int threads = a.Int("--threads") ?? 0;
+        var command = new Command("train", "train a byte-level Tauformer (or dot-product) GPT on a text file, on this machine's cores");
+        foreach (var option in TrainOptionTable.All) command.Options.Add(option.Option);
+        command.SetAction((r, cancellation) => Task.FromResult(Run(r, cancellation)));
+        return command;
+    }
+
+    private static int Run(ParseResult r, CancellationToken cancellation)
+    {
+        string output = r.GetValue(TrainOptionTable.Out)!;
+        int threads = r.GetValue(TrainOptionTable.Threads) ?? 0;
         if (threads < 0) throw new UsageException($"--threads {threads} must be positive");
         Trainer trainer;
         try
         {
-            if (a.Has("--resume"))
+            if (r.GetValue(TrainOptionTable.Resume))
             {
-                var extra = TrainOptionTable.UnchangeableGiven(a);
+                var extra = TrainOptionTable.UnchangeableGiven(r);
                 if (extra.Length > 0)
                     throw new UsageException($"--resume continues the run in {output} with its own settings; {string.Join(", ", extra)} cannot be changed");
-                trainer = Trainer.Resume(output, a.String("--corpus"), threads);
+                trainer = Trainer.Resume(output, r.GetValue(TrainOptionTable.Corpus), threads);
                 Console.WriteLine($"resuming {output} at step {trainer.Step} of {trainer.Options.Steps}");
             }
             else
             {
-                trainer = Trainer.Create(TrainOptionTable.TrainingOptionsFrom(a), threads);
+                trainer = Trainer.Create(TrainOptionTable.TrainingOptionsFrom(r), threads);
             }
         }
         catch (InvalidTrainingOptionsException e)
@@ -46,10 +62,12 @@ internal static class TrainCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"training {c.Attention.ToString().ToLowerInvariant()} model: {c.NLayer} layers, n_embd {c.NEmbd}, {c.NHead} heads / {c.NKvHead} kv heads, seq {o.SequenceLength}, batch {o.BatchSize}, {o.Steps} steps → {output}"));
         int every = Math.Max(1, Math.Min(10, o.EvalEvery));
+        var eta = new Eta(trainer.Step);
         try
         {
             trainer.Run(cancellation, p =>
             {
+                eta.Report(p);
                 if (p.Step % every != 0 && p.ValidationLoss is null && p.Step != p.Steps) return;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"step {p.Step,6}/{p.Steps}  lr {p.LearningRate:E2}  loss {p.TrainLoss:F4}{(p.ValidationLoss is { } v ? $"  val {v:F4}" : "")}  |g| {p.GradientNorm:F3}  {p.TokensPerSecond,8:F0} tok/s  {TimeSpan.FromSeconds(Math.Round(p.ElapsedSeconds))}{(p.Checkpointed ? "  [checkpoint]" : "")}"));
@@ -66,36 +84,24 @@ internal static class TrainCommand
         return 0;
     }
 
-    /// <summary><c>tau train --help</c>: the two forms of the command, then every option of the table, a line each, by section.</summary>
-    public static int Help()
+    /// <summary>
+    /// Where the run stands, for a person watching stderr: steps done of all, loss, tokens/s and the time left at this
+    /// run's pace (since this process began, so a resumed run is not credited with its earlier steps).
+    /// </summary>
+    private sealed class Eta(int firstStep)
     {
-        var help = new StringBuilder("""
-            tau train — train a byte-level Tauformer (or dot-product) GPT on a text file, on this machine's cores
+        private readonly Stopwatch clock = Stopwatch.StartNew();
+        private TimeSpan lastReport = -TimeSpan.FromSeconds(1);   // the first step is reported
 
-              tau train --corpus FILE --out DIR [options]     start a run (DIR must not hold one)
-              tau train --resume --out DIR [--corpus FILE]     continue DIR's run from its last checkpoint
-
-            """);
-        help.Append('\n');
-        var options = TrainOptionTable.All;
-        static string Form(TrainOption o) => o.Value.Length > 0 ? $"{o.Name} {o.Value}" : o.Name;
-        int formWidth = options.Max(o => Form(o).Length) + 2, helpWidth = options.Where(o => o.Default is not null).Max(o => o.Help.Length) + 2;
-        foreach (var (heading, section) in TrainOptionTable.Sections)
+        public void Report(TrainingProgress p)
         {
-            help.Append(heading).Append('\n');
-            foreach (var option in section)
-            {
-                var line = $"  {Form(option).PadRight(formWidth)}{option.Help}";
-                help.Append(TrainOptionTable.DefaultText(option) is { } d ? $"{line.PadRight(2 + formWidth + helpWidth)}[{d}]" : line).Append('\n');
-            }
+            // Twice a second at most: a tiny model steps far faster than anyone reads.
+            if (!Watched || (clock.Elapsed - lastReport).TotalSeconds < 0.5 && p.Step != p.Steps) return;
+            lastReport = clock.Elapsed;
+            double perStep = clock.Elapsed.TotalSeconds / Math.Max(1, p.Step - firstStep);
+            var left = TimeSpan.FromSeconds(Math.Round(perStep * (p.Steps - p.Step)));
+            Progress(string.Create(CultureInfo.InvariantCulture,
+                $"step {p.Step}/{p.Steps} ({100.0 * p.Step / p.Steps:F1}%)  loss {p.TrainLoss:F4}  {p.TokensPerSecond:F0} tok/s  ETA {Clock(left)}"));
         }
-        help.Append('\n').Append("""
-            At every checkpoint DIR is a model that `tau generate --model DIR` serves (config.json, model.safetensors),
-            plus training.json and training_state-STEP.safetensors (optimizer state, to resume) and train_log.csv
-            (step, lr, train_loss, val_loss, grad_norm, tokens_per_second, elapsed_seconds). Ctrl+C saves a checkpoint
-            and stops; a run killed any other way resumes from its last checkpoint with the same result.
-            """);
-        Console.WriteLine(help.ToString());
-        return 0;
     }
 }

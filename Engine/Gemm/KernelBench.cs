@@ -32,7 +32,8 @@ public sealed record KernelFigures(GemmPath Path, TensorDType WeightType, int Th
 /// </summary>
 public static class KernelBench
 {
-    public static KernelFigures Measure(TauModel model, KernelPool pool, int repeats)
+    /// <summary>The figures; <paramref name="cancellation"/> stops the measurement between its stages.</summary>
+    public static KernelFigures Measure(TauModel model, KernelPool pool, int repeats, CancellationToken cancellation = default)
     {
         var matrices = model.Packed.All.ToArray();
         long bytes = matrices.Sum(m => m.Bytes);
@@ -43,16 +44,19 @@ public static class KernelBench
         // Alternated, so that whatever else the machine runs meanwhile weighs on both alike.
         var (matMul, plain) = MedianPair(repeats, () => { foreach (var m in matrices) work.Run(m, x, y, 1); }, () => pool.For(sum.Chunks, sum));
 
+        cancellation.ThrowIfCancellationRequested();
         const int batch = 64;
         var xs = TestVector(batch * matrices.Max(m => m.In));
         var ys = new float[batch * matrices.Max(m => m.Out)];
         double batched = Median(Math.Max(3, repeats / 8), () => { foreach (var m in matrices) work.Run(m, xs, ys, batch); });
 
+        cancellation.ThrowIfCancellationRequested();
         var empty = new EmptyWork();
         const int forks = 2000;
         double forkJoin = Median(5, () => { for (int i = 0; i < forks; i++) pool.For(pool.Workers + 1, empty); }) * 1000 / forks;
         double parked = Median(20, () => pool.For(pool.Workers + 1, empty), before: () => Thread.Sleep(5)) * 1000;
 
+        cancellation.ThrowIfCancellationRequested();
         const int context = 1024;
         var variant = model.Variant(model.Config.Attention, context + repeats + 16);
         var session = new InferenceSession(variant, pool: pool);
@@ -61,7 +65,11 @@ public static class KernelBench
         for (int i = 0; i < 4; i++) logits = session.Append(Sampler.ArgMax(logits));
         long jobs = pool.Jobs, overhead = pool.ForkJoinTicks;
         var clock = Stopwatch.StartNew();
-        for (int i = 0; i < repeats; i++) logits = session.Append(Sampler.ArgMax(logits));
+        for (int i = 0; i < repeats; i++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            logits = session.Append(Sampler.ArgMax(logits));
+        }
         double step = clock.Elapsed.TotalMilliseconds / repeats;
         return new KernelFigures(GemmKernels.Best, model.Weights.WeightType, pool.Workers + 1, bytes, matMul, plain, forkJoin, parked, (double)(pool.Jobs - jobs) / repeats,
             (pool.ForkJoinTicks - overhead) * 1000.0 / Stopwatch.Frequency / repeats, step,

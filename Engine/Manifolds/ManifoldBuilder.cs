@@ -47,8 +47,12 @@ public static class ManifoldBuilder
 
     public static int DefaultNeighboursFor(int features) => Math.Min(DefaultNeighbours, features - 1);
 
-    /// <summary>Clusters the items and builds the feature graph; <paramref name="progress"/> hears each stage.</summary>
-    public static ManifoldBuild Build(ItemMatrix items, ManifoldBuildOptions options, Action<string>? progress = null)
+    /// <summary>
+    /// Clusters the items and builds the feature graph; <paramref name="progress"/> hears each stage, and
+    /// <paramref name="cancellation"/> stops the clustering between its steps (a build can run for minutes).
+    /// </summary>
+    public static ManifoldBuild Build(ItemMatrix items, ManifoldBuildOptions options, Action<string>? progress = null,
+        CancellationToken cancellation = default)
     {
         int n = items.Rows, d = items.Columns;
         if (d < 2) throw new ManifoldBuildException($"{items.Source}: the items have {d} feature(s); a feature graph needs at least 2");
@@ -64,7 +68,8 @@ public static class ManifoldBuilder
         RequireFinite(items);
 
         progress?.Invoke($"clustering {n} items × {d} features into {centroids} centroids (k-means++, seed {options.Seed})");
-        var clusters = KMeans(items, centroids, options.Seed, options.MaxIterations, progress);
+        var clusters = KMeans(items, centroids, options.Seed, options.MaxIterations, progress, cancellation);
+        cancellation.ThrowIfCancellationRequested();
         progress?.Invoke($"k-means {(clusters.Converged ? "converged" : "stopped")} after {clusters.Iterations} iterations; building the {d}-feature graph (k = {k})");
         var graph = BuildFeatureGraph(clusters.Centroids, centroids, d, k, options.Sigma, options.P, options.Name, options.Taumode);
         var settings = new ManifoldBuildSettings(options.Name, items.Source, n, d, centroids, k, graph.Sigma, graph.SigmaFromData, options.P,
@@ -112,7 +117,8 @@ public static class ManifoldBuilder
     /// Deterministic for a seed: draws come from one <see cref="Xoshiro256"/>, ties go to the lowest centroid, sums are
     /// taken in item order in double. A cluster left empty keeps its previous centroid.
     /// </summary>
-    public static KMeansResult KMeans(ItemMatrix items, int clusters, ulong seed, int maxIterations, Action<string>? progress = null)
+    public static KMeansResult KMeans(ItemMatrix items, int clusters, ulong seed, int maxIterations, Action<string>? progress = null,
+        CancellationToken cancellation = default)
     {
         int n = items.Rows, d = items.Columns;
         if (clusters < 1 || clusters > n) throw new ManifoldBuildException($"centroids = {clusters} must lie in [1, {n}]");
@@ -127,6 +133,7 @@ public static class ManifoldBuilder
         {
             x.AsSpan(chosen * d, d).CopyTo(centroids.AsSpan(c * d, d));
             if (c + 1 == clusters) break;
+            cancellation.ThrowIfCancellationRequested();
             int current = c;
             ParallelRanges(n, (start, end) =>
             {
@@ -149,6 +156,7 @@ public static class ManifoldBuilder
         bool converged = false;
         while (iteration < maxIterations)
         {
+            cancellation.ThrowIfCancellationRequested();
             iteration++;
             for (int c = 0; c < clusters; c++) norms[c] = TensorPrimitives.SumOfSquares<float>(centroids.AsSpan(c * d, d));
             int changed = 0;

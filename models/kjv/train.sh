@@ -18,7 +18,8 @@ if [[ -z "${TAU:-}" ]]; then
 fi
 tau() { dotnet "$TAU" "$@"; }
 [[ -f "$work/kjv.txt" ]] || "$here/models/kjv/prepare-corpus.sh" "$work/kjv.txt"
-shape=(--layers 4 --embd 128 --heads 4 --seq-len 1024 --batch 4 --steps 5000 --lr 0.003 --eval-every 250 --seed 1 --corpus "$work/kjv.txt")
+steps=2500
+shape=(--layers 4 --embd 128 --heads 4 --seq-len 1024 --batch 4 --steps $steps --lr 0.003 --eval-every 250 --seed 1 --corpus "$work/kjv.txt")
 [[ -d "$work/kjv-qk" ]] || cp -r "$here/models/kjv/tau/manifold" "$work/kjv-qk"
 
 for run in "${runs[@]}"; do
@@ -27,7 +28,7 @@ for run in "${runs[@]}"; do
     causal) options=(--attention causal) ;;
     *) echo "unknown run '$run': tau or causal" >&2; exit 2 ;;
   esac
-  if [[ -f "$work/$run/train_log.csv" ]] && tail -1 "$work/$run/train_log.csv" | grep -q '^5000,'; then continue; fi
+  if [[ -f "$work/$run/train_log.csv" ]] && tail -1 "$work/$run/train_log.csv" | grep -q "^$steps,"; then continue; fi
   if [[ -f "$work/$run/training.json" ]]; then tau train --resume --out "$work/$run"; else tau train --out "$work/$run" "${shape[@]}" "${options[@]}"; fi
 done
 if [[ -f "$work/tau/train_log.csv" && -f "$work/causal/train_log.csv" ]]; then

@@ -61,6 +61,51 @@ public sealed class TauCommandTests : IDisposable
     }
 
     [Fact]
+    public void Eval_prints_a_texts_loss_bits_per_byte_and_perplexity_as_the_engine_computes_them()
+    {
+        var model = SmallModel();
+        var corpus = Path.Combine(home, "work", "corpus.txt");
+        string text = string.Concat(Enumerable.Repeat("And God said, Let there be light: and there was light. ", 8));
+        File.WriteAllText(corpus, text);
+        var json = Json(Tau("eval", "--model", model, "--corpus", corpus, "--stride", "40", "--json"));
+        var expected = Evaluation.Run(TauModel.Load(model), text, stride: 40);
+        Assert.Equal(["tokens", "loss_nats_per_token", "bits_per_byte", "perplexity"], json.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(text.Length - 1, json.GetProperty("tokens").GetInt64());
+        Assert.Equal(expected.LossNatsPerToken, json.GetProperty("loss_nats_per_token").GetDouble(), 12);
+        Assert.Equal(expected.BitsPerByte, json.GetProperty("bits_per_byte").GetDouble(), 12);
+        Assert.Equal(expected.Perplexity, json.GetProperty("perplexity").GetDouble(), 12);
+
+        // Without --json, one line a person reads; a stride the context cannot take is bad input.
+        var line = Tau("eval", "--model", model, "--corpus", corpus);
+        Assert.True(line.ExitCode == 0, line.Stderr);
+        Assert.Matches(@"^\S+ on corpus\.txt: 439 tokens, loss \d+\.\d{4} nats/token, \d+\.\d{4} bits/byte, perplexity \d+\.\d{3}\n$", line.Stdout);
+        var stride = Tau("eval", "--model", model, "--corpus", corpus, "--stride", "128");
+        Assert.Equal(1, stride.ExitCode);
+        Assert.Equal("tau: stride = 128 must lie in [1, 127] (the model's context − 1)\n", stride.Stderr);
+        var missing = Tau("eval", "--model", model, "--corpus", Path.Combine(home, "no-such.txt"));
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("file not found", missing.Stderr);
+    }
+
+    [Fact]
+    public void Logit_bias_on_the_command_line_forces_and_bans_tokens()
+    {
+        var model = SmallModel();
+        string[] Ids(params string[] extra)
+        {
+            var r = Json(Tau(["generate", "--model", model, "--prompt", "abc", "--max-tokens", "6", "--temperature", "0", "--json", .. extra]));
+            return [.. r.GetProperty("ids").EnumerateArray().Select(i => i.GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture))];
+        }
+        Assert.All(Ids("--logit-bias", "65:100"), id => Assert.Equal("65", id));
+        var greedy = Ids();
+        Assert.DoesNotContain(greedy[0], Ids($"--logit-bias={greedy[0]}:-100"));
+        var bad = Tau("generate", "--model", model, "--prompt", "abc", "--logit-bias", "65=100");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Equal("tau: --logit-bias '65=100' must be a comma-separated list of ID:BIAS pairs\n", bad.Stderr);
+    }
+
+
+    [Fact]
     public void Model_init_writes_16_bit_weights_on_request_and_refuses_an_unknown_dtype()
     {
         var config = Path.Combine(home, "bf16.json");
@@ -200,7 +245,7 @@ public sealed class TauCommandTests : IDisposable
     [InlineData(2, "unknown command", "frobnicate")]
     [InlineData(1, "unknown model 'no-such-model'", "generate", "--model", "no-such-model", "--prompt", "x")]
     [InlineData(1, "manifold directory not found", "manifold", "inspect", "/no/such/dir")]
-    [InlineData(2, "option '--from' is required", "manifold", "build", "--out", "/no/such/out")]
+    [InlineData(2, "Option '--from' is required.", "manifold", "build", "--out", "/no/such/out")]
     [InlineData(2, "option '--k' has an invalid value 'many'", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--k", "many")]
     [InlineData(2, "--tau-mode = \"loud\" must be fixed, median, mean or percentile", "manifold", "build", "--from", "x.npy", "--out", "/no/such/out", "--tau-mode", "loud")]
     [InlineData(1, "input not found: /no/such.npy", "manifold", "build", "--from", "/no/such.npy", "--out", "/no/such/out")]
@@ -519,12 +564,12 @@ public sealed class TauCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("option '--out' is required", "--corpus", "CORPUS")]
-    [InlineData("option '--corpus' is required", "--out", "OUT")]
+    [InlineData("Option '--out' is required.", "--corpus", "CORPUS")]
+    [InlineData("Option '--corpus' is required.", "--out", "OUT")]
     [InlineData("unexpected argument 'CORPUS'", "CORPUS", "--out", "OUT")]
     [InlineData("unknown option '--bogus'", "--corpus", "CORPUS", "--out", "OUT", "--bogus", "1")]
-    [InlineData("option '--lr' needs a value", "--corpus", "CORPUS", "--out", "OUT", "--lr")]
-    [InlineData("option '--steps' is given twice", "--corpus", "CORPUS", "--out", "OUT", "--steps", "2", "--steps", "3")]
+    [InlineData("Required argument missing for option: '--lr'.", "--corpus", "CORPUS", "--out", "OUT", "--lr")]
+    [InlineData("Option '--steps' expects a single argument but 2 were provided.", "--corpus", "CORPUS", "--out", "OUT", "--steps", "2", "--steps", "3")]
     [InlineData("option '--steps' has an invalid value 'many'", "--corpus", "CORPUS", "--out", "OUT", "--steps", "many")]
     [InlineData("option '--lr' has an invalid value 'fast'", "--corpus", "CORPUS", "--out", "OUT", "--lr", "fast")]
     [InlineData("--attention 'dot' must be tau or causal", "--corpus", "CORPUS", "--out", "OUT", "--attention", "dot")]
@@ -543,7 +588,11 @@ public sealed class TauCommandTests : IDisposable
         string Fill(string text) => text.Replace("OUT", output).Replace("CORPUS", corpus);
         var r = Tau(["train", .. args.Select(Fill)]);
         Assert.Equal(2, r.ExitCode);
-        Assert.Equal($"tau: {Fill(message)}", Assert.Single(r.Stderr.Trim().Split('\n')));
+        // One line; for an unknown option, the names nearest to it after it, but never the whole help.
+        var lines = r.Stderr.Trim().Split('\n');
+        Assert.Equal($"tau: {Fill(message)}", lines[0]);
+        if (!message.StartsWith("unknown option", StringComparison.Ordinal)) Assert.Single(lines);
+        Assert.DoesNotContain("Usage:", r.Stderr);
         Assert.Equal("", r.Stdout);
         Assert.False(Directory.Exists(output), "a refused run wrote its output directory");
     }
@@ -579,9 +628,7 @@ public sealed class TauCommandTests : IDisposable
         Assert.Equal(0, help.ExitCode);
         Assert.Equal("", help.Stderr);
         Assert.Equal(help.Stdout, Tau("train", "-h").Stdout);
-        // The options of its indented lines (the closing paragraph mentions `tau generate --model DIR`).
-        var listed = help.Stdout.Split('\n').Where(l => l.StartsWith("  ", StringComparison.Ordinal))
-            .SelectMany(l => Regex.Matches(l, @"--[a-z][a-z0-9-]*").Select(m => m.Value)).ToHashSet();
+        var listed = HelpOptions(help.Stdout).ToHashSet();
         // Every option the README gives for tau train is there …
         Assert.Subset(listed, new HashSet<string> { "--corpus", "--out", "--attention", "--layers", "--embd", "--heads", "--kv-heads",
             "--seq-len", "--batch", "--steps", "--lr", "--manifold", "--laplacian", "--resume" });
@@ -595,40 +642,229 @@ public sealed class TauCommandTests : IDisposable
         Assert.Equal(listed.Except(changeable).Order(), refused.Groups[1].Value.Split(", ").Order());
     }
 
+    /// <summary>The options a help text lists: the first long name of each line of its Options section, --help aside.</summary>
+    private static IEnumerable<string> HelpOptions(string help) => HelpSection(help, "Options:")
+        .Select(line => Regex.Match(line, @"^  (?:-\S+, )*(--[a-z][a-z0-9-]*)").Groups[1].Value)
+        .Where(option => option is not ("" or "--help" or "--version"));
+
+    /// <summary>The subcommands a help text lists, by name.</summary>
+    private static IEnumerable<string> HelpCommands(string help) => HelpSection(help, "Commands:")
+        .Select(line => Regex.Match(line, @"^  (\S+)").Groups[1].Value).Where(name => name.Length > 0);
+
+    private static IEnumerable<string> HelpSection(string help, string heading) =>
+        help.Split('\n').SkipWhile(line => line != heading).Skip(1).TakeWhile(line => line.Length > 0);
+
+    /// <summary>Every command of tau, group or not, from the help itself: its words after tau.</summary>
+    private List<string[]> AllCommands()
+    {
+        var commands = new List<string[]>();
+        void Walk(string[] words)
+        {
+            var help = Tau([.. words, "--help"]);
+            Assert.True(help.ExitCode == 0, $"tau {string.Join(' ', words)} --help: {help.Stderr}");
+            foreach (var name in HelpCommands(help.Stdout))
+            {
+                commands.Add([.. words, name]);
+                Walk([.. words, name]);
+            }
+        }
+        Walk([]);
+        return commands;
+    }
+
     [Fact]
-    public void Help_lists_the_commands_and_options_of_the_readme_and_names_the_default_model()
+    public void Every_command_and_subcommand_has_help_that_lists_its_options_and_their_defaults()
+    {
+        var commands = AllCommands();
+        Assert.Equal(19, commands.Count);   // 15 that run, and the 4 that group them (sessions, model, manifold, bench)
+        foreach (var words in commands)
+        {
+            var help = Tau([.. words, "--help"]);
+            Assert.Equal(0, help.ExitCode);
+            Assert.Equal("", help.Stderr);
+            Assert.Contains($"Usage:\n  tau {string.Join(' ', words)}", help.Stdout);
+            Assert.Equal(help.Stdout, Tau([.. words, "-h"]).Stdout);
+        }
+        string Line(string command, string option) =>
+            Tau([.. command.Split(' '), "--help"]).Stdout.Split('\n').Single(l => l.StartsWith($"  {option} ", StringComparison.Ordinal));
+        Assert.EndsWith("[default: 32]", Line("generate", "--max-tokens"));
+        Assert.EndsWith("[default: 0.8]", Line("chat", "--temperature"));
+        Assert.EndsWith("[default: taucluster]", Line("sessions fork", "--cluster-id"));
+        Assert.EndsWith("[default: f32]", Line("model init", "--dtype"));
+        Assert.EndsWith("[default: 42]", Line("manifold build", "--seed"));
+        Assert.EndsWith("[default: 1000]", Line("train", "--steps"));
+        Assert.EndsWith("[default: context / 2]", Line("eval", "--stride"));
+        Assert.EndsWith("[default: min(100, steps/10)]", Line("train", "--warmup"));
+        Assert.EndsWith("[default: 1024,4096]", Line("bench decode", "--contexts"));
+        Assert.EndsWith("[default: paper]", Line("bench kernels", "--model"));
+        Assert.EndsWith("[default: 1,4]", Line("bench sessions", "--sessions"));
+        Assert.EndsWith("[default: 1,16,64,256]", Line("bench device", "--sessions"));
+    }
+
+    [Fact]
+    public void The_readme_gives_every_command_with_exactly_the_options_of_its_help()
     {
         var readme = File.ReadAllText(Path.Combine(TestPaths.RepositoryRoot(), "README.md"));
         var section = readme[readme.IndexOf("## The `tau` command line", StringComparison.Ordinal)..];
         var usage = Regex.Match(section, "```\n(.*?)```", RegexOptions.Singleline).Groups[1].Value.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        var help = Tau("--help");
-        Assert.Equal(0, help.ExitCode);
-        Assert.Equal(usage, help.Stdout.Split('\n').Where(l => l.StartsWith("  ", StringComparison.Ordinal)).Select(l => l[2..]));
-        Assert.Contains("trained on the King James Bible", help.Stdout.ReplaceLineEndings(" "));
-        Assert.DoesNotContain("noise", help.Stdout);
-    }
-
-    [Fact]
-    public void Every_option_of_the_help_is_one_its_command_accepts()
-    {
-        // A command line of the usage's options, each with a value (flags without), then an unknown one: only when every
-        // option before it is known does the command get as far as refusing that last one, before it does anything.
-        var flags = new HashSet<string> { "--json", "--resume" };
-        var usage = Tau("--help").Stdout.Split('\n').Where(l => l.StartsWith("  ", StringComparison.Ordinal)).Select(l => l.Trim()).ToList();
-        var commands = new List<(string[] Words, List<string> Options)>();
+        // Each "tau …" line and the lines indented under it: its command words (a|b gives both), then its options.
+        var documented = new Dictionary<string, HashSet<string>>();
+        var current = new List<HashSet<string>>();
         foreach (var line in usage)
         {
             if (line.StartsWith("tau ", StringComparison.Ordinal))
-                commands.Add(([.. line.Split(' ').Skip(1).TakeWhile(w => w[0] is not ('[' or '(' or '-'))
-                    .Select(w => w.All(c => char.IsUpper(c) || c == '_') ? "x" : w.Split('|')[0])], []));
-            commands[^1].Options.AddRange(Regex.Matches(line, @"--[a-z][a-z0-9-]*").Select(m => m.Value).Where(o => o != "--help"));
+            {
+                var words = line.Split(' ').Skip(1).TakeWhile(w => w[0] is not ('[' or '(' or '-') && !w.All(c => char.IsUpper(c) || c == '_')).ToArray();
+                IEnumerable<string> paths = [""];
+                foreach (var word in words) paths = paths.SelectMany(p => word.Split('|').Select(w => $"{p} {w}".Trim())).ToArray();
+                current = [.. paths.Select(p => documented[p] = [])];
+            }
+            foreach (var options in current) options.UnionWith(Regex.Matches(line, @"--[a-z][a-z0-9-]*").Select(m => m.Value));
         }
-        Assert.Equal(12, commands.Count(c => c.Options.Count > 0));   // all but tau manifold inspect DIR
-        foreach (var (words, options) in commands.Where(c => c.Options.Count > 0))
+        var help = Tau("--help");
+        Assert.Contains("trained on the King James Bible", help.Stdout.ReplaceLineEndings(" "));
+        Assert.DoesNotContain("noise", help.Stdout);
+
+        // Every command that runs (a group only lists others) is in the README, with the options its help lists, no more, no fewer.
+        var leaves = AllCommands().Select(words => (Words: words, Help: Tau([.. words, "--help"]).Stdout)).Where(c => !HelpCommands(c.Help).Any()).ToList();
+        Assert.Equal(leaves.Select(c => string.Join(' ', c.Words)).Order(), documented.Keys.Order());
+        foreach (var (words, commandHelp) in leaves)
+            Assert.True(HelpOptions(commandHelp).ToHashSet().SetEquals(documented[string.Join(' ', words)]),
+                $"tau {string.Join(' ', words)}: --help lists {string.Join(' ', HelpOptions(commandHelp).Order())}; README.md {string.Join(' ', documented[string.Join(' ', words)].Order())}");
+    }
+
+    [Fact]
+    public void Version_prints_the_version_of_the_project()
+    {
+        var project = File.ReadAllText(Path.Combine(TestPaths.RepositoryRoot(), "Client", "TauCluster.Client.csproj"));
+        string version = Regex.Match(project, "<Version>(.*)</Version>").Groups[1].Value;
+        var r = Tau("--version");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Matches($@"^{Regex.Escape(version)}(\+[0-9a-f]+)?$", r.Stdout.Trim());
+    }
+
+    [Fact]
+    public void An_option_takes_its_value_after_an_equals_sign_too()
+    {
+        var model = SmallModel();
+        var spaced = Json(Tau("generate", "--model", model, "--prompt", "x", "--max-tokens", "80", "--temperature", "0", "--json"));
+        var joined = Json(Tau("generate", $"--model={model}", "--prompt=x", "--max-tokens=80", "--temperature=0", "--json"));
+        Assert.Equal(80, joined.GetProperty("ids").GetArrayLength());
+        Assert.Equal(spaced.GetProperty("ids").ToString(), joined.GetProperty("ids").ToString());
+    }
+
+    [Theory]
+    [InlineData("tau: unknown command 'genrate'", "generate", "genrate")]
+    [InlineData("tau: unknown option '--max-token'", "--max-tokens", "generate", "--prompt", "x", "--max-token", "3")]
+    [InlineData("tau: unknown command 'kernel'", "kernels", "bench", "kernel")]
+    public void A_typo_is_refused_with_exit_code_2_and_the_name_it_is_nearest(string message, string suggestion, params string[] args)
+    {
+        var r = Tau(args);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Equal("", r.Stdout);
+        var lines = r.Stderr.Trim().Split('\n');
+        Assert.Equal(message, lines[0]);
+        Assert.Equal(suggestion, lines[^1]);   // after the library's "did you mean" line; not the whole help
+        Assert.InRange(lines.Length, 2, 3);
+    }
+
+    [Fact]
+    public void Completion_scripts_call_back_into_tau_whose_suggest_directive_completes_from_the_parser()
+    {
+        var bash = Tau("completion", "bash");
+        Assert.Equal(0, bash.ExitCode);
+        Assert.Contains("tau \"[suggest:${COMP_POINT}]\" \"${COMP_LINE}\"", bash.Stdout);
+        Assert.Contains("complete -o default -F _tau_completions tau", bash.Stdout);
+        var zsh = Tau("completion", "zsh");
+        Assert.Equal(0, zsh.ExitCode);
+        Assert.Contains("compdef _tau tau", zsh.Stdout);
+
+        var subcommands = Tau("[suggest:10]", "tau bench ").Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Subset(subcommands.ToHashSet(), new HashSet<string> { "decode", "kernels", "sessions", "device" });
+        Assert.Equal(["--max-tokens", "--min-p"], Tau("[suggest:16]", "tau generate --m").Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(s => s.StartsWith("--m", StringComparison.Ordinal) && s != "--model"));
+
+        // The script itself, in bash, with a tau on the PATH: what a user's Tab runs.
+        if (OperatingSystem.IsWindows()) return;
+        var bin = Path.Combine(home, "bin");
+        Directory.CreateDirectory(bin);
+        var tau = Path.Combine(bin, "tau");
+        File.WriteAllText(tau, $"#!/bin/sh\nexec dotnet '{Path.Combine(AppContext.BaseDirectory, "tau.dll")}' \"$@\"\n");
+        File.SetUnixFileMode(tau, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var script = Path.Combine(home, "tau.bash");
+        File.WriteAllText(script, bash.Stdout);
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add($"source '{script}'; COMP_LINE='tau bench ke'; COMP_POINT=12; _tau_completions; printf '%s\\n' \"${{COMPREPLY[@]}}\"");
+        start.Environment["PATH"] = $"{bin}:{Environment.GetEnvironmentVariable("PATH")}";
+        start.Environment["TAU_HOME"] = home;
+        using var shell = Process.Start(start)!;
+        string completed = shell.StandardOutput.ReadToEnd();
+        Assert.True(shell.WaitForExit(TimeSpan.FromMinutes(1)));
+        Assert.Equal("kernels", completed.Trim());
+    }
+
+    [Fact]
+    public void Bench_decode_json_is_the_only_thing_on_stdout()
+    {
+        var r = Tau("bench", "decode", "--model", SmallModel(), "--contexts", "8", "--attention", "causal", "--steps", "2", "--json");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Single(r.Stdout.Trim().Split('\n'));
+        Assert.Equal(1, JsonDocument.Parse(r.Stdout).RootElement.GetProperty("results").GetArrayLength());
+    }
+
+    [SkippableFact]
+    public async Task Ctrl_C_stops_bench_decode_with_exit_code_130()
+    {
+        var model = SmallModel();
+        await InterruptWhileBusy(["bench", "decode", "--model", model, "--contexts", "16", "--attention", "tau-index", "--steps", "2000000"]);
+    }
+
+    [SkippableFact]
+    public async Task Ctrl_C_stops_manifold_build_with_exit_code_130_and_writes_nothing()
+    {
+        var output = Path.Combine(home, "interrupted-manifold");
+        await InterruptWhileBusy(["manifold", "build", "--from", PositiveItemsNpy(40_000, 32), "--out", output, "--centroids", "256", "--iterations", "1000000"]);
+        Assert.False(Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any(), "an interrupted build wrote its manifold");
+    }
+
+    /// <summary>
+    /// Starts tau, waits until it has used a few seconds of CPU (so it is well into the work, past starting up), sends
+    /// it SIGINT as Ctrl+C does, and expects it to stop at once with exit code 130 and "tau: interrupted" on stderr.
+    /// </summary>
+    private async Task InterruptWhileBusy(string[] args)
+    {
+        using var process = Process.Start(TauStart(args))!;
+        try
         {
-            var r = Tau([.. words, .. options.Distinct().SelectMany(o => flags.Contains(o) ? new[] { o } : [o, "x"]), "--not-an-option"]);
-            Assert.True(r.Stderr == "tau: unknown option '--not-an-option'\n", $"tau {string.Join(' ', words)}: {r.Stderr}");
+            process.StandardInput.Close();
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            TestPaths.Require(!IgnoresSigint(process), "SIGINT delivery to tau (the tests run with SIGINT ignored, as in a background job)");
+            using (var busy = HangGuard())
+                while (CpuSeconds(process) < 3)
+                {
+                    if (process.HasExited) Assert.Fail($"tau ended before it was interrupted: {await stderr}");
+                    await Task.Delay(100, busy.Token);
+                }
+            Signal(process, "INT");
+            using var hang = new CancellationTokenSource(TimeSpan.FromSeconds(30));   // at once, not at the end of the work
+            await process.WaitForExitAsync(hang.Token);
+            Assert.Equal(130, process.ExitCode);
+            Assert.Equal("tau: interrupted", (await stderr).Trim().Split('\n')[^1]);
+            await stdout;
         }
+        finally
+        {
+            if (!process.HasExited) process.Kill();
+        }
+    }
+
+    /// <summary>The user and system CPU time <paramref name="process"/> has used, from /proc (fields 14 and 15, in clock ticks of 1/100 s).</summary>
+    private static double CpuSeconds(Process process)
+    {
+        var fields = File.ReadAllText($"/proc/{process.Id}/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
     }
 
     /// <summary>Whether <paramref name="process"/> ignores SIGINT, as a process started from a background job inherits.</summary>
