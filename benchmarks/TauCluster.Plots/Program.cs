@@ -61,7 +61,7 @@ static int TrainingCurves(string output, string[] runs)
         valLine.LineWidth = 2.5f;
         valLine.MarkerSize = 6;
     }
-    plot.Axes.Bottom.Label.Text = "step (16 × 256 bytes each)";
+    plot.Axes.Bottom.Label.Text = "optimizer step";
     plot.Axes.Left.Label.Text = "cross-entropy (nats / byte)";
     plot.Title("KJV byte-level GPTs, same shape and budget: tau vs dot-product attention");
     plot.Axes.SetLimitsY(0.8, 3.0);

@@ -32,8 +32,14 @@ declare -A rows=(
   [tau-before-rope]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.02 --tau-lambda before-rope"
   [tau-alibi]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.02 --tau-recency alibi"
   [tau-alibi-before-rope]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope"
+  # Around the chosen variant (ALiBi, λ before RoPE): its temperature, its Laplacian, more and smaller heads.
+  [alibi-t0.005]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.005 --tau-recency alibi --tau-lambda before-rope"
+  [alibi-t0.1]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.1 --tau-recency alibi --tau-lambda before-rope"
+  [alibi-chain]="--attention tau --heads 4 --laplacian chain --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope"
+  [alibi-h8-chain]="--attention tau --heads 8 --laplacian chain --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope"
 )
-order=(causal tau tau-t0.005 tau-t0.05 tau-t0.2 tau-chain tau-h8-chain causal-h8 tau-h8 tau-alibi tau-before-rope tau-alibi-before-rope)
+order=(causal tau tau-before-rope tau-alibi tau-alibi-before-rope alibi-t0.005 alibi-t0.1 alibi-chain alibi-h8-chain
+  tau-t0.005 tau-t0.05 tau-t0.2 tau-chain tau-h8-chain causal-h8 tau-h8)
 (($# > 0)) && order=("$@")
 
 for name in "${order[@]}"; do

@@ -365,6 +365,27 @@ public sealed class TauCommandTests : IDisposable
     }
 
     [Fact]
+    public void The_default_model_writes_300_bytes_and_holds_a_chat_of_several_turns()
+    {
+        // Its context is 1,024 bytes: a reply of a few sentences and a conversation of several turns fit.
+        var generated = Json(Tau("generate", "--prompt", "And it came to pass", "--max-tokens", "300", "--seed", "1", "--json"));
+        Assert.Equal(300, generated.GetProperty("ids").GetArrayLength());
+        var chat = TauWithInput("Who made the heaven?\nAnd the earth?\nWhat is man?\nWho is the LORD?\n/info\n/quit\n",
+            "chat", "--session", "turns", "--max-tokens", "80", "--seed", "2");
+        Assert.True(chat.ExitCode == 0, chat.Stderr);
+        var info = chat.Stdout.Split('\n').Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement).Single();
+        Assert.InRange(info.GetProperty("length").GetInt32(), 4 * "User: \nAssistant:".Length + 60, 1024);
+    }
+
+    [Fact]
+    public void The_dot_product_twin_is_served_by_name()
+    {
+        var generated = Json(Tau("generate", "--model", "kjv-causal", "--prompt", "And God said", "--max-tokens", "40", "--seed", "1", "--json"));
+        Assert.Equal(40, generated.GetProperty("ids").GetArrayLength());
+        Assert.True(generated.GetProperty("text").GetString()!.Count(char.IsAsciiLetter) > 20);
+    }
+
+    [Fact]
     public void Chat_keeps_its_session_across_turns()
     {
         var model = SmallModel();

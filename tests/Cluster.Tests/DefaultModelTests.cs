@@ -26,9 +26,26 @@ public sealed class DefaultModelTests
         Assert.Equal(AttentionKind.Tau, model.Config.Attention);
         Assert.Equal("bytes", model.Config.Tokenizer);
         Assert.Equal(256, model.Config.VocabSize);
+        Assert.True(model.Config.SequenceLen >= 1024, $"a context of {model.Config.SequenceLen} bytes");
+        // The ablation's winner (MODELS.md): ALiBi's recency bias, λ of the unrotated head vectors; served on the λ index.
+        Assert.Equal(TauRecency.Alibi, model.Config.TaumodeOrDefault.Recency);
+        Assert.True(model.Config.TaumodeOrDefault.LambdaBeforeRope);
+        Assert.IsType<IndexedTauCache>(new InferenceSession(model).Cache);
         Assert.True(File.Exists(Path.Combine(DefaultModel.Directory, "manifold", "manifold.parquet")), "the tau model carries the manifold it was trained on");
         long bytes = new DirectoryInfo(DefaultModel.Directory).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
         Assert.True(bytes < 40L << 20, $"the shipped model takes {bytes} bytes");
+    }
+
+    [Fact]
+    public void Its_dot_product_twin_ships_beside_it_with_the_same_size_and_context()
+    {
+        var store = new ModelStore(Options.Create(new TauClusterOptions { DataDirectory = Path.GetTempPath() }), NullLogger<ModelStore>.Instance);
+        Assert.Contains(DefaultModel.CausalName, store.Names());
+        var (tau, causal) = (store.Get(ModelStore.DefaultName).Config, store.Get(DefaultModel.CausalName).Config);
+        Assert.Equal(AttentionKind.Causal, causal.Attention);
+        Assert.Equal((tau.NLayer, tau.NEmbd, tau.NHead, tau.NKvHead, tau.SequenceLen), (causal.NLayer, causal.NEmbd, causal.NHead, causal.NKvHead, causal.SequenceLen));
+        long bytes = new DirectoryInfo(DefaultModel.CausalDirectory).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
+        Assert.True(bytes < 40L << 20, $"the shipped twin takes {bytes} bytes");
     }
 
     [Fact]

@@ -52,7 +52,8 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
         Assert.Contains(SiloServer.Model, models.Keys);
         Assert.Contains("default", models.Keys);
         Assert.Equal(2048, models[SiloServer.Model]!["max_model_len"]!.GetValue<int>());
-        Assert.Equal(256, models["default"]!["max_model_len"]!.GetValue<int>());
+        Assert.Equal(1024, models["default"]!["max_model_len"]!.GetValue<int>());
+        Assert.Equal(1024, models["kjv-causal"]!["max_model_len"]!.GetValue<int>());   // the default's dot-product twin, built in too
         Assert.Equal(4096, models["paper"]!["max_model_len"]!.GetValue<int>());   // described before it is ever made
         var modelsFile = File.GetLastWriteTimeUtc(Path.Combine(Server.ModelsRoot, SiloServer.Model, "config.json"));
         Assert.Equal(new DateTimeOffset(modelsFile).ToUnixTimeSeconds(), models[SiloServer.Model]!["created"]!.GetValue<long>());
