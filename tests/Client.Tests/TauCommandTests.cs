@@ -159,7 +159,7 @@ public sealed class TauCommandTests : IDisposable
 
     /// <summary>The same greedy tokens from the GPU kernels (on ILGPU's CPU accelerator here) as from the SIMD engine.</summary>
     [Theory]
-    [InlineData("default")]
+    [InlineData("kjv-causal")]
     [InlineData("tau")]
     [InlineData("causal")]
     [InlineData("bf16")]
@@ -167,7 +167,7 @@ public sealed class TauCommandTests : IDisposable
     {
         string model = kind switch
         {
-            "default" => "default",
+            "kjv-causal" => "kjv-causal",
             "bf16" => Bf16Model(),
             _ => SmallModel(kind),
         };
@@ -180,6 +180,14 @@ public sealed class TauCommandTests : IDisposable
         var cpu = Ids("cpu");
         Assert.Equal(12, cpu.Length);
         Assert.Equal(cpu, Ids("ilgpu-cpu"));
+    }
+
+    [Fact]
+    public void The_default_on_a_device_is_refused_in_one_line_since_the_device_kernels_lack_its_recency_bias()
+    {
+        var r = Tau("generate", "--prompt", "x", "--max-tokens", "2", "--device", "ilgpu-cpu");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal("tau: device ilgpu-cpu: the device kernels do not apply taumode.recency; serve this model on the cpu\n", r.Stderr);
     }
 
     private string Bf16Model()
