@@ -6,14 +6,7 @@
 set -euo pipefail
 work=${1:-/tmp/kjv-ablation}
 shift || true
-here=$(cd "$(dirname "$0")/../.." && pwd)
-mkdir -p "$work"
-if [[ -z "${TAU:-}" ]]; then
-  dotnet build -c Release "$here/Client" -v quiet -nologo
-  TAU="$here/Client/bin/Release/net10.0/tau.dll"
-fi
-tau() { dotnet "$TAU" "$@"; }
-[[ -f "$work/kjv.txt" ]] || "$here/models/kjv/prepare-corpus.sh" "$work/kjv.txt"
+source "$(dirname "$0")/tau-env.sh"
 
 steps=800
 budget=(--layers 4 --embd 128 --seq-len 256 --batch 16 --steps $steps --lr 0.003 --eval-every 200 --seed 1 --corpus "$work/kjv.txt")

@@ -7,18 +7,14 @@ set -euo pipefail
 model=${1:?usage: samples.sh MODEL CORPUS [SEEDS]}
 corpus=${2:?usage: samples.sh MODEL CORPUS [SEEDS]}
 seeds=${3:-5}
-here=$(cd "$(dirname "$0")/../.." && pwd)
-if [[ -z "${TAU:-}" ]]; then
-  dotnet build -c Release "$here/Client" -v quiet -nologo
-  TAU="$here/Client/bin/Release/net10.0/tau.dll"
-fi
+source "$(dirname "$0")/tau-env.sh"
 words() { tr -c 'A-Za-z' '\n' | tr 'A-Z' 'a-z' | grep -v '^$' || true; }
 vocabulary=$(mktemp)
 trap 'rm -f "$vocabulary"' EXIT
 words < "$corpus" | sort -u > "$vocabulary"
 total=0 real=0
 for seed in $(seq 1 "$seeds"); do
-  text=$(dotnet "$TAU" generate --model "$model" --prompt "And God said unto Moses" --max-tokens ${MAX_TOKENS:-300} --temperature 0.7 \
+  text=$(tau generate --model "$model" --prompt "And God said unto Moses" --max-tokens ${MAX_TOKENS:-300} --temperature 0.7 \
     --seed "$seed" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["text"])')
   printf 'seed %s: %s\n\n' "$seed" "$text"
   n=$(printf '%s' "$text" | words | wc -l)

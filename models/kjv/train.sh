@@ -10,14 +10,7 @@ work=${1:-/tmp/kjv}
 shift || true
 runs=("$@")
 ((${#runs[@]} > 0)) || runs=(tau causal)
-here=$(cd "$(dirname "$0")/../.." && pwd)
-mkdir -p "$work"
-if [[ -z "${TAU:-}" ]]; then
-  dotnet build -c Release "$here/Client" -v quiet -nologo
-  TAU="$here/Client/bin/Release/net10.0/tau.dll"
-fi
-tau() { dotnet "$TAU" "$@"; }
-[[ -f "$work/kjv.txt" ]] || "$here/models/kjv/prepare-corpus.sh" "$work/kjv.txt"
+source "$(dirname "$0")/tau-env.sh"
 steps=2500
 shape=(--layers 4 --embd 128 --heads 4 --seq-len 1024 --batch 4 --steps $steps --lr 0.003 --eval-every 250 --seed 1 --corpus "$work/kjv.txt")
 [[ -d "$work/kjv-qk" ]] || cp -r "$here/models/kjv/tau/manifold" "$work/kjv-qk"

@@ -54,6 +54,13 @@ public sealed class TauCommandTests : IDisposable
         return dir;
     }
 
+    /// <summary>The ids <c>tau generate --json</c> gives greedily after "abc", with <paramref name="extra"/> options.</summary>
+    private int[] GreedyIds(string model, int maxTokens, params string[] extra)
+    {
+        var json = Json(Tau(["generate", "--model", model, "--prompt", "abc", "--max-tokens", $"{maxTokens}", "--temperature", "0", "--json", .. extra]));
+        return [.. json.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32())];
+    }
+
     private static JsonElement Json(Result r)
     {
         Assert.True(r.ExitCode == 0, r.Stderr);
@@ -91,11 +98,7 @@ public sealed class TauCommandTests : IDisposable
     public void Logit_bias_on_the_command_line_forces_and_bans_tokens()
     {
         var model = SmallModel();
-        string[] Ids(params string[] extra)
-        {
-            var r = Json(Tau(["generate", "--model", model, "--prompt", "abc", "--max-tokens", "6", "--temperature", "0", "--json", .. extra]));
-            return [.. r.GetProperty("ids").EnumerateArray().Select(i => i.GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture))];
-        }
+        string[] Ids(params string[] extra) => [.. GreedyIds(model, 6, extra).Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture))];
         Assert.All(Ids("--logit-bias", "65:100"), id => Assert.Equal("65", id));
         var greedy = Ids();
         Assert.DoesNotContain(greedy[0], Ids($"--logit-bias={greedy[0]}:-100"));
@@ -535,11 +538,7 @@ public sealed class TauCommandTests : IDisposable
     public void Penalty_flags_change_greedy_output_and_stay_deterministic()
     {
         var model = SmallModel();
-        int[] Ids(params string[] extra)
-        {
-            var json = Json(Tau(["generate", "--model", model, "--prompt", "abc", "--max-tokens", "30", "--temperature", "0", "--json", .. extra]));
-            return json.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        }
+        int[] Ids(params string[] extra) => GreedyIds(model, 30, extra);
         var plain = Ids();
         Assert.True(plain.Distinct().Count() < plain.Length, "the random model's greedy output repeats: what the penalties act on");
         var penalised = Ids("--frequency-penalty", "2", "--presence-penalty", "1");
