@@ -157,10 +157,13 @@ public static partial class OpenAiApi
         var request = Parse(await ReadObject(http), chat, options);
         var models = services.GetRequiredService<ModelStore>();
         record.Model = models.Require(request.Model);   // unknown models are refused before anything starts
+        // The model's config, read from its config.json once, by the requests that need its vocabulary or tokenizer.
+        var config = request.Sampling.LogitBias is not null || request.Logprobs is not null || request.Echo
+            ? models.Describe(request.Model).Config : null;
         if (request.Sampling.LogitBias is { } bias)
             try
             {
-                int vocabulary = models.Describe(request.Model).Config.VocabSize;
+                int vocabulary = config!.VocabSize;
                 foreach (int token in bias.Tokens) SamplingRules.CheckLogitBiasToken(token, vocabulary);
             }
             catch (InvalidOptionsException e)
@@ -207,8 +210,7 @@ public static partial class OpenAiApi
                 await stream.MoveNextAsync() ? stream.Current : throw new ApiError(500, "the session returned no tokens", type: "server_error")));
             record.TimeToFirstToken = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             var first = firsts[0];
-            var tokenizer = request.Logprobs is not null || request.Echo
-                ? TextTokenizer.For(models.Describe(request.Model).Config.Tokenizer) : null;
+            var tokenizer = request.Logprobs is not null || request.Echo ? TextTokenizer.For(config!.Tokenizer) : null;
             var reply = new Reply(request, chat, sessionId, first.Prompt ?? new PromptUsage(first.Position, 0, 0), record,
                 new OpenAiLogprobs(tokenizer), request.Echo ? EchoedText(request.Prompt, tokenizer) : null, first.PromptLogprobs);
             var choices = firsts.Zip(streams).ToArray();

@@ -150,11 +150,14 @@ public sealed class SessionGrain(
         int before = Tokens.Count;
         Tokens.AddRange(ids);
         TokenLogprob[]? scores = null;
+        int lacking = scoreTop is null ? Tokens.Count - c.Inference.Length : Tokens.Count;   // scoring runs the whole transcript
         try
         {
-            if (scoreTop is { } top) c.Inference.Truncate(0);
-            int lacking = Tokens.Count - c.Inference.Length;
-            if (scoreTop is { } scoring) scores = Logprobs(await Runtime.Score(c, Tokens, scoring), from: 0);
+            if (scoreTop is { } top)
+            {
+                c.Inference.Truncate(0);
+                scores = Logprobs(await Runtime.Score(c, Tokens, top), from: 0);
+            }
             else await Runtime.Step(c, Tokens, sample: false);
             (lastPrefill, lastReused) = (lacking, before);
         }
