@@ -151,15 +151,25 @@ public sealed class PenaltyTests
         Assert.StartsWith(field + " = ", e.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A per-token allocation shows in every window of draws. One window may see a one-off the runtime makes on this
+    /// thread (CI once counted 7,952 bytes in a single window of 200 while the whole suite ran in parallel, and the
+    /// test alone never does), so most windows, not all, must count exactly nothing.
+    /// </summary>
     [Fact]
     public void Sampling_with_penalties_allocates_nothing_per_token()
     {
         var sampler = new Sampler(50257, new SamplingOptions(Temperature: 0.8, TopK: 40, Seed: 1, PresencePenalty: 0.5, FrequencyPenalty: 0.5, RepetitionPenalty: 1.1, MinP: 0.05));
         var logits = Enumerable.Range(0, 50257).Select(i => (float)Math.Sin(i)).ToArray();
         sampler.BeginCompletion([1, 2, 3], 1);
-        for (int i = 0; i < 10; i++) sampler.Sample(logits);   // warm: JIT and first-use
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++) sampler.Sample(logits);
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        for (int i = 0; i < 50; i++) sampler.Sample(logits);   // warm: JIT tiers and first use
+        var windows = new long[5];
+        for (int window = 0; window < windows.Length; window++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 40; i++) sampler.Sample(logits);
+            windows[window] = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        Assert.True(windows.Count(bytes => bytes == 0) >= 4, $"bytes allocated by windows of 40 draws: {string.Join(", ", windows)}");
     }
 }
