@@ -26,7 +26,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly T temperature;
     private readonly ParallelOptions parallel;
     private readonly ParallelOptions? gemmParallel;   // null on one thread: everything runs inline
-    private readonly int C, D, H, Hkv, V, Qkv, Mlp, Heads, SeqLen;
+    private readonly int C, D, H, Hkv, V, Qkv, Mlp, Heads, SeqLen, F;   // F: the dimension λ is taken in (D unless projected)
     private readonly ParameterTensor[] linearLayers;
     private readonly T[] transposed;           // Wᵀ of every linear layer, at the layer's offset: the forward multiplies by these
     private readonly T[] ropeCos, ropeSin;
@@ -35,7 +35,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly T[] finalNorm, finalInv, logits, logitSlope, probabilities;
     private readonly double[] rowLoss;
     private readonly int[] tokens, targets;
-    private readonly T[] dx, dNorm, dQkv, dY, dUp, dLogits, dLambdaQ, dLambdaK;
+    private readonly T[] dx, dNorm, dQkv, dY, dUp, dLogits, dLambdaQ, dLambdaK, dProjected;
     private int rows;
     private bool forwardDone;
 
@@ -56,7 +56,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         if (config.Attention == AttentionKind.Tau)
         {
             domain = domain ?? throw new ArgumentNullException(nameof(domain), "tau attention needs its Laplacian and taumode settings");
-            domain.Laplacian.RequireDimension(config.HeadDim, "this model");
+            domain.Laplacian.RequireDimension(config.LambdaDim, "this model");
             laplacian = domain.Laplacian;
             taumode = domain.Settings;
             temperature = T.CreateTruncating(domain.Settings.EffectiveTemperature);
@@ -64,7 +64,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         parallel = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
         gemmParallel = parallel.MaxDegreeOfParallelism > 1 ? parallel : null;
         (C, D, H, Hkv, V) = (config.NEmbd, config.HeadDim, config.NHead, config.NKvHead, config.VocabSize);
-        (Qkv, Mlp, Heads, SeqLen) = ((H + 2 * Hkv) * D, config.MlpDim, H + Hkv, sequenceLength);
+        (Qkv, Mlp, Heads, SeqLen, F) = ((H + 2 * Hkv) * D, config.MlpDim, H + Hkv, sequenceLength, config.LambdaDim);
         MaxSequences = maxSequences;
         int maxRows = checked(maxSequences * sequenceLength);
 
@@ -92,6 +92,7 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         dLogits = new T[maxRows * V];
         dLambdaQ = new T[maxRows * H];
         dLambdaK = new T[maxRows * Hkv];
+        dProjected = new T[laplacian is not null && config.TaumodeOrDefault.ProjectionDim > 0 ? maxRows * Heads * F : 0];
     }
 
     public ModelConfig Config => config;
@@ -158,18 +159,32 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 }
             });
 
-            // tau: the λ of every q and k head vector against the Laplacian (keeping L·x and E, τ for the backward)
+            // tau: the λ of every q and k head vector (projected: z = P x) against the Laplacian, keeping L·x and E, τ for
+            // the backward; with learned temperatures, times the gain e^(a_g) of its kv head
             if (laplacian is not null)
+            {
+                if (w.LambdaLogGain is { } logGain) LambdaHeads.Gains<T>(Parameters.AsSpan(logGain.Offset, Hkv), a.Gains);
                 ForRows(r =>
                 {
                     int b = r / SeqLen, t = r % SeqLen;
-                    for (int h = 0; h < H; h++)
-                        a.LambdaQ[(b * H + h) * SeqLen + t] = T.CreateTruncating(TauLambda.Lambda(QueryHead(a.Qkv, r, h), laplacian, taumode,
-                            a.LaplacianTimes.AsSpan((r * Heads + h) * D, D), out a.PartsQ[(b * H + h) * SeqLen + t]));
-                    for (int g = 0; g < Hkv; g++)
-                        a.LambdaK[(b * Hkv + g) * SeqLen + t] = T.CreateTruncating(TauLambda.Lambda(KeyHead(a.Qkv, r, g), laplacian, taumode,
-                            a.LaplacianTimes.AsSpan((r * Heads + H + g) * D, D), out a.PartsK[(b * Hkv + g) * SeqLen + t]));
+                    for (int head = 0; head < Heads; head++)
+                    {
+                        bool query = head < H;
+                        int g = query ? config.KvHeadOf(head) : head - H;
+                        int at = query ? (b * H + head) * SeqLen + t : (b * Hkv + g) * SeqLen + t;
+                        ReadOnlySpan<T> x = a.Qkv.AsSpan(r * Qkv + head * D, D);
+                        if ((query ? w.LambdaQueryProjection : w.LambdaKeyProjection) is { } projection)
+                        {
+                            var z = a.Projected.AsSpan((r * Heads + head) * F, F);
+                            LambdaHeads.Project<T>(Parameters.AsSpan(projection.Offset, projection.Length), x, z);
+                            x = z;
+                        }
+                        T lambda = T.CreateTruncating(TauLambda.Lambda(x, laplacian, taumode, a.LaplacianTimes.AsSpan((r * Heads + head) * F, F),
+                            out (query ? a.PartsQ : a.PartsK)[at]));
+                        (query ? a.LambdaQ : a.LambdaK)[at] = w.LambdaLogGain is null ? lambda : lambda * a.Gains[g];
+                    }
                 });
+            }
 
             // head h attends with kv head ⌊h / (H/Hkv)⌋ to the positions ≤ its own: y_h = Σ_j softmax_j(score) v_j
             ForEach(sequences * H, i =>
@@ -260,20 +275,38 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 }
             });
 
-            // tau: λ = E/(E + τ) of each head vector, τ held constant (see TauLambda.LambdaBackward)
+            // tau: λ = e^(a_g)·E/(E + τ) of each head vector or its projection z = P x, τ held constant (see
+            // TauLambda.LambdaBackward): ∂a_g = Σ λ·∂λ over the λs of kv group g; ∂x = Pᵀ ∂z; ∂P = Σ ∂z xᵀ
             if (laplacian is not null)
+            {
+                if (w.LambdaLogGain is { } logGain) LogGainGradients(a, sequences, Gradients.AsSpan(logGain.Offset, Hkv));
                 ForRows(r =>
                 {
                     int b = r / SeqLen, t = r % SeqLen;
                     for (int head = 0; head < Heads; head++)
                     {
                         bool query = head < H;
-                        int at = query ? (b * H + head) * SeqLen + t : (b * Hkv + head - H) * SeqLen + t;
-                        TauLambda.LambdaBackward<T>(a.Qkv.AsSpan(r * Qkv + head * D, D), a.LaplacianTimes.AsSpan((r * Heads + head) * D, D),
-                            query ? a.PartsQ[at] : a.PartsK[at], taumode.Eps, double.CreateTruncating(query ? dLambdaQ[at] : dLambdaK[at]),
-                            dQkv.AsSpan(r * Qkv + head * D, D));
+                        int g = query ? config.KvHeadOf(head) : head - H;
+                        int at = query ? (b * H + head) * SeqLen + t : (b * Hkv + g) * SeqLen + t;
+                        double dLambda = double.CreateTruncating((query ? dLambdaQ : dLambdaK)[at] * (w.LambdaLogGain is null ? T.One : a.Gains[g]));
+                        var parts = (query ? a.PartsQ : a.PartsK)[at];
+                        var lx = a.LaplacianTimes.AsSpan((r * Heads + head) * F, F);
+                        var dHead = dQkv.AsSpan(r * Qkv + head * D, D);
+                        if ((query ? w.LambdaQueryProjection : w.LambdaKeyProjection) is not { } projection)
+                        {
+                            TauLambda.LambdaBackward<T>(a.Qkv.AsSpan(r * Qkv + head * D, D), lx, parts, taumode.Eps, dLambda, dHead);
+                            continue;
+                        }
+                        var dz = dProjected.AsSpan((r * Heads + head) * F, F);
+                        TauLambda.LambdaBackward<T>(a.Projected.AsSpan((r * Heads + head) * F, F), lx, parts, taumode.Eps, dLambda, dz);
+                        dHead.Clear();
+                        var p = Parameters.AsSpan(projection.Offset, projection.Length);
+                        for (int f = 0; f < F; f++) TensorPrimitives.MultiplyAdd(p.Slice(f * D, D), dz[f], dHead, dHead);
                     }
                 });
+                if (w.LambdaQueryProjection is { } queryProjection) ProjectionGradients(a, queryProjection, heads: 0..H);
+                if (w.LambdaKeyProjection is { } keyProjection) ProjectionGradients(a, keyProjection, heads: H..Heads);
+            }
 
             // q, k = rms(rope(·)): back through the norm, then the rotation
             ForRows(r =>
@@ -300,6 +333,35 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         {
             var target = embedding.Slice(tokens[r] * C, C);
             TensorPrimitives.Add(target, Row(dx, r, C), target);
+        }
+    }
+
+    /// <summary>∂a_g = Σ λ·∂λ over every λq of kv group g and every λk of kv head g (λ = e^(a_g)·λ₀), summed in one fixed order.</summary>
+    private void LogGainGradients(Layer a, int sequences, Span<T> gradients)
+    {
+        for (int g = 0; g < Hkv; g++)
+        {
+            T sum = T.Zero;
+            for (int b = 0; b < sequences; b++)
+            {
+                for (int h = g * config.QueryGroup; h < (g + 1) * config.QueryGroup; h++)
+                    sum += TensorPrimitives.Dot<T>(LambdaOf(a.LambdaQ, b, h, H), LambdaOf(dLambdaQ, b, h, H));
+                sum += TensorPrimitives.Dot<T>(LambdaOf(a.LambdaK, b, g, Hkv), LambdaOf(dLambdaK, b, g, Hkv));
+            }
+            gradients[g] = sum;
+        }
+    }
+
+    /// <summary>∂P = Σ_rows Σ_heads ∂z xᵀ for the projection shared by <paramref name="heads"/>: one product per head, added in head order.</summary>
+    private void ProjectionGradients(Layer a, ParameterTensor projection, Range heads)
+    {
+        var gradient = Matrix<T>.Dense(Gradients, F, D, projection.Offset);
+        var (first, end) = heads.GetOffsetAndLength(Heads);
+        for (int head = first; head < first + end; head++)
+        {
+            var dz = new Matrix<T>(dProjected, head * F, rows, F, Heads * F, 1);
+            var x = new Matrix<T>(a.Qkv, head * D, rows, D, Qkv, 1);
+            Gemm.Multiply(dz.Transposed, x, gradient, accumulate: head != first, gemmParallel);
         }
     }
 
@@ -355,10 +417,6 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     private static Span<T> Row(T[] buffer, int row, int width) => buffer.AsSpan(row * width, width);
 
-    private ReadOnlySpan<T> QueryHead(T[] qkv, int row, int h) => qkv.AsSpan(row * Qkv + h * D, D);
-
-    private ReadOnlySpan<T> KeyHead(T[] qkv, int row, int g) => qkv.AsSpan(row * Qkv + (H + g) * D, D);
-
     /// <summary>The [SeqLen, D] views of sequence b's query head h, key head g and value head g inside [rows, q | k | v].</summary>
     private Matrix<T> Queries(T[] qkv, int b, int h) => new(qkv, b * SeqLen * Qkv + h * D, SeqLen, D, Qkv, 1);
 
@@ -379,7 +437,9 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
         public readonly T[] QkvRaw = new T[maxRows * m.Qkv], Qkv = new T[maxRows * m.Qkv], HeadInv = new T[maxRows * m.Heads];
         public readonly T[] LambdaQ = new T[m.laplacian is null ? 0 : maxRows * m.H], LambdaK = new T[m.laplacian is null ? 0 : maxRows * m.Hkv];
         public readonly LambdaParts[] PartsQ = new LambdaParts[m.laplacian is null ? 0 : maxRows * m.H], PartsK = new LambdaParts[m.laplacian is null ? 0 : maxRows * m.Hkv];
-        public readonly T[] LaplacianTimes = new T[m.laplacian is null ? 0 : maxRows * m.Heads * m.D];
+        public readonly T[] LaplacianTimes = new T[m.laplacian is null ? 0 : maxRows * m.Heads * m.F];
+        public readonly T[] Projected = new T[m.laplacian is null || m.config.TaumodeOrDefault.ProjectionDim == 0 ? 0 : maxRows * m.Heads * m.F];
+        public readonly T[] Gains = new T[m.Hkv];
         public readonly T[] Weights = new T[checked(sequences * m.H * m.SeqLen * m.SeqLen)];
         public readonly T[] Y = new T[maxRows * m.C], Mid = new T[maxRows * m.C], Norm2 = new T[maxRows * m.C], Inv2 = new T[maxRows];
         public readonly T[] Up = new T[maxRows * m.Mlp], Act = new T[maxRows * m.Mlp];

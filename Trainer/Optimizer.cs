@@ -4,7 +4,8 @@ namespace TauCluster.Training;
 
 /// <summary>
 /// AdamW (Loshchilov and Hutter): Adam moments with bias correction and weight decay decoupled from the gradient,
-/// p ← p − lr·(m̂ / (√v̂ + eps) + wd·p). The token embedding is not decayed. Element-wise, so splitting it across cores
+/// p ← p − lr·(m̂ / (√v̂ + eps) + wd·p). The token embedding is not decayed, nor are vectors (the λ log-gains), as
+/// biases and norms commonly are not. Element-wise, so splitting it across cores
 /// changes no result.
 /// </summary>
 public sealed class AdamW
@@ -21,7 +22,7 @@ public sealed class AdamW
         SecondMoment = new float[layout.Count];
         chunks = layout.Tensors
             .SelectMany(t => Enumerable.Range(0, (t.Length + ChunkLength - 1) / ChunkLength)
-                .Select(c => (t.Offset + c * ChunkLength, Math.Min(ChunkLength, t.Length - c * ChunkLength), t != layout.Embedding)))
+                .Select(c => (t.Offset + c * ChunkLength, Math.Min(ChunkLength, t.Length - c * ChunkLength), t != layout.Embedding && t.Shape.Length > 1)))
             .ToArray();
         partialSums = new double[chunks.Length];
     }

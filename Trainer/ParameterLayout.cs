@@ -2,15 +2,22 @@ using TauCluster.Engine;
 
 namespace TauCluster.Training;
 
-/// <summary>One weight matrix [Rows, Cols] (PyTorch's [out, in]) at <see cref="Offset"/> in the flat parameter array.</summary>
+/// <summary>
+/// One weight matrix [Rows, Cols] (PyTorch's [out, in]) at <see cref="Offset"/> in the flat parameter array; a vector is
+/// [Rows, 1] here and keeps its one-dimensional <see cref="Shape"/> in the file.
+/// </summary>
 public sealed record ParameterTensor(string Name, int Rows, int Cols, int Offset)
 {
     public int Length => Rows * Cols;
-    public int[] Shape => [Rows, Cols];
+    public int[] Shape { get; init; } = [Rows, Cols];
 }
 
-/// <summary>The linear layers of one block; <see cref="Qkv"/> is c_q, c_k and c_v together (they are adjacent, all [·, C]).</summary>
-public sealed record LayerParameters(ParameterTensor Qkv, ParameterTensor AttentionProjection, ParameterTensor MlpUp, ParameterTensor MlpDown);
+/// <summary>
+/// The linear layers of one block; <see cref="Qkv"/> is c_q, c_k and c_v together (they are adjacent, all [·, C]); the λ
+/// weights where the config has them (<see cref="LambdaHeads"/>).
+/// </summary>
+public sealed record LayerParameters(ParameterTensor Qkv, ParameterTensor AttentionProjection, ParameterTensor MlpUp, ParameterTensor MlpDown,
+    ParameterTensor? LambdaLogGain = null, ParameterTensor? LambdaQueryProjection = null, ParameterTensor? LambdaKeyProjection = null);
 
 /// <summary>
 /// Every weight of a model in one flat array, in the order and shapes of DESIGN.md §2 (<see cref="ModelWeights.Layout"/>),
@@ -25,8 +32,9 @@ public sealed class ParameterLayout
         long offset = 0;
         foreach (var (name, shape) in ModelWeights.Layout(config))
         {
-            tensors.Add(new ParameterTensor(name, shape[0], shape[1], checked((int)offset)));
-            offset += (long)shape[0] * shape[1];
+            int cols = shape.Length > 1 ? shape[1] : 1;
+            tensors.Add(new ParameterTensor(name, shape[0], cols, checked((int)offset)) { Shape = shape });
+            offset += (long)shape[0] * cols;
         }
         if (offset > Array.MaxLength) throw new InvalidTrainingOptionsException($"the model has {offset} parameters, more than one array holds");
         Tensors = tensors;
@@ -41,7 +49,10 @@ public sealed class ParameterLayout
             if (k.Offset != q.Offset + q.Length || v.Offset != k.Offset + k.Length)
                 throw new InvalidOperationException("c_q, c_k and c_v must be adjacent in the layout");
             var qkv = new ParameterTensor($"transformer.h.{i}.attn.c_qkv", q.Rows + k.Rows + v.Rows, config.NEmbd, q.Offset);
-            return new LayerParameters(qkv, T("attn.c_proj"), T("mlp.c_fc"), T("mlp.c_proj"));
+            return new LayerParameters(qkv, T("attn.c_proj"), T("mlp.c_fc"), T("mlp.c_proj"),
+                byName.GetValueOrDefault(ModelWeights.LambdaLogGainName(i)),
+                byName.GetValueOrDefault(ModelWeights.LambdaProjectionName(i, query: true)),
+                byName.GetValueOrDefault(ModelWeights.LambdaProjectionName(i, query: false)));
         }).ToArray();
     }
 

@@ -57,7 +57,7 @@ public sealed class Trainer
         // The domain as TauModel resolves it, so that the trained model scores as it will serve: the chain Laplacian
         // unless a manifold is given.
         var domain = ModelConfig.Attention != AttentionKind.Tau ? null
-            : ModelConfig.TaumodeOrDefault.Resolve(laplacian ?? Laplacian.Chain(ModelConfig.HeadDim));
+            : ModelConfig.TaumodeOrDefault.Resolve(laplacian ?? Laplacian.Chain(ModelConfig.LambdaDim));
         model = new Gpt<float>(ModelConfig, domain, options.BatchSize, options.SequenceLength, threads);
         optimizer = new AdamW(model.Layout, options.Beta1, options.Beta2, options.AdamEpsilon, options.WeightDecay);
         rng = new Xoshiro256(options.Seed);
@@ -88,7 +88,9 @@ public sealed class Trainer
         if (OutputDirectory.NotEmptyError(options.OutputDirectory, LogFile, ".checkpoint") is { } notEmpty)
             throw new InvalidTrainingOptionsException(notEmpty);
         var laplacian = options.ManifoldDirectory is { } manifold ? Manifold.Load(manifold) : null;
-        laplacian?.RequireDimension(options.Embedding / options.Heads, $"--embd {options.Embedding} / --heads {options.Heads}");
+        var config = options.ModelConfig();
+        laplacian?.RequireDimension(config.LambdaDim, config.TaumodeOrDefault.ProjectionDim > 0
+            ? $"--tau-projection {config.LambdaDim}" : $"--embd {options.Embedding} / --heads {options.Heads}");
         var corpus = ByteCorpus.Load(options.CorpusPath, options.ValidationFraction, options.SequenceLength);
         var trainer = new Trainer(options, corpus, laplacian, threads);
         InitializeWeights(trainer.model.Layout, trainer.model.Parameters, options.Seed);
@@ -275,6 +277,8 @@ public sealed class Trainer
     /// <summary>
     /// The starting weights (as nanochat): embeddings N(0, 1); q, k, v and the MLP's first layer N(0, 1/C); the two
     /// projections back into the residual stream and the head start at zero, so every block starts as the identity.
+    /// The λ log-gains start at 0 (every head at the config's temperature); the λ projections N(0, 1/D), or the identity
+    /// when they keep the dimension, so that a projected model starts as the native one.
     /// </summary>
     public static void InitializeWeights(ParameterLayout layout, float[] parameters, ulong seed)
     {
@@ -291,6 +295,14 @@ public sealed class Trainer
             Zero(l.AttentionProjection);
             Gaussian(l.MlpUp, 1.0 / Math.Sqrt(l.MlpUp.Cols));
             Zero(l.MlpDown);
+            if (l.LambdaLogGain is { } gain) Zero(gain);
+            foreach (var projection in new[] { l.LambdaQueryProjection, l.LambdaKeyProjection })
+            {
+                if (projection is null) continue;
+                if (projection.Rows != projection.Cols) { Gaussian(projection, 1.0 / Math.Sqrt(projection.Cols)); continue; }
+                Zero(projection);
+                for (int i = 0; i < projection.Rows; i++) parameters[projection.Offset + i * projection.Cols + i] = 1;
+            }
         }
         Zero(layout.LmHead);
     }

@@ -74,6 +74,10 @@ internal static class TrainOptionTable
                 "alibi" => TauRecency.Alibi,
                 _ => throw new UsageException($"--tau-recency '{v}' must be none or alibi"),
             } } }),
+        FlagOption("--tau-learn-temperature", "learn each kv head's temperature: λ times a learned gain per layer and kv head",
+            o => o with { Taumode = Taumode(o) with { LearnedTemperature = true } }),
+        Number<int>("--tau-projection", "F", "λ of learned maps of the q, k head vectors into F dimensions (the seed's projected regime); the Laplacian has F",
+            null, (o, v) => o with { Taumode = Taumode(o) with { ProjectionDim = v } }, described: "none: λ of the head vectors"),
         // Optimisation: AdamW, warm-up then cosine decay, global gradient-norm clipping.
         Number("--batch", "N", "sequences per step", d => d.BatchSize, (o, v) => o with { BatchSize = v }),
         Number("--steps", "N", "optimizer steps", d => d.Steps, (o, v) => o with { Steps = v }),
@@ -111,6 +115,12 @@ internal static class TrainOptionTable
     {
         var option = CommandSupport.Text(name, value, help, shown);
         return new(option, ChangeableOnResume: false, (o, r) => r.Given(option) ? set(o, r.GetValue(option)!) : o);
+    }
+
+    private static TrainOption FlagOption(string name, string help, Func<TrainingOptions, TrainingOptions> set)
+    {
+        var option = Flag(name, help);
+        return new(option, ChangeableOnResume: false, (o, r) => r.GetValue(option) ? set(o) : o);
     }
 
     /// <summary>

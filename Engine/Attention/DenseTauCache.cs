@@ -5,8 +5,7 @@ public sealed class DenseTauCache : DenseAttentionCache
 {
     public DenseTauCache(ModelConfig config, TaumodeSpec domain) : base(config, 1)
     {
-        domain.Laplacian.RequireDimension(config.HeadDim, "this model");
-        Domain = domain;
+        Domain = domain.RequireFor(config);
     }
 
     private DenseTauCache(DenseTauCache source, int length) : base(source, length) => Domain = source.Domain;
@@ -16,12 +15,12 @@ public sealed class DenseTauCache : DenseAttentionCache
     public override AttentionCache CopyPrefix(int length) => new DenseTauCache(this, length);
 
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
-        AppendLambda(layer, kvHead, Taumode.Lambda(key, Domain.Laplacian, Domain.Settings), value);
+        AppendLambda(layer, kvHead, Domain.KeyLambda(layer, kvHead, key), value);
 
     internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
     {
         int kvHead = Config.KvHeadOf(head);
-        AttendLambda(layer, kvHead, Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), keyCount, scores, output,
+        AttendLambda(layer, kvHead, Domain.QueryLambda(layer, kvHead, query), keyCount, scores, output,
             Config.TaumodeOrDefault.RecencySlope(kvHead, Config.NKvHead));
     }
 

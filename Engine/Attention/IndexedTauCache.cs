@@ -14,8 +14,7 @@ public sealed class IndexedTauCache : AttentionCache
 
     public IndexedTauCache(ModelConfig config, TaumodeSpec domain) : base(config)
     {
-        domain.Laplacian.RequireDimension(config.HeadDim, "this model");
-        Domain = domain;
+        Domain = domain.RequireFor(config);
         indexes = Enumerable.Range(0, config.NLayer * config.NKvHead).Select(stream => new LambdaIndex(config.HeadDim, domain.Temperature,
             config.TaumodeOrDefault.RecencySlope(stream % config.NKvHead, config.NKvHead))).ToArray();
         pending = indexes.Select(_ => new PendingKeys(config.HeadDim)).ToArray();
@@ -59,7 +58,7 @@ public sealed class IndexedTauCache : AttentionCache
     }
 
     internal override void Append(int layer, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value) =>
-        pending[Stream(layer, kvHead)].Add(Taumode.Lambda(key, Domain.Laplacian, Domain.Settings), value);
+        pending[Stream(layer, kvHead)].Add(Domain.KeyLambda(layer, kvHead, key), value);
 
     internal override void Settle()
     {
@@ -69,14 +68,14 @@ public sealed class IndexedTauCache : AttentionCache
 
     internal override void Attend(int layer, int head, ReadOnlySpan<float> query, int keyCount, Span<float> scores, Span<float> output)
     {
-        int s = Stream(layer, Config.KvHeadOf(head));
+        int kvHead = Config.KvHeadOf(head), s = Stream(layer, kvHead);
         var index = indexes[s];
         var waiting = pending[s];
         while (index.Count < keyCount && waiting.TryTake(out float lambda, out var value)) index.Add(lambda, value);
         if (index.Count != keyCount) throw new InvalidOperationException($"λ index holds {index.Count} keys, attention asked for {keyCount}");
         if (ExternalLength == 0)
         {
-            index.Attend(Taumode.Lambda(query, Domain.Laplacian, Domain.Settings), output);
+            index.Attend(Domain.QueryLambda(layer, kvHead, query), output);
             return;
         }
         int q = (keyCount - Length - 1) * Config.NHead + head;   // this row's query among the block's, as prepared
@@ -111,7 +110,7 @@ public sealed class IndexedTauCache : AttentionCache
         if (ExternalLength == 0) return;
         int H = Config.NHead, D = Config.HeadDim;
         if (preparedLambdas.Length < rows * H) preparedLambdas = new float[rows * H];
-        for (int q = 0; q < rows * H; q++) preparedLambdas[q] = Taumode.Lambda(queries.Slice(q * D, D), Domain.Laplacian, Domain.Settings);
+        for (int q = 0; q < rows * H; q++) preparedLambdas[q] = Domain.QueryLambda(layer, Config.KvHeadOf(q % H), queries.Slice(q * D, D));
         externalPartials = External!.Gather(layer, Length, preparedLambdas.AsSpan(0, rows * H));
         int expected = rows * H * (ExternalLength / LambdaIndex.SegmentSize);
         if (externalPartials.Count != expected || externalPartials.Width != D)

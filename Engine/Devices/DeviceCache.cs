@@ -143,7 +143,7 @@ public sealed class DeviceCache : AttentionCache
         int width = owner.KeyWidth + Config.HeadDim;
         var slot = image.AsSpan(DevicePagePool.SlotOffset(Stream(layer, kvHead), position, width), width);
         if (Domain is null) key.CopyTo(slot);
-        else slot[0] = Taumode.Lambda(key, Domain.Laplacian, Domain.Settings);
+        else slot[0] = Domain.KeyLambda(layer, kvHead, key);
         value.CopyTo(slot[owner.KeyWidth..]);
     }
 

@@ -26,6 +26,8 @@ public sealed class DeviceModel : IDisposable
             throw new InvalidOptionsException($"device {device.Device}: head_dim {c.HeadDim} exceeds the {DeviceKernels.MaxHeadDim} its attention kernel holds");
         if (c.TaumodeOrDefault.Recency != TauRecency.None)
             throw new InvalidOptionsException($"device {device.Device}: the device kernels do not apply taumode.recency; serve this model on the cpu");
+        if (c.HasLambdaWeights)
+            throw new InvalidOptionsException($"device {device.Device}: the device kernels do not apply taumode.learned_temperature or taumode.projection_dim; serve this model on the cpu");
         Model = model;
         Device = device;
         KeyWidth = c.Attention == AttentionKind.Tau ? 1 : c.HeadDim;
@@ -100,7 +102,7 @@ public sealed class DeviceModel : IDisposable
     /// <summary>The device index of a domain, its Laplacian uploaded on first use (rare: a domain per session kind).</summary>
     internal int DomainIndex(TaumodeSpec domain)
     {
-        domain.Laplacian.RequireDimension(Model.Config.HeadDim, "this model");
+        domain.RequireFor(Model.Config);
         lock (Device.Gate)
         {
             if (domainIndex.TryGetValue(domain, out int index)) return index;

@@ -174,10 +174,11 @@ public sealed class Laplacian
         }
     }
 
-    public void RequireDimension(int headDim, string purpose)
+    /// <summary>Refuses a Laplacian of another dimension than λ is taken in: the head's, or a projection's.</summary>
+    public void RequireDimension(int dimension, string purpose)
     {
-        if (Dimension != headDim)
-            throw new LaplacianException($"Laplacian {Name} has dimension {Dimension} but {purpose} needs the head dimension {headDim}");
+        if (Dimension != dimension)
+            throw new LaplacianException($"Laplacian {Name} has dimension {Dimension} but {purpose} takes λ in {dimension} dimensions");
     }
 
     public (double Min, double Max) DiagonalRange()

@@ -19,6 +19,26 @@ public sealed record TaumodeSpec(Laplacian Laplacian, TaumodeSettings Settings)
 {
     /// <summary>The divisor of λ distances, max(temperature, eps), as the kernels use it.</summary>
     public float Temperature => (float)Settings.EffectiveTemperature;
+
+    /// <summary>The model's own λ weights (a learned temperature, a projection), set by <see cref="TauModel.DomainFor"/>; null: none.</summary>
+    public LambdaHeads? Heads { get; init; }
+
+    /// <summary>λq of a query head vector of layer <paramref name="layer"/>, whose kv head is <paramref name="kvHead"/>.</summary>
+    public float QueryLambda(int layer, int kvHead, ReadOnlySpan<float> query) =>
+        Heads is null ? Taumode.Lambda(query, Laplacian, Settings) : Heads.Query(layer, kvHead, query, this);
+
+    /// <summary>λk of a key head vector.</summary>
+    public float KeyLambda(int layer, int kvHead, ReadOnlySpan<float> key) =>
+        Heads is null ? Taumode.Lambda(key, Laplacian, Settings) : Heads.Key(layer, kvHead, key, this);
+
+    /// <summary>Refuses a spec that lacks the λ weights its model's config asks for: its λ would silently be the seed's.</summary>
+    public TaumodeSpec RequireFor(ModelConfig config)
+    {
+        Laplacian.RequireDimension(config.LambdaDim, "this model");
+        if (config.HasLambdaWeights && Heads is null)
+            throw new InvalidOperationException("this model's λ has weights of its own: take its domain from TauModel.DomainFor");
+        return this;
+    }
 }
 
 /// <summary>

@@ -78,6 +78,8 @@ public static class ManifoldInputs
     /// </summary>
     public static ItemMatrix FromModel(ModelConfig config, ModelWeights weights, string source)
     {
+        if (config.TaumodeOrDefault.ProjectionDim > 0)
+            throw new ManifoldBuildException($"{source}: this model takes λ of projections into {config.LambdaDim} dimensions, not of its head vectors; build its manifold from data of that dimension");
         int c = config.NEmbd, headDim = config.HeadDim, queryHeads = config.NHead, keyHeads = config.NKvHead;
         int perToken = queryHeads + keyHeads;
         long total = (long)config.VocabSize * perToken * headDim;

@@ -14,6 +14,10 @@ public enum TaumodeKind { Fixed, Median, Mean, Percentile }
 /// </summary>
 /// <paramref name="LambdaBeforeRope"/>: λ of the query and key head vectors as projected, not rotated by RoPE first (the seed
 /// rotates them). <paramref name="Recency"/>: a bias on each score by how far back its key lies (<see cref="RecencySlope"/>).
+/// <paramref name="LearnedTemperature"/>: a learned gain per layer and kv head multiplies λq and λk, so that head's scores are
+/// −|λq − λk| / (T / gain), a temperature of its own (weights <c>attn.lambda_log_gain</c>). <paramref name="ProjectionDim"/>:
+/// 0 takes λ of the head vectors themselves (the seed's native regime); F &gt; 0 takes it of learned maps of them into F
+/// dimensions, one for queries and one for keys per layer (the seed's projected regime), against a Laplacian of dimension F.
 public sealed record TaumodeConfig(
     TaumodeKind? Mode = null,
     double Tau = 1.0,
@@ -21,7 +25,9 @@ public sealed record TaumodeConfig(
     double Temperature = 1.0,
     double Percentile = 0.5,
     bool LambdaBeforeRope = false,
-    TauRecency Recency = TauRecency.None)
+    TauRecency Recency = TauRecency.None,
+    bool LearnedTemperature = false,
+    int ProjectionDim = 0)
 {
     /// <summary>This config against one domain's Laplacian: the configured mode, else the domain's own, else fixed.</summary>
     public TaumodeSpec Resolve(Laplacian laplacian) =>
@@ -78,6 +84,12 @@ public sealed record ModelConfig(
     /// <summary>Whether RoPE rotates the query and key head vectors: always for dot products; for tau unless λ is taken before it.</summary>
     public bool RotatesHeads => Attention != AttentionKind.Tau || !TaumodeOrDefault.LambdaBeforeRope;
 
+    /// <summary>The dimension λ is taken in, which the Laplacian must have: the projection's, else the head's.</summary>
+    public int LambdaDim => TaumodeOrDefault.ProjectionDim > 0 ? TaumodeOrDefault.ProjectionDim : HeadDim;
+
+    /// <summary>Whether λ needs weights of its own (a learned temperature, a projection): see <see cref="LambdaHeads"/>.</summary>
+    public bool HasLambdaWeights => Attention == AttentionKind.Tau && (TaumodeOrDefault.LearnedTemperature || TaumodeOrDefault.ProjectionDim > 0);
+
     /// <summary>Throws <see cref="ModelFormatException"/> naming the first field that makes no model.</summary>
     public ModelConfig Validate()
     {
@@ -99,6 +111,10 @@ public sealed record ModelConfig(
         Require(t.Percentile is >= 0 and <= 1, "taumode.percentile", t.Percentile, "must lie in [0, 1]");
         Require(Attention == AttentionKind.Tau || t.Recency == TauRecency.None, "taumode.recency", t.Recency, "only applies to tau attention");
         Require(Attention == AttentionKind.Tau || !t.LambdaBeforeRope, "taumode.lambda_before_rope", t.LambdaBeforeRope, "only applies to tau attention");
+        Require(Attention == AttentionKind.Tau || !t.LearnedTemperature, "taumode.learned_temperature", t.LearnedTemperature, "only applies to tau attention");
+        Require(Attention == AttentionKind.Tau || t.ProjectionDim == 0, "taumode.projection_dim", t.ProjectionDim, "only applies to tau attention");
+        Require(t.ProjectionDim is 0 or (>= 2 and <= LambdaHeads.MaxProjectionDim), "taumode.projection_dim", t.ProjectionDim,
+            $"must be 0 (none) or lie in [2, {LambdaHeads.MaxProjectionDim}]");
         Require(Tokenizer is null or "gpt2" or "bytes", "tokenizer", Tokenizer, "must be \"gpt2\", \"bytes\" or absent");
         return this;
     }
@@ -180,7 +196,14 @@ public sealed record ModelConfig(
                 null or "none" => TauRecency.None,
                 "alibi" => TauRecency.Alibi,
                 var other => throw new ModelFormatException($"config.json: taumode.recency = \"{other}\" must be \"none\" or \"alibi\""),
-            });
+            },
+            LearnedTemperature: o["learned_temperature"] switch
+            {
+                null => false,
+                JsonValue v when v.TryGetValue<bool>(out bool learned) => learned,
+                var other => throw new ModelFormatException($"config.json: taumode.learned_temperature = {other.ToJsonString()} must be true or false"),
+            },
+            ProjectionDim: GetInt(o, "projection_dim", required: false) ?? 0);
     }
 
     public static TaumodeKind ParseTaumode(string text, string where) => text.ToLowerInvariant() switch
@@ -229,6 +252,8 @@ public sealed record ModelConfig(
         // Written only when on, so that a config of the seed's attention stays what it was.
         if (t.LambdaBeforeRope) taumode["lambda_before_rope"] = true;
         if (t.Recency != TauRecency.None) taumode["recency"] = t.Recency.ToString().ToLowerInvariant();
+        if (t.LearnedTemperature) taumode["learned_temperature"] = true;
+        if (t.ProjectionDim > 0) taumode["projection_dim"] = t.ProjectionDim;
         var root = new JsonObject
         {
             ["vocab_size"] = VocabSize, ["n_layer"] = NLayer, ["n_head"] = NHead, ["n_kv_head"] = NKvHead,

@@ -2,8 +2,13 @@ using System.Numerics.Tensors;
 
 namespace TauCluster.Engine;
 
-/// <summary>The weights of one transformer block, each [out, in] row-major as PyTorch stores them.</summary>
-public sealed record LayerWeights(float[] Query, float[] Key, float[] Value, float[] AttentionProjection, float[] MlpUp, float[] MlpDown);
+/// <summary>
+/// The weights of one transformer block, each [out, in] row-major as PyTorch stores them; the λ weights only where the
+/// config asks for them (<see cref="ModelConfig.HasLambdaWeights"/>): a log-gain per kv head [Hkv], and the query and key
+/// projections [F, D].
+/// </summary>
+public sealed record LayerWeights(float[] Query, float[] Key, float[] Value, float[] AttentionProjection, float[] MlpUp, float[] MlpDown,
+    float[]? LambdaLogGain = null, float[]? LambdaQueryProjection = null, float[]? LambdaKeyProjection = null);
 
 /// <summary>
 /// All weights of a model, loaded once and shared read-only by every session that runs it.
@@ -41,9 +46,20 @@ public sealed class ModelWeights
             yield return ($"transformer.h.{i}.attn.c_proj.weight", [c.NEmbd, c.NEmbd]);
             yield return ($"transformer.h.{i}.mlp.c_fc.weight", [c.MlpDim, c.NEmbd]);
             yield return ($"transformer.h.{i}.mlp.c_proj.weight", [c.NEmbd, c.MlpDim]);
+            if (c.Attention != AttentionKind.Tau) continue;
+            if (c.TaumodeOrDefault.LearnedTemperature) yield return (LambdaLogGainName(i), [c.NKvHead]);
+            if (c.TaumodeOrDefault.ProjectionDim is > 0 and var f)
+            {
+                yield return (LambdaProjectionName(i, query: true), [f, c.HeadDim]);
+                yield return (LambdaProjectionName(i, query: false), [f, c.HeadDim]);
+            }
         }
         yield return ("lm_head.weight", [c.VocabSize, c.NEmbd]);
     }
+
+    public static string LambdaLogGainName(int layer) => $"transformer.h.{layer}.attn.lambda_log_gain";
+
+    public static string LambdaProjectionName(int layer, bool query) => $"transformer.h.{layer}.attn.lambda_{(query ? "q" : "k")}_proj.weight";
 
     /// <summary>
     /// Checks names and shapes against the config; a missing or mis-shaped tensor is an error naming it. The weights
@@ -65,6 +81,7 @@ public sealed class ModelWeights
         var layout = Layout(config).ToDictionary(e => e.Name, e => e.Shape);
         var types = layout.Keys.Select(name => tensors.TryGetValue(name, out var t) ? t.DType : TensorDType.F32).Distinct().ToArray();
         string L(int i, string part) => $"transformer.h.{i}.{part}.weight";
+        float[]? Optional(string name) => layout.TryGetValue(name, out var shape) ? Take(name, shape) : null;
         return new ModelWeights
         {
             TokenEmbedding = Take("transformer.wte.weight", layout["transformer.wte.weight"]),
@@ -74,7 +91,10 @@ public sealed class ModelWeights
                 Take(L(i, "attn.c_v"), layout[L(i, "attn.c_v")]),
                 Take(L(i, "attn.c_proj"), layout[L(i, "attn.c_proj")]),
                 Take(L(i, "mlp.c_fc"), layout[L(i, "mlp.c_fc")]),
-                Take(L(i, "mlp.c_proj"), layout[L(i, "mlp.c_proj")]))).ToArray(),
+                Take(L(i, "mlp.c_proj"), layout[L(i, "mlp.c_proj")]),
+                Optional(LambdaLogGainName(i)),
+                Optional(LambdaProjectionName(i, query: true)),
+                Optional(LambdaProjectionName(i, query: false)))).ToArray(),
             LmHead = Take("lm_head.weight", layout["lm_head.weight"]),
             WeightType = types.Length == 1 ? types[0] : TensorDType.F32,
         };
@@ -96,12 +116,16 @@ public sealed class ModelWeights
             byName[$"transformer.h.{i}.attn.c_proj.weight"] = l.AttentionProjection;
             byName[$"transformer.h.{i}.mlp.c_fc.weight"] = l.MlpUp;
             byName[$"transformer.h.{i}.mlp.c_proj.weight"] = l.MlpDown;
+            if (l.LambdaLogGain is { } gain) byName[LambdaLogGainName(i)] = gain;
+            if (l.LambdaQueryProjection is { } q) byName[LambdaProjectionName(i, query: true)] = q;
+            if (l.LambdaKeyProjection is { } k) byName[LambdaProjectionName(i, query: false)] = k;
         }
         return Layout(config).Select(e => new Tensor(e.Name, e.Shape, byName[e.Name], WeightType));
     }
 
     /// <summary>
-    /// Seeded Gaussian weights for any config: N(0, 1) embeddings, N(0, 1/in) linear layers, so that
+    /// Seeded Gaussian weights for any config: N(0, 1) embeddings, N(0, 1/in) linear layers and λ projections, N(0, 1/4)
+    /// λ log-gains (temperatures within about e^±1 of the config's), so that
     /// benchmarks and tests can make models of any shape, and the same seed always gives the same model. A 16-bit
     /// <paramref name="type"/> rounds the same draws to nearest.
     /// </summary>
@@ -114,8 +138,9 @@ public sealed class ModelWeights
             for (int i = 0; i < w.Length; i++) w[i] = type.Round((float)(rng.NextGaussian() * std));
             return w;
         }
-        int c = config.NEmbd;
+        int c = config.NEmbd, f = config.TaumodeOrDefault.ProjectionDim;
         double linear = 1.0 / Math.Sqrt(c);
+        bool tau = config.Attention == AttentionKind.Tau;
         return new ModelWeights
         {
             TokenEmbedding = Gaussian(config.VocabSize, c, 1.0),
@@ -125,7 +150,10 @@ public sealed class ModelWeights
                 Gaussian(config.KvDim, c, linear),
                 Gaussian(c, c, linear),
                 Gaussian(config.MlpDim, c, linear),
-                Gaussian(c, config.MlpDim, 1.0 / Math.Sqrt(config.MlpDim)))).ToArray(),
+                Gaussian(c, config.MlpDim, 1.0 / Math.Sqrt(config.MlpDim)),
+                tau && config.TaumodeOrDefault.LearnedTemperature ? Gaussian(config.NKvHead, 1, 0.5) : null,
+                tau && f > 0 ? Gaussian(f, config.HeadDim, 1.0 / Math.Sqrt(config.HeadDim)) : null,
+                tau && f > 0 ? Gaussian(f, config.HeadDim, 1.0 / Math.Sqrt(config.HeadDim)) : null)).ToArray(),
             LmHead = Gaussian(config.VocabSize, c, linear),
             WeightType = type,
         };

@@ -17,12 +17,15 @@ public sealed partial class TauModel
         Directory = directory;
         Tokenizer = TextTokenizer.For(config.Tokenizer);
         RopeDivisors = Kernels.RopeDivisors(config.HeadDim, config.RopeBase);
+        lambdaHeads = LambdaHeads.Of(Config, weights);
         if (config.Attention == AttentionKind.Tau)
         {
-            laplacian ??= Laplacian.Chain(config.HeadDim);
+            laplacian ??= Laplacian.Chain(config.LambdaDim);
             DefaultDomain = DomainFor(laplacian);
         }
     }
+
+    private readonly LambdaHeads? lambdaHeads;
 
     public ModelConfig Config { get; }
     public ModelWeights Weights { get; }
@@ -46,11 +49,13 @@ public sealed partial class TauModel
     public TauModel Variant(AttentionKind attention, int sequenceLen) =>
         Create(Config with { Attention = attention, SequenceLen = Math.Max(Config.SequenceLen, sequenceLen) }, Weights, DefaultDomain?.Laplacian);
 
-    /// <summary>Scores this model's attention against another domain's Laplacian (same dimension D).</summary>
+    /// <summary>Scores this model's attention against another domain's Laplacian (of the dimension λ is taken in, <see cref="ModelConfig.LambdaDim"/>).</summary>
     public TaumodeSpec DomainFor(Laplacian laplacian)
     {
-        laplacian.RequireDimension(Config.HeadDim, $"a model with n_embd {Config.NEmbd} and n_head {Config.NHead}");
-        return Config.TaumodeOrDefault.Resolve(laplacian);
+        laplacian.RequireDimension(Config.LambdaDim, Config.TaumodeOrDefault.ProjectionDim > 0
+            ? $"a model whose λ projection has {Config.LambdaDim} dimensions"
+            : $"a model with n_embd {Config.NEmbd} and n_head {Config.NHead}");
+        return Config.TaumodeOrDefault.Resolve(laplacian) with { Heads = lambdaHeads };
     }
 
     /// <summary>Loads config.json, model.safetensors and, when the config names one, the manifold directory.</summary>

@@ -25,7 +25,7 @@ public sealed class InferenceSession : IDisposable
         Model = model;
         if (domain is not null && model.Config.Attention != AttentionKind.Tau)
             throw new InvalidOptionsException("a domain only applies to tau attention; this model uses causal dot-product attention");
-        if (domain is not null) domain.Laplacian.RequireDimension(model.Config.HeadDim, "this model");
+        domain?.RequireFor(model.Config);
         if (device is not null && device.Model != model) throw new ArgumentException("the device holds another model", nameof(device));
         Domain = domain ?? model.DefaultDomain;
         Device = device;

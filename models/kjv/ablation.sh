@@ -29,17 +29,26 @@ declare -A rows=(
   [alibi-t0.005]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.005 --tau-recency alibi --tau-lambda before-rope"
   [alibi-t0.1]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.1 --tau-recency alibi --tau-lambda before-rope"
   [alibi-chain]="--attention tau --heads 4 --laplacian chain --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope"
+  [alibi-h8]="--attention tau --heads 8 --manifold $work/manifold-h8 --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope"
+  # λ with weights of its own, on the chosen variant: a temperature learned per layer and kv head; the seed's projected
+  # regime (learned maps of the heads into the manifold's dimension), onto kjv-qk (F = D = 32, starting as the identity)
+  # and onto a manifold of data embeddings, the shared cve-minilm-384 (MiniLM sentence embeddings, F = 384).
+  [alibi-learned-t]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope --tau-learn-temperature"
+  [alibi-proj-qk]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope --tau-projection 32"
+  [alibi-proj-cve]="--attention tau --heads 4 --manifold $here/../shared/manifolds/cve-minilm-384 --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope --tau-projection 384"
+  [tau-proj-qk]="--attention tau --heads 4 --manifold $manifold --tau-temperature 0.02 --tau-projection 32"
   [alibi-h8-chain]="--attention tau --heads 8 --laplacian chain --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope"
 )
-order=(causal tau tau-before-rope tau-alibi tau-alibi-before-rope alibi-t0.005 alibi-t0.1 alibi-chain alibi-h8-chain
-  tau-t0.005 tau-t0.05 tau-t0.2 tau-chain tau-h8-chain causal-h8 tau-h8)
+order=(causal tau tau-before-rope tau-alibi tau-alibi-before-rope alibi-t0.005 alibi-t0.1 alibi-chain causal-h8 alibi-h8 alibi-learned-t alibi-proj-qk alibi-proj-cve
+  tau-proj-qk alibi-h8-chain
+  tau-t0.005 tau-t0.05 tau-t0.2 tau-chain tau-h8-chain tau-h8)
 (($# > 0)) && order=("$@")
 
 for name in "${order[@]}"; do
   out="$work/$name"
   if [[ -f "$out/train_log.csv" ]] && tail -1 "$out/train_log.csv" | grep -q "^$steps,"; then continue; fi
   # The 8-head manifold comes from the 8-head dot-product model, as kjv-qk comes from the 4-head one.
-  if [[ $name == tau-h8 && ! -d "$work/manifold-h8" ]]; then
+  if [[ $name == *-h8 && $name != causal-h8 && ! -d "$work/manifold-h8" ]]; then
     tau manifold build --from "$work/causal-h8" --out "$work/manifold-h8" --name kjv-qk-h8
   fi
   started=$(date +%s)

@@ -663,7 +663,10 @@ public sealed class TauCommandTests : IDisposable
         // … and train knows every option it lists: with --resume, all but --corpus and --threads are refused as unchangeable, by name.
         var output = Path.Combine(home, "run");
         var changeable = new[] { "--resume", "--out", "--corpus", "--threads" };
-        var r = Tau(["train", "--resume", "--out", output, .. listed.Except(changeable).SelectMany(o => new[] { o, "1" })]);
+        var flags = HelpSection(help.Stdout, "Options:").Select(line => Regex.Match(line, @"^  (--[a-z][a-z0-9-]*)  ")).Where(m => m.Success)
+            .Select(m => m.Groups[1].Value).ToHashSet();
+        Assert.Contains("--tau-learn-temperature", flags);
+        var r = Tau(["train", "--resume", "--out", output, .. listed.Except(changeable).SelectMany(o => flags.Contains(o) ? [o] : new[] { o, "1" })]);
         Assert.Equal(2, r.ExitCode);
         var refused = Regex.Match(r.Stderr, @"^tau: --resume continues the run in .* with its own settings; (.*) cannot be changed\n$");
         Assert.True(refused.Success, r.Stderr);

@@ -58,6 +58,8 @@ public sealed class DeviceTests
         var recency = TauModel.CreateRandom(model.Config with { Taumode = model.Config.Taumode! with { Recency = TauRecency.Alibi } }, 5);
         var refused = Assert.Throws<InvalidOptionsException>(() => OnDevice.NewSession(recency));
         Assert.Contains("taumode.recency", refused.Message);
+        var learned = TauModel.CreateRandom(model.Config with { Taumode = model.Config.Taumode! with { LearnedTemperature = true } }, 5);
+        Assert.Contains("taumode.learned_temperature", Assert.Throws<InvalidOptionsException>(() => OnDevice.NewSession(learned)).Message);
     }
 
     [Theory]

@@ -51,22 +51,25 @@ public sealed class ExternalContextTests
         }
     }
 
-    private static (InferenceSession Whole, InferenceSession Sharded, SegmentHolder Holder) Pair(int sequenceLen, TauRecency recency = TauRecency.None)
+    private static (InferenceSession Whole, InferenceSession Sharded, SegmentHolder Holder) Pair(int sequenceLen, TauRecency recency = TauRecency.None,
+        bool lambdaWeights = false)
     {
         var config = TestSupport.SmallConfig(AttentionKind.Tau, heads: 2, kvHeads: 1, embd: 16, layers: 2, vocab: 61, sequenceLen: sequenceLen);
-        config = config with { Taumode = config.Taumode! with { Recency = recency } };
-        var model = TauModel.CreateRandom(config, seed: 11, Laplacian.Chain(config.HeadDim));
+        config = config with { Taumode = config.Taumode! with { Recency = recency, LearnedTemperature = lambdaWeights, ProjectionDim = lambdaWeights ? 10 : 0 } };
+        var model = TauModel.CreateRandom(config, seed: 11, Laplacian.Chain(config.LambdaDim));
         var sharded = new InferenceSession(model);
         return (new InferenceSession(model), sharded, new SegmentHolder(config, ((IndexedTauCache)sharded.Cache).Domain.Temperature));
     }
 
     /// <param name="recency">With a recency bias, a shard needs each query's position, and the segments carry e^(m·j).</param>
+    /// <param name="lambdaWeights">Learned temperatures and a projection: the shards hold λk as the model's weights made them.</param>
     [Theory]
-    [InlineData(TauRecency.None)]
-    [InlineData(TauRecency.Alibi)]
-    public void Detached_segments_answered_from_outside_give_bitwise_the_logits_of_the_whole_cache(TauRecency recency)
+    [InlineData(TauRecency.None, false)]
+    [InlineData(TauRecency.Alibi, false)]
+    [InlineData(TauRecency.Alibi, true)]
+    public void Detached_segments_answered_from_outside_give_bitwise_the_logits_of_the_whole_cache(TauRecency recency, bool lambdaWeights)
     {
-        var (whole, sharded, holder) = Pair(sequenceLen: 4 * Segment, recency);
+        var (whole, sharded, holder) = Pair(sequenceLen: 4 * Segment, recency, lambdaWeights);
         var prompt = TestSupport.RandomTokens(3 * Segment + 300, 61, seed: 5);
 
         var expected = whole.Append(prompt).ToArray();

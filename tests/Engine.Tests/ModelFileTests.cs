@@ -232,6 +232,31 @@ public sealed class ModelFileTests
     }
 
     [Fact]
+    public void A_model_whose_lambda_has_weights_saves_them_and_loads_back_to_the_same_logits_and_refuses_a_file_without_them()
+    {
+        var config = Config with { Taumode = Config.Taumode! with { LearnedTemperature = true, ProjectionDim = 12 } };
+        var model = TauModel.CreateRandom(config, 43);
+        var dir = TestSupport.TempDirectory();
+        model.Save(dir);
+        var tokens = TestSupport.RandomTokens(20, config.VocabSize, 3);
+        var loaded = TauModel.Load(dir);
+        Assert.Equal(config, loaded.Config);
+        Assert.Equal(new InferenceSession(model).AppendAllLogits(tokens), new InferenceSession(loaded).AppendAllLogits(tokens));
+        Assert.Equal(12, loaded.DefaultDomain!.Laplacian.Dimension);   // the chain of the projection's dimension
+
+        // The domain a session picks must have the projection's dimension, not the head's.
+        var wrong = Assert.Throws<LaplacianException>(() => loaded.DomainFor(Laplacian.Chain(config.HeadDim)));
+        Assert.Contains("takes λ in 12 dimensions", wrong.Message);
+
+        // The same file under a config that asks for the gains but lacks them in the weights: an error naming the tensor.
+        var withoutGains = TestSupport.TempDirectory();
+        TauModel.Create(config with { Taumode = config.Taumode! with { LearnedTemperature = false } }, model.Weights).Save(withoutGains);
+        File.WriteAllText(Path.Combine(withoutGains, TauModel.ConfigFile), config.ToJson());
+        var missing = Assert.Throws<ModelFormatException>(() => TauModel.Load(withoutGains));
+        Assert.Contains("missing tensor transformer.h.0.attn.lambda_log_gain", missing.Message);
+    }
+
+    [Fact]
     public void Missing_model_directory_and_files_are_clear_errors()
     {
         Assert.Contains("not found", Assert.Throws<ModelFormatException>(() => TauModel.Load("/nonexistent/model")).Message);
@@ -242,6 +267,9 @@ public sealed class ModelFileTests
     [Theory]
     [InlineData("\"recency\": \"linear\"", "taumode.recency = \"linear\" must be \"none\" or \"alibi\"")]
     [InlineData("\"lambda_before_rope\": \"yes\"", "taumode.lambda_before_rope = \"yes\" must be true or false")]
+    [InlineData("\"learned_temperature\": 1", "taumode.learned_temperature = 1 must be true or false")]
+    [InlineData("\"projection_dim\": 1", "taumode.projection_dim = 1 must be 0 (none) or lie in [2, 4096]")]
+    [InlineData("\"projection_dim\": 2.5", "projection_dim = 2.5 must be an integer")]
     public void A_tau_variant_that_is_not_one_is_refused(string field, string message)
     {
         string json = """{"vocab_size": 8, "n_layer": 1, "n_head": 1, "n_embd": 4, "taumode": {""" + field + "}}";

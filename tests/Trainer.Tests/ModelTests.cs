@@ -136,6 +136,49 @@ public sealed class ModelTests(ITestOutputHelper output)
         AssertSameLogitsAsEngine(TauModel.CreateRandom(longer, 19), 48, 20);
     }
 
+    /// <summary>
+    /// The variants whose λ has weights of its own: a learned temperature per kv head, a projection into F dimensions
+    /// (D = 4 here: into more, into as many), and both, with ALiBi under the last.
+    /// </summary>
+    public static TheoryData<bool, int, TauRecency> LambdaWeightVariants() => new()
+    {
+        { true, 0, TauRecency.None }, { false, 6, TauRecency.None }, { false, 4, TauRecency.None }, { true, 6, TauRecency.Alibi },
+    };
+
+    [Theory]
+    [MemberData(nameof(LambdaWeightVariants))]
+    public void A_variant_with_lambda_weights_has_the_gradient_of_finite_differences_and_the_engine_logits(bool learnedTemperature, int projectionDim,
+        TauRecency recency)
+    {
+        var tiny = TinyConfig(AttentionKind.Tau);
+        var config = tiny with { Taumode = tiny.Taumode! with { LearnedTemperature = learnedTemperature, ProjectionDim = projectionDim, Recency = recency } };
+        Assert.Equal(config, ModelConfig.Parse(config.ToJson()));
+        Assert.Equal(projectionDim > 0 ? projectionDim : config.HeadDim, config.LambdaDim);
+        AssertGradientMatches(config, $"tau, learned temperature {learnedTemperature}, projection {projectionDim}, recency {recency}", seed: 23);
+
+        var longer = new ModelConfig(VocabSize: 97, NLayer: 2, NHead: 4, NKvHead: 2, NEmbd: 32, SequenceLen: 48, Softcap: 15,
+            Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.1,
+                Recency: recency, LearnedTemperature: learnedTemperature, ProjectionDim: projectionDim == 0 ? 0 : 12)).Validate();
+        AssertSameLogitsAsEngine(TauModel.CreateRandom(longer, 29), 48, 30);
+    }
+
+    [Fact]
+    public void A_learned_gain_is_a_temperature_of_its_own()
+    {
+        // Gains of 2 everywhere at temperature 0.2 score as no gains at temperature 0.1 (doubling a float λ is exact).
+        var config = new ModelConfig(VocabSize: 97, NLayer: 2, NHead: 4, NKvHead: 2, NEmbd: 32, SequenceLen: 40, Softcap: 15,
+            Attention: AttentionKind.Tau, Taumode: new TaumodeConfig(Mode: TaumodeKind.Median, Temperature: 0.2, LearnedTemperature: true)).Validate();
+        var weights = ModelWeights.CreateRandom(config, 31);
+        foreach (var layer in weights.Layers) Array.Fill(layer.LambdaLogGain!, MathF.Log(2));
+        var learned = TauModel.Create(config, weights);
+        var plain = TauModel.Create(config with { Taumode = config.Taumode! with { Temperature = 0.1, LearnedTemperature = false } }, learned.Weights);
+        var tokens = Enumerable.Range(0, 40).Select(i => i * 11 % 97).ToArray();
+        float[] learnedLogits = new InferenceSession(learned).AppendAllLogits(tokens), plainLogits = new InferenceSession(plain).AppendAllLogits(tokens);
+        Assert.True(MaxAbsDiff(learnedLogits, plainLogits) <= 1e-5f, $"differ by {MaxAbsDiff(learnedLogits, plainLogits)}");
+        var untrained = TauModel.Create(config with { Taumode = config.Taumode! with { LearnedTemperature = false } }, learned.Weights);
+        Assert.True(MaxAbsDiff(learnedLogits, new InferenceSession(untrained).AppendAllLogits(tokens)) > 1e-3f);
+    }
+
     [Fact]
     public void The_variants_change_what_the_model_computes()
     {
