@@ -166,14 +166,11 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 if (w.LambdaLogGain is { } logGain) LambdaHeads.Gains<T>(Parameters.AsSpan(logGain.Offset, Hkv), a.Gains);
                 ForRows(r =>
                 {
-                    int b = r / SeqLen, t = r % SeqLen;
                     for (int head = 0; head < Heads; head++)
                     {
-                        bool query = head < H;
-                        int g = query ? config.KvHeadOf(head) : head - H;
-                        int at = query ? (b * H + head) * SeqLen + t : (b * Hkv + g) * SeqLen + t;
+                        var (query, g, at) = LambdaSlot(r, head);
                         ReadOnlySpan<T> x = a.Qkv.AsSpan(r * Qkv + head * D, D);
-                        if ((query ? w.LambdaQueryProjection : w.LambdaKeyProjection) is { } projection)
+                        if (ProjectionOf(w, query) is { } projection)
                         {
                             var z = a.Projected.AsSpan((r * Heads + head) * F, F);
                             LambdaHeads.Project<T>(Parameters.AsSpan(projection.Offset, projection.Length), x, z);
@@ -282,17 +279,14 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
                 if (w.LambdaLogGain is { } logGain) LogGainGradients(a, sequences, Gradients.AsSpan(logGain.Offset, Hkv));
                 ForRows(r =>
                 {
-                    int b = r / SeqLen, t = r % SeqLen;
                     for (int head = 0; head < Heads; head++)
                     {
-                        bool query = head < H;
-                        int g = query ? config.KvHeadOf(head) : head - H;
-                        int at = query ? (b * H + head) * SeqLen + t : (b * Hkv + g) * SeqLen + t;
+                        var (query, g, at) = LambdaSlot(r, head);
                         double dLambda = double.CreateTruncating((query ? dLambdaQ : dLambdaK)[at] * (w.LambdaLogGain is null ? T.One : a.Gains[g]));
                         var parts = (query ? a.PartsQ : a.PartsK)[at];
                         var lx = a.LaplacianTimes.AsSpan((r * Heads + head) * F, F);
                         var dHead = dQkv.AsSpan(r * Qkv + head * D, D);
-                        if ((query ? w.LambdaQueryProjection : w.LambdaKeyProjection) is not { } projection)
+                        if (ProjectionOf(w, query) is not { } projection)
                         {
                             TauLambda.LambdaBackward<T>(a.Qkv.AsSpan(r * Qkv + head * D, D), lx, parts, taumode.Eps, dLambda, dHead);
                             continue;
@@ -335,6 +329,18 @@ public sealed class Gpt<T> where T : unmanaged, IFloatingPointIeee754<T>
             TensorPrimitives.Add(target, Row(dx, r, C), target);
         }
     }
+
+    /// <summary>
+    /// Where head vector <paramref name="head"/> of row r (query heads first, then kv heads) keeps its λ: its kv head g,
+    /// and its index in λq or λk, both [sequence, head, position].
+    /// </summary>
+    private (bool Query, int KvHead, int At) LambdaSlot(int r, int head)
+    {
+        int b = r / SeqLen, t = r % SeqLen;
+        return head < H ? (true, config.KvHeadOf(head), (b * H + head) * SeqLen + t) : (false, head - H, (b * Hkv + head - H) * SeqLen + t);
+    }
+
+    private static ParameterTensor? ProjectionOf(LayerParameters w, bool query) => query ? w.LambdaQueryProjection : w.LambdaKeyProjection;
 
     /// <summary>∂a_g = Σ λ·∂λ over every λq of kv group g and every λk of kv head g (λ = e^(a_g)·λ₀), summed in one fixed order.</summary>
     private void LogGainGradients(Layer a, int sequences, Span<T> gradients)

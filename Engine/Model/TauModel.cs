@@ -53,8 +53,7 @@ public sealed partial class TauModel
     public TaumodeSpec DomainFor(Laplacian laplacian)
     {
         laplacian.RequireDimension(Config.LambdaDim, Config.TaumodeOrDefault.ProjectionDim > 0
-            ? $"a model whose λ projection has {Config.LambdaDim} dimensions"
-            : $"a model with n_embd {Config.NEmbd} and n_head {Config.NHead}");
+            ? "a model with a λ projection" : $"a model with n_embd {Config.NEmbd} and n_head {Config.NHead}");
         return Config.TaumodeOrDefault.Resolve(laplacian) with { Heads = lambdaHeads };
     }
 
