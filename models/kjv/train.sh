@@ -17,7 +17,7 @@ shape=(--layers 4 --embd 128 --heads 4 --seq-len 1024 --batch 4 --steps $steps -
 
 for run in "${runs[@]}"; do
   case $run in
-    tau) options=(--attention tau --manifold "$work/kjv-qk" --tau-temperature 0.02 --tau-recency alibi --tau-lambda before-rope) ;;
+    tau) options=(--attention tau --manifold "$work/kjv-qk" --tau-temperature 0.1 --tau-recency alibi --tau-lambda before-rope) ;;
     causal) options=(--attention causal) ;;
     *) echo "unknown run '$run': tau or causal" >&2; exit 2 ;;
   esac
