@@ -14,7 +14,34 @@ public interface IDomainGrain : IGrainWithStringKey
 
     /// <summary>A version's matrix as compact bytes, for a silo's local copy.</summary>
     Task<DomainTriplets> GetTriplets(int version);
+
+    /// <summary>The current version's spectrum, in brief (what <c>tau manifold inspect</c> prints of it).</summary>
+    Task<DomainSpectrum> GetSpectrum();
 }
+
+/// <summary>The names of every domain the cluster has loaded or registered (the grain with key 0).</summary>
+public interface IDomainRegistryGrain : IGrainWithIntegerKey
+{
+    Task Add(string name);
+
+    [Orleans.Concurrency.AlwaysInterleave]
+    Task<string[]> GetNames();
+}
+
+/// <summary>
+/// A Laplacian's spectrum in brief: its extremes, the Fiedler value λ₂ (0 when the graph is disconnected), as many
+/// zero eigenvalues as connected components, and a histogram of the eigenvalues over [λ_min, λ_max].
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record DomainSpectrum(
+    [property: Id(0)] int Version,
+    [property: Id(1)] double Smallest,
+    [property: Id(2)] double Fiedler,
+    [property: Id(3)] double Largest,
+    [property: Id(4)] int ZeroEigenvalues,
+    [property: Id(5)] int ConnectedComponents,
+    [property: Id(6)] double[] HistogramEdges,
+    [property: Id(7)] int[] HistogramCounts);
 
 [GenerateSerializer, Immutable]
 public sealed record DomainInfo(

@@ -106,6 +106,9 @@ public sealed class LocalShards
     public long Bytes => shards.Values.Sum();
     public IEnumerable<string> Keys => shards.Keys;
 
+    /// <summary>Each shard's key and bytes, for the silo's live view.</summary>
+    public IEnumerable<(string Key, long Bytes)> All => shards.Select(s => (s.Key, s.Value));
+
     public void Update(string key, long bytes) => shards[key] = bytes;
     public void Remove(string key) => shards.TryRemove(key, out _);
 }

@@ -20,6 +20,16 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
 
     public IEnumerable<IContextShardGrain> Grains => shards.Select(s => s.Grain);
 
+    /// <summary>A new shard's grain key: its session and first position, and a fresh part, so that a rebuilt shard is a new grain, never the lost one's stale address.</summary>
+    public static string KeyOf(string sessionId, int start) => $"{sessionId}/{start}/{Guid.NewGuid():N}";
+
+    /// <summary>The session and first position a shard's key names (session names hold no '/').</summary>
+    public static (string Session, int Start) Parse(string key)
+    {
+        var parts = key.Split('/');
+        return (parts[0], parts.Length > 1 && int.TryParse(parts[1], out int start) ? start : 0);
+    }
+
     /// <summary>
     /// Moves the cache's oldest <paramref name="segments"/> sealed segments into a new shard. The cache keeps them until
     /// the shard has every stream, so a failed move changes nothing.
@@ -30,7 +40,7 @@ public sealed class ContextShards(IGrainFactory grains, string sessionId, ModelC
         var recency = config.TaumodeOrDefault.Recency;
         var layout = new ShardLayout(start, segments, config.NLayer, config.NHead, config.NKvHead, config.HeadDim, temperature,
             recency == TauRecency.None ? null : recency.ToString().ToLowerInvariant());
-        string key = $"{sessionId}/{start}/{Guid.NewGuid():N}";   // a rebuilt shard is a new grain: never the lost one's stale address
+        string key = KeyOf(sessionId, start);
         var grain = grains.GetGrain<IContextShardGrain>(key);
         var data = cache.PeekSegments(segments);
         long bytes = 0;

@@ -54,6 +54,17 @@ public sealed class ManifoldCatalog(IOptions<TauClusterOptions> options)
 {
     public string? Find(string name) =>
         options.Value.Manifolds.TryGetValue(name, out var dir) ? dir : Names.InsideRoot(options.Value.ManifoldsRoot, name);
+
+    /// <summary>The names <see cref="Find"/> resolves: the configured ones, and each directory under the root that holds a manifold.</summary>
+    public IEnumerable<string> KnownNames()
+    {
+        var root = options.Value.ManifoldsRoot;
+        var underRoot = root is not null && Directory.Exists(root)
+            ? Directory.EnumerateDirectories(root).Select(Path.GetFileName).OfType<string>()
+                .Where(n => Names.IsValid(n) && File.Exists(Path.Combine(root, n, Manifold.ParquetFile)))
+            : [];
+        return options.Value.Manifolds.Keys.Union(underRoot, StringComparer.Ordinal);
+    }
 }
 
 /// <summary>

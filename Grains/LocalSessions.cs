@@ -4,9 +4,17 @@ using TauCluster.Engine;
 namespace TauCluster.Grains;
 
 /// <summary>A session's in-memory half: its λ/V (or K/V) cache and its sampler. Derived from the persisted state.</summary>
-public sealed class SessionCompute(InferenceSession inference, Sampler sampler)
+public sealed class SessionCompute(string session, string model, string? domain, InferenceSession inference, Sampler sampler)
 {
     public Guid Handle { get; } = Guid.NewGuid();
+
+    /// <summary>Whose cache this is, and of what model and domain (which a session never changes), for the silo's live view.</summary>
+    public string Session { get; } = session;
+    public string Model { get; } = model;
+    public string? Domain { get; } = domain;
+
+    /// <summary>The tokens this cache's session generates per second now.</summary>
+    public TokenRate Rate { get; } = new();
     public InferenceSession Inference { get; } = inference;
     public Sampler Sampler { get; set; } = sampler;
 
@@ -44,6 +52,16 @@ public sealed class LocalSessions
             if (Interlocked.Exchange(ref ended, 1) == 0) Interlocked.Decrement(ref owner.generating);
         }
     }
+    /// <summary>The tokens this silo's sessions generate per second now.</summary>
+    public TokenRate Rate { get; } = new();
+
+    /// <summary>Counts a token a session generated, in its rate and the silo's.</summary>
+    public void Generated(SessionCompute compute)
+    {
+        compute.Rate.Add();
+        Rate.Add();
+    }
+
     public long CacheBytes => sessions.Values.Sum(s => s.Inference.Cache.Bytes);
     public long BaselineCacheBytes => sessions.Values.Sum(s => s.Inference.Cache.KeyValueBaselineBytes);
 

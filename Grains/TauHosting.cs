@@ -31,6 +31,7 @@ public static class TauHosting
         services.AddSingleton<LocalSessions>();
         services.AddSingleton<LocalShards>();
         services.AddPlacementDirector<AwayFromCallerPlacement, AwayFromCallerPlacementDirector>();
+        services.AddPlacementDirector<SiloPinnedPlacement, SiloPinnedPlacementDirector>();
         services.AddMetrics();   // the IMeterFactory TauMetrics' meter comes from (hosts register it already; this makes sure)
         services.AddSingleton<TauMetrics>();
         // Opened here, while the silo is built, so that a configured device that is missing stops it at start.

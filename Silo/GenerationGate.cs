@@ -4,7 +4,7 @@ namespace TauCluster.Silo;
 /// Admission for generations on this silo: a fixed number run, a bounded number wait, and the rest are turned away
 /// (503) rather than piling up latency for everyone.
 /// </summary>
-public sealed class GenerationGate(HttpApiOptions options)
+public sealed class GenerationGate(HttpApiOptions options) : Grains.IGenerationAdmission
 {
     private readonly SemaphoreSlim slots = new(options.MaxConcurrentGenerations, options.MaxConcurrentGenerations);
     private readonly object watchersLock = new();

@@ -55,7 +55,7 @@ internal sealed record GenerationRequest(
 /// <summary>
 /// The OpenAI-compatible HTTP API: /v1/models, /v1/completions, /v1/chat/completions (with server-sent events when
 /// <c>stream</c> is true, log-probabilities when asked), plus TauCluster's extension fields <c>session</c>, <c>domain</c> and <c>top_k</c>, and
-/// /v1/sessions/{id} to read or delete a session.
+/// /v1/sessions/{id} to read, fork or delete a session.
 /// </summary>
 public static partial class OpenAiApi
 {
@@ -77,21 +77,10 @@ public static partial class OpenAiApi
         api.MapPost("/chat/completions", (HttpContext http, CancellationToken _) => Generate(http, chat: true))
             .WithSummary("A chat reply to messages, through the chat template, whole or as server-sent events (stream: true)")
             .TakesJson().Produces<JsonObject>(200, "application/json", "text/event-stream").Produces<ErrorDocument>(400);
-        api.MapGet("/sessions/{id}", async (string id, IGrainFactory grains) =>
-        {
-            var info = await new TauSessionClient(grains).Info(Names.Require("session", id));
-            return info.Exists ? Results.Json(info, JsonOptions) : throw new UnknownNameException("session", id);
-        }).WithSummary("A session: its model, domain, length, cache bytes and silo (TauCluster's extension)").Produces<SessionInfo>();
+        api.MapSessionsApi();
         app.Map("/v1/{**rest}", (string rest) => Results.Json(
             new ApiError(404, $"no endpoint /v1/{rest}: see /v1/models, /v1/completions, /v1/chat/completions, /v1/sessions/{{id}} (and /openapi/v1.json)", code: "not_found").ToJson(),
             statusCode: 404)).ExcludeFromDescription();
-        api.MapDelete("/sessions/{id}", async (string id, IGrainFactory grains) =>
-        {
-            var session = grains.GetGrain<ISessionGrain>(Names.Require("session", id));
-            if (!(await session.GetInfo()).Exists) throw new UnknownNameException("session", id);
-            await session.Delete();
-            return Results.Json(new JsonObject { ["id"] = id, ["object"] = "session", ["deleted"] = true });
-        }).WithSummary("Deletes a session and its caches (TauCluster's extension)").Produces<JsonObject>();
     }
 
     /// <summary>

@@ -12,8 +12,8 @@ using TauCluster.Grains;
 namespace TauCluster.Silo;
 
 /// <summary>
-/// The silo process: an Orleans silo and, on the same host, ASP.NET Core serving the OpenAI-compatible API,
-/// /metrics (Prometheus), /healthz and /readyz, and the Orleans dashboard at /dashboard.
+/// The silo process: an Orleans silo and, on the same host, ASP.NET Core serving the OpenAI-compatible API, the web
+/// console at / (and its /api), /metrics (Prometheus), /healthz and /readyz, and the Orleans dashboard at /dashboard.
 /// </summary>
 public static class TauSilo
 {
@@ -39,6 +39,7 @@ public static class TauSilo
         builder.Services.Configure<Orleans.Configuration.ClusterMembershipOptions>(builder.Configuration.GetSection("Orleans:Membership"));
         builder.Services.AddSingleton(http);
         builder.Services.AddSingleton<GenerationGate>();
+        builder.Services.AddSingleton<IGenerationAdmission>(services => services.GetRequiredService<GenerationGate>());
         builder.Services.AddTauHealthChecks();
         builder.Services.AddOpenApi(openApi =>
         {
@@ -75,10 +76,11 @@ public static class TauSilo
 
         app.Use(RequestTelemetry.Middleware(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TauCluster.Requests"),
             app.Services.GetRequiredService<TauMetrics>()));
+        app.UseConsolePage();
         app.Use(RequireApiKey(http.ApiKeys));
         app.Use(async (context, next) =>
         {
-            if (context.Request.Path.StartsWithSegments("/v1")) await OpenAiApi.WriteErrors(context, () => next(context));
+            if (context.Request.Path.StartsWithSegments("/v1") || context.Request.Path.StartsWithSegments("/api")) await OpenAiApi.WriteErrors(context, () => next(context));
             else await next(context);
         });
         app.MapTauHealthChecks();
@@ -94,6 +96,7 @@ public static class TauSilo
             return Results.Ok(new { heap_bytes_before = before, heap_bytes = GC.GetTotalMemory(forceFullCollection: false), working_set_bytes = Environment.WorkingSet });
         });
         app.MapOpenAiApi();
+        app.MapConsoleApi();
         app.MapOpenApi();   // /openapi/v1.json
         return app;
     }
@@ -119,7 +122,10 @@ public static class TauSilo
         return (tau, http);
     }
 
-    /// <summary>With keys configured, everything but the probes /healthz and /readyz (the dashboard and /metrics included) needs a valid bearer key.</summary>
+    /// <summary>
+    /// With keys configured, everything but the probes /healthz and /readyz and the console's page (which asks for the
+    /// key: the dashboard, /metrics and the console's /api included) needs a valid bearer key.
+    /// </summary>
     private static Func<HttpContext, Func<Task>, Task> RequireApiKey(string[] keys)
     {
         var accepted = keys.Where(k => k.Length > 0).Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();

@@ -62,6 +62,9 @@ public sealed partial class ComputeWorker : IDisposable
     public long PrefillChunks { get; private set; }
     public int LargestBatch { get; private set; }
 
+    /// <summary>Lanes the latest pass held: the batch as it forms now, for a live view of the silo.</summary>
+    public int LastBatch { get; private set; }
+
     /// <summary>
     /// Bytes the worker's own code has allocated, wherever it ran: its passes, its sampling on the thread pool, and
     /// each <see cref="Decode"/> call and await of one (not the awaiting caller's own code; the kernel pool counts its
@@ -293,6 +296,7 @@ public sealed partial class ComputeWorker : IDisposable
         Steps += batch.DecodeCount;
         PrefillChunks += batch.Count - batch.DecodeCount;
         LargestBatch = Math.Max(LargestBatch, batch.Count);
+        LastBatch = batch.Count;
         batch.Finish(pass.Logits, model.Config.VocabSize, pool);
     }
 }

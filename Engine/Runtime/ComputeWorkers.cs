@@ -80,6 +80,9 @@ public sealed class ComputeWorkers : IDisposable
     public long PrefillChunks => workers.Values.Sum(w => w.PrefillChunks);
     public int LargestBatch => workers.Values.Select(w => w.LargestBatch).DefaultIfEmpty(0).Max();
 
+    /// <summary>Lanes of each worker's latest pass, added up: what the silo's batches hold now.</summary>
+    public int LastBatch => workers.Values.Sum(w => w.LastBatch);
+
     public void Dispose()
     {
         disposed = true;

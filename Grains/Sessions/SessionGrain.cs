@@ -214,6 +214,7 @@ public sealed class SessionGrain(
                 long now = Stopwatch.GetTimestamp();
                 (last == started ? metrics.TimeToFirstToken : metrics.InterTokenLatency).Record(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
                 metrics.GeneratedTokens.Add(1);
+                local.Generated(c);
                 last = now;
                 if (++unsaved >= options.Value.CheckpointEvery)
                 {
@@ -349,7 +350,7 @@ public sealed class SessionGrain(
         {
             var model = models.Get(source.Spec.Model);
             var inference = parent.Inference.CopyPrefix(Math.Min(parent.Inference.Length, Tokens.Count - 1));
-            Runtime.Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, source.Spec.Sampling.ToOptions(), CurrentGenerator())));
+            Runtime.Attach(new SessionCompute(Id, source.Spec.Model, source.Spec.Domain, inference, new Sampler(model.Config.VocabSize, source.Spec.Sampling.ToOptions(), CurrentGenerator())));
             Runtime.Rebuilt = Tokens.Count - inference.Length;   // run when the child first computes
         }
         return Info();
@@ -412,7 +413,7 @@ public sealed class SessionGrain(
         var model = models.Get(spec.Model);
         var domain = spec.Domain is null ? null : model.DomainFor(await domains.Get(spec.Domain, state.State.DomainVersion));
         var inference = compute.NewSession(model, domain);
-        var c = Runtime.Attach(new SessionCompute(inference, new Sampler(model.Config.VocabSize, spec.Sampling.ToOptions(), CurrentGenerator())));
+        var c = Runtime.Attach(new SessionCompute(Id, spec.Model, spec.Domain, inference, new Sampler(model.Config.VocabSize, spec.Sampling.ToOptions(), CurrentGenerator())));
         if (Tokens.Count > 0) await Runtime.Step(c, Tokens, sample: false);
         Runtime.Rebuilt = Tokens.Count;
         return c;

@@ -102,6 +102,14 @@ public sealed class ContextShardTests(ContextShardTests.WholeCluster whole) : IC
             // what the silos report: every shard counted once, with its bytes
             long reported = fixture.Cluster.Silos.Sum(s => fixture.SiloService<LocalShards>(s.SiloAddress.ToString()).Bytes);
             Assert.Equal(info.ShardBytes, reported);
+
+            // and what the console's view of the cluster shows: each shard on the silo that holds it, the session's count on its own
+            var view = await ClusterView.Silos(fixture.Client);
+            var now = await fixture.Sessions.Session(info.Session).GetShards();
+            Assert.Equal(now.Select(s => (s.Silo, s.Start, s.Bytes)).Order(),
+                view.SelectMany(v => v.Shards.Where(s => s.Session == info.Session).Select(s => (v.Silo, s.Start, s.Bytes))).Order());
+            var session = Assert.Single(view.Single(v => v.Silo == info.Silo).Sessions, s => s.Session == info.Session);
+            Assert.Equal((info.Shards, info.ShardBytes), (session.Shards, session.ShardBytes));
         }
         finally
         {

@@ -157,7 +157,7 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
         Assert.StartsWith("3.", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal("TauCluster", document["info"]!["title"]!.GetValue<string>());
         var paths = document["paths"]!.AsObject();
-        Assert.Equal(["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}", "/v1/sessions/{id}"], paths.Select(p => p.Key).Order(StringComparer.Ordinal).ToArray());
+        Assert.Equal(["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}", "/v1/sessions/{id}", "/v1/sessions/{id}/fork"], paths.Select(p => p.Key).Order(StringComparer.Ordinal).ToArray());
         foreach (var post in new[] { "/v1/completions", "/v1/chat/completions" })
         {
             var operation = paths[post]!["post"]!;
@@ -171,6 +171,7 @@ public sealed class OpenAiApiTests(ServerFixture fixture)
         }
         Assert.NotNull(paths["/v1/sessions/{id}"]!["get"]);
         Assert.NotNull(paths["/v1/sessions/{id}"]!["delete"]);
+        Assert.NotNull(paths["/v1/sessions/{id}/fork"]!["post"]);
     }
 
     [Fact]
